@@ -1,0 +1,124 @@
+"""The ``cem`` command: operate the warehouse, run the pipeline, generate data, benchmark.
+
+Each capability registers its own sub-commands (see ``_register_all``); this module only
+wires them together and turns :class:`CemError` into one clear line and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from cem_warehouse.errors import CemError
+
+
+def _cmd_warehouse(args: argparse.Namespace) -> int:
+    from cem_warehouse.warehouse import commands
+
+    return commands.run(args)
+
+
+def _register_warehouse(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "warehouse",
+        help="start, stop and locate the warehouse",
+        description="The embedded warehouse is used when CEM_WAREHOUSE_URL is unset.",
+    )
+    parser.add_argument("action", choices=["up", "down", "status", "url"])
+    parser.add_argument("--show-password", action="store_true", help="`url`: print the password instead of ***")
+    parser.set_defaults(handler=_cmd_warehouse)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from cem_warehouse.orchestration.runner import run_pipeline
+
+    return run_pipeline(as_of=args.as_of, logical_date=args.logical_date, only=args.dag)
+
+
+def _register_run(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("run", help="run the project's DAGs end to end, in dependency order")
+    parser.add_argument("--as-of", dest="as_of", metavar="YYYY-MM-DD", help="as-of date for the marts (default: the run's data interval end)")
+    parser.add_argument("--logical-date", metavar="YYYY-MM-DD", help="logical date of the DAG runs (default: today, UTC)")
+    parser.add_argument("--dag", action="append", metavar="DAG_ID", help="run only these DAGs (repeatable)")
+    parser.set_defaults(handler=_cmd_run)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from cem_warehouse.demo import run_demo
+
+    return run_demo(seed=args.seed, customers=args.customers)
+
+
+def _register_demo(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("demo", help="start the warehouse, load sample data, build the marts, print what they say")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--customers", type=int, default=2000)
+    parser.set_defaults(handler=_cmd_demo)
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from cem_warehouse.ops_report import print_status
+
+    return print_status()
+
+
+def _register_status(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("status", help="last load batches per source and quarantined rows")
+    parser.set_defaults(handler=_cmd_status)
+
+
+def _cmd_airflow(args: argparse.Namespace) -> int:
+    from cem_warehouse.orchestration.local_airflow import serve
+
+    return serve(port=args.port)
+
+
+def _register_airflow(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("airflow", help="start the Airflow UI, scheduler, dag-processor and triggerer on localhost")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.set_defaults(handler=_cmd_airflow)
+
+
+def _optional_registrations() -> list[Callable[[argparse._SubParsersAction], None]]:
+    """Sub-commands owned by other capabilities (sources, load, ...), when present."""
+    registrations = []
+    try:
+        from cem_warehouse.sources.cli import register as register_sources
+    except ImportError:
+        pass
+    else:
+        registrations.append(register_sources)
+    return registrations
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cem", description=__doc__.splitlines()[0])
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for register in (
+        _register_warehouse,
+        _register_run,
+        _register_demo,
+        _register_status,
+        _register_airflow,
+        *_optional_registrations(),
+    ):
+        register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except CemError as exc:
+        print(f"cem: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("cem: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""How Airflow runs the project locally: its environment, `cem run` and `make airflow`."""

@@ -1,0 +1,1 @@
+"""Great Expectations checks that guard every load, run as SQL inside PostgreSQL."""

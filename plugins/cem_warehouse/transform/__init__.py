@@ -1,0 +1,1 @@
+"""dbt: the profile derived from the warehouse setting, and running the project."""

@@ -1,0 +1,1 @@
+"""The warehouse: where it is, the embedded default, connections, bootstrap."""

@@ -1,0 +1,82 @@
+"""Schemas, roles and bookkeeping tables every other component expects to exist.
+
+Idempotent: safe to run before every pipeline run and from concurrent processes.
+"""
+
+from __future__ import annotations
+
+import psycopg
+
+from cem_warehouse.warehouse.connection import connect
+from cem_warehouse.warehouse.settings import WarehouseLocation
+
+SCHEMAS = {
+    "raw": "Published source rows, one table per source entity (merged on natural keys).",
+    "quarantine": "Rows rejected by a load, with the raw payload, the reason and the batch id.",
+    "staging": "dbt staging and intermediate models; not for analysts.",
+    "marts": "Customer-experience marts for analysts and BI.",
+    "ops": "Load ledger and data-quality results.",
+}
+
+# BI dashboards connect with a role that is granted this one: read marts, nothing else.
+READER_ROLE = "cem_reader"
+
+_OPS_DDL = """
+create table if not exists ops.load_batches (
+    batch_id text primary key,
+    source text not null,
+    entity text not null,
+    cursor_from text,
+    cursor_to text,
+    rows_received bigint not null default 0,
+    rows_published bigint not null default 0,
+    rows_quarantined bigint not null default 0,
+    gx_success boolean,
+    status text not null check (status in ('running', 'published', 'failed', 'blocked')),
+    message text,
+    started_at timestamptz not null default now(),
+    finished_at timestamptz
+);
+create table if not exists ops.dq_results (
+    batch_id text not null,
+    suite_name text not null,
+    expectation_type text not null,
+    column_name text,
+    success boolean not null,
+    unexpected_count bigint,
+    observed_value text,
+    details jsonb,
+    checked_at timestamptz not null default now()
+);
+create index if not exists dq_results_batch_idx on ops.dq_results (batch_id);
+"""
+
+
+def bootstrap(location: WarehouseLocation) -> None:
+    """Create schemas, ops tables and the read-only role (each step a no-op when done)."""
+    with connect(location, autocommit=True) as conn:
+        # Concurrent bootstraps (two DAGs starting together) serialise on this lock.
+        conn.execute("select pg_advisory_lock(hashtext('cem_warehouse.bootstrap'))")
+        try:
+            for schema, comment in SCHEMAS.items():
+                conn.execute(f"create schema if not exists {schema}")
+                conn.execute(f"comment on schema {schema} is %s".replace("%s", _literal(comment)))
+            conn.execute(_OPS_DDL)
+            _ensure_reader_role(conn, location.dbname)
+        finally:
+            conn.execute("select pg_advisory_unlock(hashtext('cem_warehouse.bootstrap'))")
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _ensure_reader_role(conn: psycopg.Connection, dbname: str) -> None:
+    try:
+        conn.execute(f"create role {READER_ROLE} nologin")
+    except (psycopg.errors.DuplicateObject, psycopg.errors.UniqueViolation):
+        pass  # roles are cluster-wide: another database or process made it first
+    conn.execute(f'grant connect on database "{dbname}" to {READER_ROLE}')
+    conn.execute(f"grant usage on schema marts to {READER_ROLE}")
+    conn.execute(f"grant select on all tables in schema marts to {READER_ROLE}")
+    conn.execute(f"alter default privileges in schema marts grant select on tables to {READER_ROLE}")

@@ -1,0 +1,92 @@
+"""Shared fixtures: a real PostgreSQL for every test that needs one, never a mock.
+
+``CEM_WAREHOUSE_URL`` set: tests create throw-away databases on that server.
+Unset: one embedded server is started for the session in a private state folder.
+Each test that asks for ``fresh_database`` gets a database of its own, dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cem_warehouse.warehouse.connection import connect
+from cem_warehouse.warehouse.settings import WarehouseLocation, configured_warehouse
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WarehouseLocation]:
+    """A PostgreSQL server: the configured one, or an embedded one for this test session."""
+    configured = configured_warehouse()
+    if configured is not None:
+        yield configured
+        return
+    from cem_warehouse.warehouse.embedded import EmbeddedWarehouse
+
+    state = tmp_path_factory.mktemp("cem_state")
+    previous = os.environ.get("CEM_EMBEDDED_PORT")
+    os.environ["CEM_EMBEDDED_PORT"] = str(free_port())
+    embedded = EmbeddedWarehouse(state_dir=state)
+    try:
+        yield embedded.up()
+    finally:
+        embedded.down()
+        if previous is None:
+            os.environ.pop("CEM_EMBEDDED_PORT", None)
+        else:
+            os.environ["CEM_EMBEDDED_PORT"] = previous
+
+
+def _create_database(server: WarehouseLocation, prefix: str) -> WarehouseLocation:
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    with connect(server.with_database("postgres"), autocommit=True) as conn:
+        conn.execute(f'create database "{name}"')
+    return server.with_database(name)
+
+
+def _drop_database(server: WarehouseLocation, name: str) -> None:
+    with connect(server.with_database("postgres"), autocommit=True) as conn:
+        conn.execute(f'drop database if exists "{name}" with (force)')
+
+
+@pytest.fixture
+def fresh_database(server: WarehouseLocation) -> Iterator[WarehouseLocation]:
+    """A new, empty database on the test server, dropped after the test."""
+    location = _create_database(server, "cem_test")
+    try:
+        yield location
+    finally:
+        _drop_database(server, location.dbname)
+
+
+@pytest.fixture
+def database_factory(server: WarehouseLocation) -> Iterator:
+    """Make as many fresh databases as a test needs (e.g. a warehouse and a source system)."""
+    created: list[str] = []
+
+    def make(prefix: str = "cem_test") -> WarehouseLocation:
+        location = _create_database(server, prefix)
+        created.append(location.dbname)
+        return location
+
+    yield make
+    for name in created:
+        _drop_database(server, name)
+
+
+@pytest.fixture
+def project_root() -> Path:
+    from cem_warehouse.paths import project_root as root
+
+    return root()
