@@ -32,7 +32,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 # `user: "<uid>:0"` in docker-compose can still write AIRFLOW_HOME.
 RUN useradd --uid "${AIRFLOW_UID}" --gid 0 --home-dir /home/airflow --create-home \
         --shell /bin/bash airflow \
-    && mkdir -p /opt/airflow/logs /opt/airflow/cem /opt/cem \
+    && mkdir -p /opt/airflow/logs /opt/airflow/cem /opt/airflow/auth /opt/cem \
     && chown -R "${AIRFLOW_UID}:0" /opt/airflow /opt/cem \
     && chmod -R g+rwX /opt/airflow /opt/cem
 

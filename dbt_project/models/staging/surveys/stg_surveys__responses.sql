@@ -1,0 +1,26 @@
+with
+
+source as (
+
+    select * from {{ source('surveys', 'survey_responses') }}
+
+),
+
+renamed as (
+
+    select
+        response_id,
+        lower(trim(respondent_email)) as respondent_email,
+        touchpoint,
+        ltr as likelihood_to_recommend,
+        csat as csat_score,
+        {{ nps_category('ltr') }} as nps_category,
+        csat >= 4 as is_satisfied,
+        responded_at,
+        cast(responded_at as date) as responded_date
+
+    from source
+
+)
+
+select * from renamed

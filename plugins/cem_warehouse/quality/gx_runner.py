@@ -1,0 +1,110 @@
+"""Run a Great Expectations suite from ``expectations/`` on a warehouse table, as SQL.
+
+GX computes its metrics with queries inside PostgreSQL; no table is pulled into pandas.
+Each expectation's outcome is written to ``ops.dq_results`` for the batch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+
+from psycopg.types.json import Jsonb
+
+from cem_warehouse import paths
+from cem_warehouse.errors import CemError
+from cem_warehouse.warehouse.connection import connect
+from cem_warehouse.warehouse.settings import WarehouseLocation
+
+# GX logs every decorator it registers at INFO; keep task logs readable.
+logging.getLogger("great_expectations").setLevel(logging.WARNING)
+
+
+@dataclass
+class ExpectationOutcome:
+    expectation_type: str
+    column: str | None
+    success: bool
+    unexpected_count: int | None
+    observed_value: str | None
+    critical: bool
+
+
+@dataclass
+class ValidationOutcome:
+    suite: str
+    success: bool
+    outcomes: list[ExpectationOutcome] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[ExpectationOutcome]:
+        return [o for o in self.outcomes if not o.success]
+
+    @property
+    def summary(self) -> str:
+        if self.success:
+            return f"suite {self.suite}: all {len(self.outcomes)} expectations passed"
+        parts = [
+            f"{o.expectation_type}({o.column or ''}) failed on {o.unexpected_count if o.unexpected_count is not None else '?'} rows"
+            for o in self.failed
+        ]
+        return f"suite {self.suite}: " + "; ".join(parts)
+
+
+def load_suite_definition(suite: str) -> dict:
+    path = paths.expectations_dir() / f"{suite}.json"
+    if not path.exists():
+        raise CemError(f"No expectation suite {path}: add one (see expectations/README.md).")
+    return json.loads(path.read_text())
+
+
+def validate_table(
+    location: WarehouseLocation, *, schema: str, table: str, suite: str, batch_id: str
+) -> ValidationOutcome:
+    import great_expectations as gx
+    from great_expectations.core import ExpectationSuite
+
+    definition = load_suite_definition(suite)
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = {"globally": False}
+    source = context.data_sources.add_postgres("warehouse", connection_string=location.url)
+    asset = source.add_table_asset(table, table_name=table, schema_name=schema)
+    batch = asset.add_batch_definition_whole_table("batch")
+    gx_suite = context.suites.add(ExpectationSuite(name=definition["name"], expectations=definition["expectations"]))
+    run = context.validation_definitions.add(gx.ValidationDefinition(name=f"{suite}-{table}", data=batch, suite=gx_suite)).run()
+
+    outcomes = []
+    for result in run.results:
+        config = result.expectation_config
+        observed = result.result.get("observed_value")
+        outcomes.append(
+            ExpectationOutcome(
+                expectation_type=config.type,
+                column=config.kwargs.get("column"),
+                success=bool(result.success),
+                unexpected_count=result.result.get("unexpected_count"),
+                observed_value=None if observed is None else str(observed),
+                critical=(config.meta or {}).get("severity", "critical") == "critical",
+            )
+        )
+    outcome = ValidationOutcome(
+        suite=definition["name"], success=all(o.success for o in outcomes if o.critical), outcomes=outcomes
+    )
+    _record(location, batch_id, outcome)
+    return outcome
+
+
+def _record(location: WarehouseLocation, batch_id: str, outcome: ValidationOutcome) -> None:
+    with connect(location) as conn, conn.transaction():
+        conn.execute("delete from ops.dq_results where batch_id = %s and suite_name = %s", (batch_id, outcome.suite))
+        with conn.cursor() as cur:
+            cur.executemany(
+                "insert into ops.dq_results (batch_id, suite_name, expectation_type, column_name, success, "
+                "unexpected_count, observed_value, details) values (%s, %s, %s, %s, %s, %s, %s, %s)",
+                [
+                    (batch_id, outcome.suite, o.expectation_type, o.column, o.success, o.unexpected_count,
+                     o.observed_value, Jsonb({"critical": o.critical}))
+                    for o in outcome.outcomes
+                ],
+            )

@@ -1,0 +1,53 @@
+"""Run dbt against the warehouse; the profile takes its connection from one place.
+
+``dbt_project/profiles.yml`` reads ``CEM_DBT_*`` variables; this module sets them from a
+:class:`WarehouseLocation` (which came from the Airflow connection or CEM_WAREHOUSE_URL).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from cem_warehouse import paths
+from cem_warehouse.errors import CemError
+from cem_warehouse.warehouse.settings import WarehouseLocation
+
+
+def dbt_environment(location: WarehouseLocation) -> dict[str, str]:
+    return {
+        "CEM_DBT_HOST": location.host,
+        "CEM_DBT_PORT": str(location.port),
+        "CEM_DBT_USER": location.user,
+        "CEM_DBT_PASSWORD": location.password,
+        "CEM_DBT_DBNAME": location.dbname,
+        "CEM_DBT_SSLMODE": location.sslmode or "prefer",
+        "DBT_PROFILES_DIR": str(paths.dbt_project_dir()),
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
+        "DBT_USE_COLORS": "False",
+    }
+
+
+def dbt_executable() -> str:
+    candidate = Path(sys.executable).with_name("dbt")
+    return str(candidate) if candidate.exists() else "dbt"
+
+
+def run_dbt(location: WarehouseLocation, args: list[str], *, log_path: Path | None = None) -> str:
+    """Run one dbt command; a failure raises with dbt's own summary lines."""
+    project = paths.dbt_project_dir()
+    target_dir = paths.state_dir() / "dbt" / "target"
+    command = [
+        dbt_executable(), *args, "--project-dir", str(project), "--profiles-dir", str(project),
+        "--target-path", str(target_dir), "--log-path", str(log_path or paths.logs_dir() / "dbt"),
+    ]
+    result = subprocess.run(
+        command, env={**os.environ, **dbt_environment(location)}, capture_output=True, text=True
+    )
+    output = result.stdout + result.stderr
+    if result.returncode != 0:
+        errors = [line for line in output.splitlines() if "error" in line.lower() or "fail" in line.lower()]
+        raise CemError(f"dbt {args[0]} failed: {' | '.join(errors[-5:]) or output[-500:]}")
+    return output
