@@ -520,8 +520,15 @@ def test_dockerfile_installs_the_lock_before_the_code(dockerfile: list[tuple[str
 def test_dockerfile_pins_the_makefile_uv(dockerfile: list[tuple[str, str]]) -> None:
     makefile_uv = re.search(r"^UV_VERSION\s*:?=\s*(\S+)", MAKEFILE.read_text(), re.M)
     assert makefile_uv
-    text = " ".join(args for _, args in dockerfile)
-    assert f"UV_VERSION={makefile_uv.group(1)}" in text or f"uv=={makefile_uv.group(1)}" in text
+    build_args = dict(
+        args.split("=", 1) for keyword, args in dockerfile if keyword == "ARG" and "=" in args
+    )
+    runs = " ".join(
+        re.sub(r"\$\{?(\w+)\}?", lambda m: build_args.get(m.group(1), m.group(0)), args)
+        for keyword, args in dockerfile
+        if keyword == "RUN"
+    )
+    assert re.search(rf"pip install \"?uv=={re.escape(makefile_uv.group(1))}\b", runs), runs
 
 
 def test_dockerfile_copies_project_folders(dockerfile: list[tuple[str, str]]) -> None:
