@@ -85,7 +85,7 @@ def database_factory(server: WarehouseLocation) -> Iterator:
         _drop_database(server, name)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def project_root() -> Path:
     from cem_warehouse.paths import project_root as root
 

@@ -147,6 +147,14 @@ def published_host_ports(service: dict[str, Any]) -> list[str]:
     return host_ports
 
 
+def expand_build_args(instructions: list[tuple[str, str]], text: str) -> str:
+    """`text` with `$NAME` / `${NAME}` replaced by the defaults of the Dockerfile's ARGs."""
+    defaults = dict(
+        args.split("=", 1) for keyword, args in instructions if keyword == "ARG" and "=" in args
+    )
+    return re.sub(r"\$\{?(\w+)\}?", lambda m: defaults.get(m.group(1), m.group(0)), text)
+
+
 def parse_dockerfile(text: str) -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) pairs, with continuation lines joined and comments dropped."""
     instructions: list[tuple[str, str]] = []
@@ -489,11 +497,7 @@ def test_env_example_holds_no_secret_values(
 
 
 def test_dockerfile_uses_python_slim(dockerfile: list[tuple[str, str]]) -> None:
-    args = dict(
-        args.split("=", 1) for keyword, args in dockerfile if keyword == "ARG" and "=" in args
-    )
-    base = next(args_ for keyword, args_ in dockerfile if keyword == "FROM")
-    base = re.sub(r"\$\{?(\w+)\}?", lambda m: args.get(m.group(1), m.group(0)), base)
+    base = expand_build_args(dockerfile, next(a for kw, a in dockerfile if kw == "FROM"))
     assert re.match(r"python:3\.1[1-9][.\d]*-slim", base), base
 
 
@@ -520,14 +524,7 @@ def test_dockerfile_installs_the_lock_before_the_code(dockerfile: list[tuple[str
 def test_dockerfile_pins_the_makefile_uv(dockerfile: list[tuple[str, str]]) -> None:
     makefile_uv = re.search(r"^UV_VERSION\s*:?=\s*(\S+)", MAKEFILE.read_text(), re.M)
     assert makefile_uv
-    build_args = dict(
-        args.split("=", 1) for keyword, args in dockerfile if keyword == "ARG" and "=" in args
-    )
-    runs = " ".join(
-        re.sub(r"\$\{?(\w+)\}?", lambda m: build_args.get(m.group(1), m.group(0)), args)
-        for keyword, args in dockerfile
-        if keyword == "RUN"
-    )
+    runs = expand_build_args(dockerfile, " ".join(a for kw, a in dockerfile if kw == "RUN"))
     assert re.search(rf"pip install \"?uv=={re.escape(makefile_uv.group(1))}\b", runs), runs
 
 
@@ -576,13 +573,6 @@ def test_dockerignore_keeps_local_state_out() -> None:
     assert patterns & {"__pycache__", "**/__pycache__"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "requirements.lock has no apache-airflow-providers-celery, so `airflow celery worker` "
-        "does not exist in the image: add it to requirements.in and `make lock`, then drop this mark"
-    ),
-)
 def test_lock_ships_the_celery_executor() -> None:
     pinned = {
         line.split("==", 1)[0].strip().lower()

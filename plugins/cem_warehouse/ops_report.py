@@ -1,0 +1,42 @@
+"""`cem status`: the last load batches per source and what was quarantined or blocked."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from cem_warehouse.warehouse.connection import connect
+from cem_warehouse.warehouse.settings import warehouse_location
+
+console = Console()
+
+
+def print_status(limit_per_source: int = 5) -> int:
+    location = warehouse_location()
+    with connect(location) as conn:
+        exists = conn.execute("select to_regclass('ops.load_batches')").fetchone()[0]
+        if exists is None:
+            console.print("No loads yet: run `cem run` (or `make demo`).")
+            return 0
+        rows = conn.execute(
+            """
+            select source, entity, batch_id, status, rows_received, rows_published, rows_quarantined,
+                   started_at, finished_at, coalesce(message, '')
+            from (
+                select *, row_number() over (partition by source order by started_at desc) as recency
+                from ops.load_batches
+            ) as ranked
+            where recency <= %s
+            order by source, started_at desc
+            """,
+            (limit_per_source,),
+        ).fetchall()
+    table = Table(title=f"Last load batches per source ({location.redacted_url})")
+    for column in ("source", "entity", "batch", "status", "received", "published", "quarantined", "finished", "message"):
+        table.add_column(column)
+    for source, entity, batch, status, received, published, quarantined, _started, finished, message in rows:
+        colour = {"published": "green", "blocked": "red", "failed": "red"}.get(status, "yellow")
+        table.add_row(source, entity, batch, f"[{colour}]{status}[/{colour}]", str(received), str(published),
+                      str(quarantined), f"{finished:%Y-%m-%d %H:%M}" if finished else "-", message[:80])
+    console.print(table)
+    return 0
