@@ -8,12 +8,17 @@ Each test that asks for ``fresh_database`` gets a database of its own, dropped a
 from __future__ import annotations
 
 import os
+import tempfile
 import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+# Airflow reads its home at import: give the test session a private one, never ~/airflow.
+os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="cem_test_airflow_"))
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
 from cem_warehouse.warehouse.connection import connect
 from cem_warehouse.warehouse.settings import WarehouseLocation, configured_warehouse

@@ -10,10 +10,7 @@ EXPECTED_DAGS = {"ingest_surveys", "transform_cx_marts"}
 
 
 @pytest.fixture(scope="module")
-def dagbag(project_root, tmp_path_factory):
-    home = tmp_path_factory.mktemp("airflow_home")
-    os.environ.setdefault("AIRFLOW_HOME", str(home))
-    os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+def dagbag(project_root):
     from airflow.dag_processing.dagbag import DagBag
 
     return DagBag(dag_folder=str(project_root / "dags"))
@@ -26,13 +23,13 @@ def test_no_import_errors(dagbag):
 def test_expected_dags_present_and_named_after_their_files(dagbag):
     assert EXPECTED_DAGS <= set(dagbag.dag_ids)
     for dag_id in dagbag.dag_ids:
-        dag = dagbag.get_dag(dag_id)
+        dag = dagbag.dags.get(dag_id)
         assert os.path.basename(dag.fileloc) == f"{dag_id}.py"
 
 
 @pytest.mark.parametrize("dag_id", sorted(EXPECTED_DAGS))
 def test_dag_has_owner_tags_retries_catchup_and_doc(dagbag, dag_id):
-    dag = dagbag.get_dag(dag_id)
+    dag = dagbag.dags.get(dag_id)
     assert dag.tags, f"{dag_id} has no tags"
     assert dag.doc_md and len(dag.doc_md.strip()) > 40, f"{dag_id} has no documentation"
     assert dag.catchup is False
@@ -66,7 +63,7 @@ def test_dag_files_are_configuration_only(project_root):
 def test_transform_is_scheduled_on_the_raw_assets(dagbag):
     from cem_warehouse.orchestration.dag_runner import consumed_assets, dependency_order, produced_assets
 
-    ingest, transform = dagbag.get_dag("ingest_surveys"), dagbag.get_dag("transform_cx_marts")
+    ingest, transform = dagbag.dags.get("ingest_surveys"), dagbag.dags.get("transform_cx_marts")
     assert produced_assets(ingest) & consumed_assets(transform)
     order = [d.dag_id for d in dependency_order([transform, ingest])]
     assert order.index("ingest_surveys") < order.index("transform_cx_marts")

@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         for path, error in bag.import_errors.items():
             _emit({"import_error": path, "message": str(error).strip().splitlines()[-1]})
         return 2
-    dags = [bag.get_dag(dag_id) for dag_id in bag.dag_ids]
+    dags = list(bag.dags.values())
     if args.dag:
         unknown = set(args.dag) - {d.dag_id for d in dags}
         if unknown:

@@ -17,7 +17,7 @@ renamed as (
         {{ nps_category('ltr') }} as nps_category,
         csat >= 4 as is_satisfied,
         responded_at,
-        cast(responded_at as date) as responded_date
+        cast(responded_at at time zone 'UTC' as date) as responded_date
 
     from source
 

@@ -49,7 +49,7 @@ class GeneratorParams:
 
     # --- behaviour ----------------------------------------------------------------------
     #: mean days between orders while active (a Poisson process after the first order).
-    purchase_gap_days: tuple[float, float, float] = (45.0, 75.0, 110.0)
+    purchase_gap_days: tuple[float, float, float] = (55.0, 85.0, 125.0)
     #: mean of the hidden lifetime (exponential) from acquisition until the customer leaves.
     mean_lifetime_days: tuple[float, float, float] = (1400.0, 700.0, 300.0)
     #: share of leavers who cancel explicitly in the CRM (the rest just stop buying).
@@ -78,7 +78,7 @@ class GeneratorParams:
     # --- surveys ----------------------------------------------------------------------
     #: first relationship survey this many days after acquisition, then yearly.
     relationship_first_days: float = 60.0
-    post_purchase_invite_rate: float = 0.30
+    post_purchase_invite_rate: float = 0.20
     post_support_invite_rate: float = 0.80
     #: invitation response rate per category: promoters give more feedback.
     response_rate: tuple[float, float, float] = (0.50, 0.38, 0.28)
