@@ -23,13 +23,21 @@ from cem_warehouse.assets import RAW_SURVEY_RESPONSES
     catchup=False,
     max_active_runs=1,
     tags=["cem", "ingest", "surveys"],
-    default_args={"owner": "cem-data-engineering", "retries": 2, "retry_delay": timedelta(minutes=2)},
+    default_args={
+        "owner": "cem-data-engineering",
+        "retries": 2,
+        "retry_delay": timedelta(minutes=2),
+    },
     doc_md=__doc__,
 )
 def ingest_surveys():
     @task(outlets=[RAW_SURVEY_RESPONSES])
     def load_survey_responses() -> dict:
-        from cem_warehouse.load.landing import SURVEY_RESPONSES, load_landed_files, survey_landing_dir
+        from cem_warehouse.load.landing import (
+            SURVEY_RESPONSES,
+            load_landed_files,
+            survey_landing_dir,
+        )
         from cem_warehouse.orchestration.warehouse_conn import warehouse_from_airflow
 
         return load_landed_files(warehouse_from_airflow(), SURVEY_RESPONSES, survey_landing_dir())

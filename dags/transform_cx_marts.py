@@ -19,7 +19,11 @@ from cem_warehouse.assets import MARTS, RAW_TABLES_FOR_MARTS
     catchup=False,
     max_active_runs=1,
     tags=["cem", "transform", "dbt"],
-    default_args={"owner": "cem-analytics-engineering", "retries": 2, "retry_delay": timedelta(minutes=2)},
+    default_args={
+        "owner": "cem-analytics-engineering",
+        "retries": 2,
+        "retry_delay": timedelta(minutes=2),
+    },
     doc_md=__doc__,
 )
 def transform_cx_marts():

@@ -8,8 +8,8 @@ Each test that asks for ``fresh_database`` gets a database of its own, dropped a
 from __future__ import annotations
 
 import os
-import tempfile
 import socket
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path

@@ -10,7 +10,9 @@ from airflow.sdk import Asset
 
 
 def warehouse_table(schema: str, table: str) -> Asset:
-    return Asset(name=f"{schema}.{table}", uri=f"cem-warehouse://{schema}/{table}", group="cem_warehouse")
+    return Asset(
+        name=f"{schema}.{table}", uri=f"cem-warehouse://{schema}/{table}", group="cem_warehouse"
+    )
 
 
 RAW_SURVEY_RESPONSES = warehouse_table("raw", "survey_responses")

@@ -26,7 +26,9 @@ def _register_warehouse(subparsers: argparse._SubParsersAction) -> None:
         description="The embedded warehouse is used when CEM_WAREHOUSE_URL is unset.",
     )
     parser.add_argument("action", choices=["up", "down", "status", "url"])
-    parser.add_argument("--show-password", action="store_true", help="`url`: print the password instead of ***")
+    parser.add_argument(
+        "--show-password", action="store_true", help="`url`: print the password instead of ***"
+    )
     parser.set_defaults(handler=_cmd_warehouse)
 
 
@@ -37,10 +39,23 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _register_run(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("run", help="run the project's DAGs end to end, in dependency order")
-    parser.add_argument("--as-of", dest="as_of", metavar="YYYY-MM-DD", help="as-of date for the marts (default: the run's data interval end)")
-    parser.add_argument("--logical-date", metavar="YYYY-MM-DD", help="logical date of the DAG runs (default: today, UTC)")
-    parser.add_argument("--dag", action="append", metavar="DAG_ID", help="run only these DAGs (repeatable)")
+    parser = subparsers.add_parser(
+        "run", help="run the project's DAGs end to end, in dependency order"
+    )
+    parser.add_argument(
+        "--as-of",
+        dest="as_of",
+        metavar="YYYY-MM-DD",
+        help="as-of date for the marts (default: the run's data interval end)",
+    )
+    parser.add_argument(
+        "--logical-date",
+        metavar="YYYY-MM-DD",
+        help="logical date of the DAG runs (default: today, UTC)",
+    )
+    parser.add_argument(
+        "--dag", action="append", metavar="DAG_ID", help="run only these DAGs (repeatable)"
+    )
     parser.set_defaults(handler=_cmd_run)
 
 
@@ -51,7 +66,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _register_demo(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("demo", help="start the warehouse, load sample data, build the marts, print what they say")
+    parser = subparsers.add_parser(
+        "demo", help="start the warehouse, load sample data, build the marts, print what they say"
+    )
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--customers", type=int, default=2000)
     parser.set_defaults(handler=_cmd_demo)
@@ -64,7 +81,9 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _register_status(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("status", help="last load batches per source and quarantined rows")
+    parser = subparsers.add_parser(
+        "status", help="last load batches per source and quarantined rows"
+    )
     parser.set_defaults(handler=_cmd_status)
 
 
@@ -75,7 +94,9 @@ def _cmd_airflow(args: argparse.Namespace) -> int:
 
 
 def _register_airflow(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("airflow", help="start the Airflow UI, scheduler, dag-processor and triggerer on localhost")
+    parser = subparsers.add_parser(
+        "airflow", help="start the Airflow UI, scheduler, dag-processor and triggerer on localhost"
+    )
     parser.add_argument("--port", type=int, default=8080)
     parser.set_defaults(handler=_cmd_airflow)
 

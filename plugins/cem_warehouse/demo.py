@@ -61,7 +61,13 @@ def print_answers(location: WarehouseLocation) -> None:
     for column in ("month", "touchpoint", "n", "NPS", "± margin", "note"):
         table.add_column(column, justify="right" if column in ("n", "NPS", "± margin") else "left")
     for month, touchpoint, responses, month_nps, month_margin, small in rows:
-        table.add_row(str(month), touchpoint, str(responses), f"{month_nps:+.1f}", f"{month_margin:.1f}",
-                      "n < 30" if small else "")
+        table.add_row(
+            str(month),
+            touchpoint,
+            str(responses),
+            f"{month_nps:+.1f}",
+            f"{month_margin:.1f}",
+            "n < 30" if small else "",
+        )
     console.print(table)
-    console.print("Query the marts yourself: psql \"$(.venv/bin/cem warehouse url --show-password)\"")
+    console.print('Query the marts yourself: psql "$(.venv/bin/cem warehouse url --show-password)"')

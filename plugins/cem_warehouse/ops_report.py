@@ -32,11 +32,41 @@ def print_status(limit_per_source: int = 5) -> int:
             (limit_per_source,),
         ).fetchall()
     table = Table(title=f"Last load batches per source ({location.redacted_url})")
-    for column in ("source", "entity", "batch", "status", "received", "published", "quarantined", "finished", "message"):
+    for column in (
+        "source",
+        "entity",
+        "batch",
+        "status",
+        "received",
+        "published",
+        "quarantined",
+        "finished",
+        "message",
+    ):
         table.add_column(column)
-    for source, entity, batch, status, received, published, quarantined, _started, finished, message in rows:
+    for (
+        source,
+        entity,
+        batch,
+        status,
+        received,
+        published,
+        quarantined,
+        _started,
+        finished,
+        message,
+    ) in rows:
         colour = {"published": "green", "blocked": "red", "failed": "red"}.get(status, "yellow")
-        table.add_row(source, entity, batch, f"[{colour}]{status}[/{colour}]", str(received), str(published),
-                      str(quarantined), f"{finished:%Y-%m-%d %H:%M}" if finished else "-", message[:80])
+        table.add_row(
+            source,
+            entity,
+            batch,
+            f"[{colour}]{status}[/{colour}]",
+            str(received),
+            str(published),
+            str(quarantined),
+            f"{finished:%Y-%m-%d %H:%M}" if finished else "-",
+            message[:80],
+        )
     console.print(table)
     return 0

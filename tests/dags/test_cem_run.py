@@ -20,8 +20,11 @@ pytestmark = pytest.mark.slow
 
 def _cem(*args: str, env: dict[str, str], timeout: int = 600) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "cem_warehouse.cli", *args], env={**os.environ, **env},
-        capture_output=True, text=True, timeout=timeout,
+        [sys.executable, "-m", "cem_warehouse.cli", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -62,7 +65,10 @@ def test_cem_run_loads_and_builds_then_names_the_failed_task(project_env, fresh_
 def test_cem_run_rejects_a_bad_date_in_one_line(project_env):
     result = _cem("run", "--as-of", "yesterday", env=project_env)
     assert result.returncode == 2
-    assert result.stderr.strip() == "cem: error: --as-of 'yesterday' is not a date: use YYYY-MM-DD, e.g. 2026-11-01."
+    assert (
+        result.stderr.strip()
+        == "cem: error: --as-of 'yesterday' is not a date: use YYYY-MM-DD, e.g. 2026-11-01."
+    )
 
 
 def _free_port() -> int:
@@ -85,10 +91,14 @@ def test_airflow_api_server_lists_the_project_dags(fresh_database, tmp_path, mon
     dag_ids: set[str] = set()
     try:
         deadline = time.monotonic() + 180
-        while time.monotonic() < deadline and not {"ingest_surveys", "transform_cx_marts"} <= dag_ids:
+        while (
+            time.monotonic() < deadline and not {"ingest_surveys", "transform_cx_marts"} <= dag_ids
+        ):
             assert all(p.poll() is None for p in processes), "an Airflow component exited"
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/dags", timeout=5) as response:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{port}/api/v2/dags", timeout=5
+                ) as response:
                     dag_ids = {dag["dag_id"] for dag in json.loads(response.read())["dags"]}
             except OSError:
                 pass

@@ -31,8 +31,11 @@ def embedded(tmp_path, monkeypatch):
 
 def _cem(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "cem_warehouse.cli", *args], env={**os.environ, **env},
-        capture_output=True, text=True, timeout=120,
+        [sys.executable, "-m", "cem_warehouse.cli", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -59,7 +62,11 @@ def test_server_listens_on_loopback_with_a_generated_password(embedded):
     assert len(location.password) >= 24
     assert (embedded.state_file.stat().st_mode & 0o077) == 0, "password file must be private"
     with pytest.raises(WarehouseUnavailableError, match="wrong or missing password"):
-        connect(location.__class__(location.host, location.port, location.user, "wrong", location.dbname))
+        connect(
+            location.__class__(
+                location.host, location.port, location.user, "wrong", location.dbname
+            )
+        )
 
 
 def test_port_already_taken_is_one_clear_line(embedded, monkeypatch):
@@ -76,7 +83,10 @@ def test_data_dir_from_another_postgres_version_is_refused_and_kept(embedded):
     embedded.data_dir.mkdir(parents=True)
     (embedded.data_dir / "PG_VERSION").write_text("9\n")
     (embedded.data_dir / "precious").write_text("old data")
-    with pytest.raises(CemError, match=f"PostgreSQL 9 but the embedded server is PostgreSQL {binary_major_version()}"):
+    with pytest.raises(
+        CemError,
+        match=f"PostgreSQL 9 but the embedded server is PostgreSQL {binary_major_version()}",
+    ):
         embedded.up()
     assert (embedded.data_dir / "precious").read_text() == "old data"
 
@@ -137,7 +147,11 @@ def test_cli_reports_wrong_credentials_in_one_line(embedded):
 
 
 def test_cli_lifecycle_on_the_embedded_server(tmp_path):
-    env = {"CEM_HOME": str(tmp_path), "CEM_EMBEDDED_PORT": str(_free_port()), "CEM_WAREHOUSE_URL": ""}
+    env = {
+        "CEM_HOME": str(tmp_path),
+        "CEM_EMBEDDED_PORT": str(_free_port()),
+        "CEM_WAREHOUSE_URL": "",
+    }
     try:
         assert _cem("warehouse", "status", env=env).returncode == 3
         up = _cem("warehouse", "up", env=env)
@@ -146,7 +160,9 @@ def test_cli_lifecycle_on_the_embedded_server(tmp_path):
         assert url.startswith("postgresql://cem:***@127.0.0.1:")
         full = _cem("warehouse", "url", "--show-password", env=env).stdout.strip()
         with connect(full) as conn:
-            schemas = {r[0] for r in conn.execute("select schema_name from information_schema.schemata")}
+            schemas = {
+                r[0] for r in conn.execute("select schema_name from information_schema.schemata")
+            }
         assert {"raw", "quarantine", "staging", "marts", "ops"} <= schemas
         assert "running" in _cem("warehouse", "status", env=env).stdout
     finally:

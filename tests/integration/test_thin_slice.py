@@ -6,6 +6,7 @@ import csv
 from collections import Counter
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from cem_warehouse.errors import CemError
@@ -33,7 +34,12 @@ def _raw_rows(location):
 def test_landed_file_is_published_and_recorded(warehouse, tmp_path):
     export = write_survey_responses(tmp_path / "a.csv", responses=500, seed=7)
     summary = load_landed_files(warehouse, SURVEY_RESPONSES, tmp_path)
-    assert summary == {"files_seen": 1, "files_loaded": 1, "files_skipped": 0, "rows_published": 500}
+    assert summary == {
+        "files_seen": 1,
+        "files_loaded": 1,
+        "files_skipped": 0,
+        "rows_published": 500,
+    }
     assert len(_raw_rows(warehouse)) == 500
     with connect(warehouse) as conn:
         batch = conn.execute(
@@ -80,11 +86,15 @@ def test_batch_failing_a_critical_expectation_publishes_nothing(warehouse, tmp_p
     fields[4] = "11"
     text[1] = ",".join(fields)
     path.write_text("\n".join(text) + "\n")
-    with pytest.raises(CemError, match=r"expect_column_values_to_be_between\(ltr\) failed on 1 rows"):
+    with pytest.raises(
+        CemError, match=r"expect_column_values_to_be_between\(ltr\) failed on 1 rows"
+    ):
         load_csv_batch(warehouse, SURVEY_RESPONSES, path)
     with connect(warehouse) as conn:
         assert conn.execute("select count(*) from raw.survey_responses").fetchone() == (0,)
-        status = conn.execute("select status, rows_received, gx_success from ops.load_batches").fetchone()
+        status = conn.execute(
+            "select status, rows_received, gx_success from ops.load_batches"
+        ).fetchone()
         failed = conn.execute(
             "select expectation_type, column_name, unexpected_count from ops.dq_results where not success"
         ).fetchall()
@@ -94,8 +104,13 @@ def test_batch_failing_a_critical_expectation_publishes_nothing(warehouse, tmp_p
 
 def test_malformed_file_is_refused_with_the_line(warehouse, tmp_path):
     path = tmp_path / "bad.csv"
-    path.write_text(",".join(COLUMNS) + "\nR1,a@x.com,relationship,2026-10-01T00:00:00+00:00,10 - very likely,5\n")
-    with pytest.raises(CemError, match="bad.csv is malformed: invalid input syntax for type integer.*line 2"):
+    path.write_text(
+        ",".join(COLUMNS)
+        + "\nR1,a@x.com,relationship,2026-10-01T00:00:00+00:00,10 - very likely,5\n"
+    )
+    with pytest.raises(
+        CemError, match="bad.csv is malformed: invalid input syntax for type integer.*line 2"
+    ):
         load_csv_batch(warehouse, SURVEY_RESPONSES, path)
 
 
@@ -111,7 +126,11 @@ def _expected_nps(path: Path) -> dict[tuple[str, str], tuple[int, float, float]]
     for key, c in counts.items():
         n = sum(c.values())
         p, d = c["p"] / n, c["d"] / n
-        expected[key] = (n, round(100 * (p - d), 2), round(1.96 * 100 * ((p + d - (p - d) ** 2) / n) ** 0.5, 2))
+        expected[key] = (
+            n,
+            round(100 * (p - d), 2),
+            round(1.96 * 100 * ((p + d - (p - d) ** 2) / n) ** 0.5, 2),
+        )
     return expected
 
 
@@ -126,3 +145,15 @@ def test_dbt_builds_the_nps_mart_matching_independent_arithmetic(warehouse, tmp_
         ).fetchall()
     actual = {(m, t): (n, float(nps), float(moe)) for m, t, n, nps, moe in rows}
     assert actual == _expected_nps(path)
+
+
+def test_bi_reader_role_sees_marts_but_not_raw(warehouse, tmp_path, monkeypatch):
+    monkeypatch.setenv("CEM_HOME", str(tmp_path / "state"))
+    load_csv_batch(warehouse, SURVEY_RESPONSES, write_survey_responses(tmp_path / "a.csv", responses=40, seed=2))
+    run_dbt(warehouse, ["build"])
+    bootstrap(warehouse)  # twice in a row is fine, and grants reach tables built since
+    with connect(warehouse) as conn:
+        conn.execute("set role cem_reader")
+        assert conn.execute("select sum(responses) from marts.fct_nps_monthly").fetchone() == (40,)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("select count(*) from raw.survey_responses")

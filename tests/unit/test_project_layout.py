@@ -20,7 +20,8 @@ def test_makefile_has_the_two_setup_commands_and_installs_from_the_lock(project_
 
 def test_lock_pins_every_package_exactly(project_root):
     lines = [
-        line.strip() for line in (project_root / "requirements.lock").read_text().splitlines()
+        line.strip()
+        for line in (project_root / "requirements.lock").read_text().splitlines()
         if line.strip() and not line.lstrip().startswith("#")
     ]
     assert lines, "requirements.lock is empty"
@@ -46,7 +47,9 @@ def test_every_cem_command_in_the_docs_parses(project_root):
     documents = [project_root / "README.md", *sorted((project_root / "docs").rglob("*.md"))]
     seen = 0
     for document in documents:
-        for line in re.findall(r"(?:^|\s|`)(?:\.venv/bin/)?cem ([a-z][^`\n|#]*)", document.read_text(), re.MULTILINE):
+        for line in re.findall(
+            r"(?:^|\s|`)(?:\.venv/bin/)?cem ([a-z][^`\n|#]*)", document.read_text(), re.MULTILINE
+        ):
             args = shlex.split(line.strip().rstrip("."))
             if not args or args[0] not in parser._subparsers._group_actions[0].choices:
                 continue

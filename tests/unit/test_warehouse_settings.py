@@ -9,7 +9,10 @@ from cem_warehouse.warehouse.settings import configured_warehouse, parse_warehou
 @pytest.mark.parametrize(
     ("url", "expected"),
     [
-        ("postgresql://alice:s3cret@db.example.com:6543/cx", ("db.example.com", 6543, "alice", "s3cret", "cx")),
+        (
+            "postgresql://alice:s3cret@db.example.com:6543/cx",
+            ("db.example.com", 6543, "alice", "s3cret", "cx"),
+        ),
         ("postgres://bob@localhost/warehouse", ("localhost", 5432, "bob", "", "warehouse")),
         ("postgresql://u:p%40ss%2Fword@h/d", ("h", 5432, "u", "p@ss/word", "d")),
         ("  postgresql://u@127.0.0.1:5432/postgres  ", ("127.0.0.1", 5432, "u", "", "postgres")),
@@ -17,7 +20,13 @@ from cem_warehouse.warehouse.settings import configured_warehouse, parse_warehou
 )
 def test_valid_urls_are_parsed(url, expected):
     location = parse_warehouse_url(url)
-    assert (location.host, location.port, location.user, location.password, location.dbname) == expected
+    assert (
+        location.host,
+        location.port,
+        location.user,
+        location.password,
+        location.dbname,
+    ) == expected
 
 
 def test_url_round_trips_with_special_characters():

@@ -49,11 +49,20 @@ def file_checksum(path: Path) -> str:
 
 
 def _ensure_raw_table(conn, spec: EntitySpec) -> None:
-    columns = [sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(kind)) for name, kind in spec.columns.items()]
-    columns += [sql.SQL("_batch_id text not null"), sql.SQL("_loaded_at timestamptz not null"), sql.SQL("_source text not null")]
+    columns = [
+        sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(kind))
+        for name, kind in spec.columns.items()
+    ]
+    columns += [
+        sql.SQL("_batch_id text not null"),
+        sql.SQL("_loaded_at timestamptz not null"),
+        sql.SQL("_source text not null"),
+    ]
     conn.execute(
         sql.SQL("create table if not exists raw.{} ({}, primary key ({}))").format(
-            sql.Identifier(spec.entity), sql.SQL(", ").join(columns), sql.Identifier(spec.natural_key)
+            sql.Identifier(spec.entity),
+            sql.SQL(", ").join(columns),
+            sql.Identifier(spec.natural_key),
         )
     )
 
@@ -61,7 +70,9 @@ def _ensure_raw_table(conn, spec: EntitySpec) -> None:
 def load_csv_batch(location: WarehouseLocation, spec: EntitySpec, path: Path) -> BatchResult:
     """Load one CSV file as one batch; raises :class:`CemError` naming the failed expectation."""
     if not path.exists():
-        raise CemError(f"{path} does not exist: generate sample data first (`cem demo`) or fix the landing path.")
+        raise CemError(
+            f"{path} does not exist: generate sample data first (`cem demo`) or fix the landing path."
+        )
     batch_id = f"{spec.source}.{spec.entity}.{file_checksum(path)[:16]}"
     batch_table = f"batch_{spec.entity}_{batch_id.rsplit('.', 1)[1]}"
     column_list = sql.SQL(", ").join(sql.Identifier(c) for c in spec.columns)
@@ -77,7 +88,10 @@ def load_csv_batch(location: WarehouseLocation, spec: EntitySpec, path: Path) ->
         conn.execute(
             sql.SQL("create unlogged table staging.{} ({})").format(
                 sql.Identifier(batch_table),
-                sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(t)) for c, t in spec.columns.items()),
+                sql.SQL(", ").join(
+                    sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(t))
+                    for c, t in spec.columns.items()
+                ),
             )
         )
         copy = sql.SQL("copy staging.{} ({}) from stdin with (format csv, header true)").format(
@@ -94,10 +108,16 @@ def load_csv_batch(location: WarehouseLocation, spec: EntitySpec, path: Path) ->
                 "update ops.load_batches set status = 'failed', message = %s, finished_at = now() where batch_id = %s",
                 (f"{exc.diag.message_primary} ({where})", batch_id),
             )
-            raise CemError(f"{path.name} is malformed: {exc.diag.message_primary} ({where}); fix the file and re-run.") from None
-        received = conn.execute(sql.SQL("select count(*) from staging.{}").format(sql.Identifier(batch_table))).fetchone()[0]
+            raise CemError(
+                f"{path.name} is malformed: {exc.diag.message_primary} ({where}); fix the file and re-run."
+            ) from None
+        received = conn.execute(
+            sql.SQL("select count(*) from staging.{}").format(sql.Identifier(batch_table))
+        ).fetchone()[0]
 
-    validation = validate_table(location, schema="staging", table=batch_table, suite=spec.entity, batch_id=batch_id)
+    validation = validate_table(
+        location, schema="staging", table=batch_table, suite=spec.entity, batch_id=batch_id
+    )
     if not validation.success:
         with connect(location, autocommit=True) as conn:
             conn.execute(
@@ -105,7 +125,9 @@ def load_csv_batch(location: WarehouseLocation, spec: EntitySpec, path: Path) ->
                 "message = %s, finished_at = now() where batch_id = %s",
                 (received, validation.summary, batch_id),
             )
-            conn.execute(sql.SQL("drop table if exists staging.{}").format(sql.Identifier(batch_table)))
+            conn.execute(
+                sql.SQL("drop table if exists staging.{}").format(sql.Identifier(batch_table))
+            )
         raise CemError(f"batch {batch_id} of {received} rows not published: {validation.summary}")
 
     updates = sql.SQL(", ").join(
@@ -120,8 +142,11 @@ def load_csv_batch(location: WarehouseLocation, spec: EntitySpec, path: Path) ->
                 "select {cols}, %s, now(), %s from staging.{batch} "
                 "on conflict ({key}) do update set {updates}"
             ).format(
-                entity=sql.Identifier(spec.entity), cols=column_list, batch=sql.Identifier(batch_table),
-                key=sql.Identifier(spec.natural_key), updates=updates,
+                entity=sql.Identifier(spec.entity),
+                cols=column_list,
+                batch=sql.Identifier(batch_table),
+                key=sql.Identifier(spec.natural_key),
+                updates=updates,
             ),
             (batch_id, spec.source),
         ).rowcount

@@ -39,7 +39,9 @@ def load_landed_files(location: WarehouseLocation, spec: EntitySpec, folder: Pat
     for path in files:
         batch_id = f"{spec.source}.{spec.entity}.{file_checksum(path)[:16]}"
         with connect(location) as conn:
-            row = conn.execute("select status from ops.load_batches where batch_id = %s", (batch_id,)).fetchone()
+            row = conn.execute(
+                "select status from ops.load_batches where batch_id = %s", (batch_id,)
+            ).fetchone()
         if row and row[0] == "published":
             summary["files_skipped"] += 1
             continue

@@ -75,7 +75,9 @@ def airflow_environment(location: WarehouseLocation, *, api_port: int = 8080) ->
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
         # The plugins folder is on sys.path for Airflow; make it so for every child too.
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(paths.plugins_dir()), os.environ.get("PYTHONPATH")])),
+        "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(paths.plugins_dir()), os.environ.get("PYTHONPATH")])
+        ),
         connection_env_name(WAREHOUSE_CONN_ID): connection_json(location),
         "CEM_PROJECT_DIR": str(paths.project_root()),
         "CEM_HOME": str(paths.state_dir()),

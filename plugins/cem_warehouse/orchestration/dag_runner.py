@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 RESULT_PREFIX = "CEM_RESULT "
 
@@ -41,7 +41,9 @@ def dependency_order(dags: Iterable) -> list:
     dags = sorted(dags, key=lambda d: d.dag_id)
     producers = {d.dag_id: produced_assets(d) for d in dags}
     upstream = {
-        d.dag_id: {p for p, uris in producers.items() if p != d.dag_id and uris & consumed_assets(d)}
+        d.dag_id: {
+            p for p, uris in producers.items() if p != d.dag_id and uris & consumed_assets(d)
+        }
         for d in dags
     }
     ordered, done = [], set()
@@ -86,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         dags = [d for d in dags if d.dag_id in args.dag]
 
-    logical_date = datetime.fromisoformat(args.logical_date).replace(tzinfo=timezone.utc)
+    logical_date = datetime.fromisoformat(args.logical_date).replace(tzinfo=UTC)
     conf = {"as_of": args.as_of} if args.as_of else {}
     _emit({"plan": [d.dag_id for d in dependency_order(dags)]})
     for dag in dependency_order(dags):
@@ -96,10 +98,14 @@ def main(argv: list[str] | None = None) -> int:
         _emit({"dag_id": dag.dag_id, "state": "running"})
         dag_run = dag.test(logical_date=logical_date, run_conf=conf)
         failed = sorted(
-            ti.task_id for ti in dag_run.get_task_instances() if ti.state in ("failed", "upstream_failed")
+            ti.task_id
+            for ti in dag_run.get_task_instances()
+            if ti.state in ("failed", "upstream_failed")
         )
         state = str(dag_run.state.value if hasattr(dag_run.state, "value") else dag_run.state)
-        _emit({"dag_id": dag.dag_id, "state": state, "failed_tasks": failed, "run_id": dag_run.run_id})
+        _emit(
+            {"dag_id": dag.dag_id, "state": state, "failed_tasks": failed, "run_id": dag_run.run_id}
+        )
         if state != "success":
             return 1
     return 0

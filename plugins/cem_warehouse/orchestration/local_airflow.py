@@ -24,14 +24,21 @@ COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 console = Console()
 
 
-def start_components(env: dict[str, str], components: tuple[str, ...] = COMPONENTS) -> list[subprocess.Popen]:
+def start_components(
+    env: dict[str, str], components: tuple[str, ...] = COMPONENTS
+) -> list[subprocess.Popen]:
     logs = paths.logs_dir() / "airflow"
     logs.mkdir(parents=True, exist_ok=True)
     processes = []
     for component in components:
         log = (logs / f"{component}.log").open("a")
         processes.append(
-            subprocess.Popen([sys.executable, "-m", "airflow", component], env=env, stdout=log, stderr=subprocess.STDOUT)
+            subprocess.Popen(
+                [sys.executable, "-m", "airflow", component],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         )
     return processes
 
@@ -62,7 +69,9 @@ def serve(port: int = 8080) -> int:
         while all(p.poll() is None for p in processes):
             time.sleep(1)
         failed = [c for c, p in zip(COMPONENTS, processes, strict=True) if p.poll() is not None]
-        console.print(f"[red]Airflow {', '.join(failed)} stopped; see {paths.logs_dir() / 'airflow'}[/red]")
+        console.print(
+            f"[red]Airflow {', '.join(failed)} stopped; see {paths.logs_dir() / 'airflow'}[/red]"
+        )
         return 1
     except KeyboardInterrupt:
         return 0

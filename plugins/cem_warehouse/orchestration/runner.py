@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from rich.console import Console
@@ -27,7 +27,9 @@ def _parse_date(value: str | None, name: str) -> str | None:
     try:
         return date.fromisoformat(value).isoformat()
     except ValueError:
-        raise CemError(f"{name} {value!r} is not a date: use YYYY-MM-DD, e.g. 2026-11-01.") from None
+        raise CemError(
+            f"{name} {value!r} is not a date: use YYYY-MM-DD, e.g. 2026-11-01."
+        ) from None
 
 
 def ensure_metadata_db(env: dict[str, str], log: Path) -> None:
@@ -37,18 +39,28 @@ def ensure_metadata_db(env: dict[str, str], log: Path) -> None:
     stamp = airflow_home() / f".migrated-{airflow.__version__}"
     if stamp.exists() and env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("sqlite"):
         return
-    with console.status("Preparing Airflow's metadata database (first run only)..."), log.open("a") as out:
+    with (
+        console.status("Preparing Airflow's metadata database (first run only)..."),
+        log.open("a") as out,
+    ):
         result = subprocess.run(
-            [sys.executable, "-m", "airflow", "db", "migrate"], env=env, stdout=out, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "airflow", "db", "migrate"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     if result.returncode != 0:
         raise CemError(f"`airflow db migrate` failed: see {log}")
     stamp.touch()
 
 
-def run_pipeline(as_of: str | None = None, logical_date: str | None = None, only: list[str] | None = None) -> int:
+def run_pipeline(
+    as_of: str | None = None, logical_date: str | None = None, only: list[str] | None = None
+) -> int:
     as_of = _parse_date(as_of, "--as-of")
-    logical_date = _parse_date(logical_date, "--logical-date") or datetime.now(timezone.utc).date().isoformat()
+    logical_date = (
+        _parse_date(logical_date, "--logical-date") or datetime.now(UTC).date().isoformat()
+    )
     location = ensure_warehouse()
     check_warehouse(location)
     bootstrap(location)
@@ -56,10 +68,16 @@ def run_pipeline(as_of: str | None = None, logical_date: str | None = None, only
     env = merged_environment(location)
     logs = paths.logs_dir()
     logs.mkdir(parents=True, exist_ok=True)
-    log = logs / f"run-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}.log"
+    log = logs / f"run-{datetime.now(UTC):%Y%m%dT%H%M%S}.log"
     ensure_metadata_db(env, log)
 
-    command = [sys.executable, "-m", "cem_warehouse.orchestration.dag_runner", "--logical-date", logical_date]
+    command = [
+        sys.executable,
+        "-m",
+        "cem_warehouse.orchestration.dag_runner",
+        "--logical-date",
+        logical_date,
+    ]
     if as_of:
         command += ["--as-of", as_of]
     for dag_id in only or []:
@@ -74,7 +92,7 @@ def run_pipeline(as_of: str | None = None, logical_date: str | None = None, only
             out.write(line)
             if not line.startswith(RESULT_PREFIX):
                 continue
-            event = json.loads(line[len(RESULT_PREFIX):])
+            event = json.loads(line[len(RESULT_PREFIX) :])
             if "plan" in event:
                 console.print(f"Running {len(event['plan'])} DAGs: {' -> '.join(event['plan'])}")
             elif "import_error" in event:
@@ -86,12 +104,19 @@ def run_pipeline(as_of: str | None = None, logical_date: str | None = None, only
             else:
                 outcome[event["dag_id"]] = event
                 ok = event["state"] == "success"
-                console.print(f"  {'[green]ok[/green]' if ok else '[red]FAILED[/red]'}  {event['dag_id']}")
+                console.print(
+                    f"  {'[green]ok[/green]' if ok else '[red]FAILED[/red]'}  {event['dag_id']}"
+                )
                 if not ok:
-                    tasks = ", ".join(event["failed_tasks"]) or "(no task failed; run state " + event["state"] + ")"
+                    tasks = (
+                        ", ".join(event["failed_tasks"])
+                        or "(no task failed; run state " + event["state"] + ")"
+                    )
                     failure = f"DAG {event['dag_id']} failed at task {tasks}"
         returncode = process.wait()
     if failure or returncode != 0:
-        raise CemError(f"{failure or f'the DAG runner exited with code {returncode}'}: see the log {log}")
+        raise CemError(
+            f"{failure or f'the DAG runner exited with code {returncode}'}: see the log {log}"
+        )
     console.print(f"All DAGs succeeded (log: {log}).")
     return 0

@@ -71,8 +71,12 @@ def validate_table(
     source = context.data_sources.add_postgres("warehouse", connection_string=location.url)
     asset = source.add_table_asset(table, table_name=table, schema_name=schema)
     batch = asset.add_batch_definition_whole_table("batch")
-    gx_suite = context.suites.add(ExpectationSuite(name=definition["name"], expectations=definition["expectations"]))
-    run = context.validation_definitions.add(gx.ValidationDefinition(name=f"{suite}-{table}", data=batch, suite=gx_suite)).run()
+    gx_suite = context.suites.add(
+        ExpectationSuite(name=definition["name"], expectations=definition["expectations"])
+    )
+    run = context.validation_definitions.add(
+        gx.ValidationDefinition(name=f"{suite}-{table}", data=batch, suite=gx_suite)
+    ).run()
 
     outcomes = []
     for result in run.results:
@@ -89,7 +93,9 @@ def validate_table(
             )
         )
     outcome = ValidationOutcome(
-        suite=definition["name"], success=all(o.success for o in outcomes if o.critical), outcomes=outcomes
+        suite=definition["name"],
+        success=all(o.success for o in outcomes if o.critical),
+        outcomes=outcomes,
     )
     _record(location, batch_id, outcome)
     return outcome
@@ -97,14 +103,25 @@ def validate_table(
 
 def _record(location: WarehouseLocation, batch_id: str, outcome: ValidationOutcome) -> None:
     with connect(location) as conn, conn.transaction():
-        conn.execute("delete from ops.dq_results where batch_id = %s and suite_name = %s", (batch_id, outcome.suite))
+        conn.execute(
+            "delete from ops.dq_results where batch_id = %s and suite_name = %s",
+            (batch_id, outcome.suite),
+        )
         with conn.cursor() as cur:
             cur.executemany(
                 "insert into ops.dq_results (batch_id, suite_name, expectation_type, column_name, success, "
                 "unexpected_count, observed_value, details) values (%s, %s, %s, %s, %s, %s, %s, %s)",
                 [
-                    (batch_id, outcome.suite, o.expectation_type, o.column, o.success, o.unexpected_count,
-                     o.observed_value, Jsonb({"critical": o.critical}))
+                    (
+                        batch_id,
+                        outcome.suite,
+                        o.expectation_type,
+                        o.column,
+                        o.success,
+                        o.unexpected_count,
+                        o.observed_value,
+                        Jsonb({"critical": o.critical}),
+                    )
                     for o in outcome.outcomes
                 ],
             )

@@ -40,14 +40,26 @@ def run_dbt(location: WarehouseLocation, args: list[str], *, log_path: Path | No
     project = paths.dbt_project_dir()
     target_dir = paths.state_dir() / "dbt" / "target"
     command = [
-        dbt_executable(), *args, "--project-dir", str(project), "--profiles-dir", str(project),
-        "--target-path", str(target_dir), "--log-path", str(log_path or paths.logs_dir() / "dbt"),
+        dbt_executable(),
+        *args,
+        "--project-dir",
+        str(project),
+        "--profiles-dir",
+        str(project),
+        "--target-path",
+        str(target_dir),
+        "--log-path",
+        str(log_path or paths.logs_dir() / "dbt"),
     ]
     result = subprocess.run(
         command, env={**os.environ, **dbt_environment(location)}, capture_output=True, text=True
     )
     output = result.stdout + result.stderr
     if result.returncode != 0:
-        errors = [line for line in output.splitlines() if "error" in line.lower() or "fail" in line.lower()]
+        errors = [
+            line
+            for line in output.splitlines()
+            if "error" in line.lower() or "fail" in line.lower()
+        ]
         raise CemError(f"dbt {args[0]} failed: {' | '.join(errors[-5:]) or output[-500:]}")
     return output

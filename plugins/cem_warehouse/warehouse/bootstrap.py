@@ -5,6 +5,8 @@ Idempotent: safe to run before every pipeline run and from concurrent processes.
 
 from __future__ import annotations
 
+import contextlib
+
 import psycopg
 
 from cem_warehouse.warehouse.connection import connect
@@ -72,11 +74,12 @@ def _literal(text: str) -> str:
 
 
 def _ensure_reader_role(conn: psycopg.Connection, dbname: str) -> None:
-    try:
+    # Roles are cluster-wide: another database or process may have made it first.
+    with contextlib.suppress(psycopg.errors.DuplicateObject, psycopg.errors.UniqueViolation):
         conn.execute(f"create role {READER_ROLE} nologin")
-    except (psycopg.errors.DuplicateObject, psycopg.errors.UniqueViolation):
-        pass  # roles are cluster-wide: another database or process made it first
     conn.execute(f'grant connect on database "{dbname}" to {READER_ROLE}')
     conn.execute(f"grant usage on schema marts to {READER_ROLE}")
     conn.execute(f"grant select on all tables in schema marts to {READER_ROLE}")
-    conn.execute(f"alter default privileges in schema marts grant select on tables to {READER_ROLE}")
+    conn.execute(
+        f"alter default privileges in schema marts grant select on tables to {READER_ROLE}"
+    )

@@ -11,7 +11,11 @@ CONNECT_TIMEOUT_SECONDS = 10
 
 
 def _location(target: WarehouseLocation | str) -> WarehouseLocation:
-    return target if isinstance(target, WarehouseLocation) else parse_warehouse_url(target, source="the warehouse URL")
+    return (
+        target
+        if isinstance(target, WarehouseLocation)
+        else parse_warehouse_url(target, source="the warehouse URL")
+    )
 
 
 def explain_connect_error(location: WarehouseLocation, exc: psycopg.OperationalError) -> str:
@@ -44,7 +48,9 @@ def explain_connect_error(location: WarehouseLocation, exc: psycopg.OperationalE
     return f"Cannot connect to PostgreSQL at {where}: {first_line}"
 
 
-def connect(target: WarehouseLocation | str, *, autocommit: bool = False, **kwargs) -> psycopg.Connection:
+def connect(
+    target: WarehouseLocation | str, *, autocommit: bool = False, **kwargs
+) -> psycopg.Connection:
     """Open a psycopg connection; connection problems raise :class:`WarehouseUnavailableError`."""
     location = _location(target)
     params = {

@@ -52,8 +52,11 @@ def _ensure_system_user() -> tuple[int, int, str]:
     try:
         entry = pwd.getpwnam(_SYSTEM_USER)
     except KeyError:
-        subprocess.run(["useradd", "--system", "--no-create-home", "-s", "/usr/sbin/nologin", _SYSTEM_USER],
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", "-s", "/usr/sbin/nologin", _SYSTEM_USER],
+            check=True,
+            capture_output=True,
+        )
         entry = pwd.getpwnam(_SYSTEM_USER)
     return entry.pw_uid, entry.pw_gid, entry.pw_dir
 
@@ -96,9 +99,13 @@ def _configured_port() -> int:
     try:
         port = int(raw)
     except ValueError:
-        raise ConfigurationError(f"{PORT_ENV}={raw!r} is not a port number: set it to a free TCP port such as {DEFAULT_PORT}.") from None
+        raise ConfigurationError(
+            f"{PORT_ENV}={raw!r} is not a port number: set it to a free TCP port such as {DEFAULT_PORT}."
+        ) from None
     if not 1024 <= port <= 65535:
-        raise ConfigurationError(f"{PORT_ENV}={port} is outside 1024-65535: choose a free unprivileged port.")
+        raise ConfigurationError(
+            f"{PORT_ENV}={port} is outside 1024-65535: choose a free unprivileged port."
+        )
     return port
 
 
@@ -180,7 +187,11 @@ class EmbeddedWarehouse:
                 "(or set CEM_WAREHOUSE_URL to use an existing PostgreSQL)."
             )
         return WarehouseLocation(
-            host="127.0.0.1", port=live[1], user=SUPERUSER, password=state["password"], dbname=DATABASE
+            host="127.0.0.1",
+            port=live[1],
+            user=SUPERUSER,
+            password=state["password"],
+            dbname=DATABASE,
         )
 
     # ---- running PostgreSQL's own tools --------------------------------------------------
@@ -274,8 +285,10 @@ class EmbeddedWarehouse:
             self._run_as_owner(
                 [
                     "initdb",
-                    "-D", str(self.data_dir),
-                    "-U", SUPERUSER,
+                    "-D",
+                    str(self.data_dir),
+                    "-U",
+                    SUPERUSER,
                     f"--pwfile={pw_path}",
                     "--auth-host=scram-sha-256",
                     "--auth-local=scram-sha-256",
@@ -284,26 +297,47 @@ class EmbeddedWarehouse:
                 ]
             )
         except subprocess.CalledProcessError as exc:
-            raise CemError(f"initdb failed for {self.data_dir}: {exc.stderr.strip().splitlines()[-1:]}") from None
+            raise CemError(
+                f"initdb failed for {self.data_dir}: {exc.stderr.strip().splitlines()[-1:]}"
+            ) from None
         finally:
             pw_path.unlink(missing_ok=True)
         self._write_state({"password": password, "user": SUPERUSER, "database": DATABASE})
         # Bulk loads write a lot of WAL; fewer forced checkpoints keep COPY fast.
         with open(self.data_dir / "postgresql.auto.conf", "a") as conf:
-            conf.write("max_wal_size = '4GB'\ncheckpoint_timeout = '15min'\nshared_buffers = '256MB'\n")
+            conf.write(
+                "max_wal_size = '4GB'\ncheckpoint_timeout = '15min'\nshared_buffers = '256MB'\n"
+            )
 
     def _start(self, port: int) -> None:
         options = f"-p {port} -h 127.0.0.1 -k ''"
         try:
             self._run_as_owner(
-                ["pg_ctl", "-D", str(self.data_dir), "-l", str(self.log_file), "-o", options,
-                 "-w", "-t", str(_START_TIMEOUT_SECONDS), "start"],
+                [
+                    "pg_ctl",
+                    "-D",
+                    str(self.data_dir),
+                    "-l",
+                    str(self.log_file),
+                    "-o",
+                    options,
+                    "-w",
+                    "-t",
+                    str(_START_TIMEOUT_SECONDS),
+                    "start",
+                ],
                 stdin=subprocess.DEVNULL,
                 # pg_ctl's children keep inherited pipes open; write to files instead so we never hang.
-                capture_output=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                capture_output=False,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
             )
         except subprocess.CalledProcessError:
-            tail = self.log_file.read_text(errors="replace").strip().splitlines()[-1:] if self.log_file.exists() else []
+            tail = (
+                self.log_file.read_text(errors="replace").strip().splitlines()[-1:]
+                if self.log_file.exists()
+                else []
+            )
             raise CemError(
                 f"The embedded PostgreSQL did not start on port {port}: {' '.join(tail) or 'see ' + str(self.log_file)} "
                 f"(full log: {self.log_file})."
@@ -317,7 +351,9 @@ class EmbeddedWarehouse:
         while True:
             try:
                 with connect(admin, autocommit=True) as conn:
-                    exists = conn.execute("select 1 from pg_database where datname = %s", (DATABASE,)).fetchone()
+                    exists = conn.execute(
+                        "select 1 from pg_database where datname = %s", (DATABASE,)
+                    ).fetchone()
                     if not exists:
                         conn.execute(f'create database "{DATABASE}"')
                     return
@@ -330,8 +366,10 @@ class EmbeddedWarehouse:
         """Stop the server; returns False when it was not running. Data is kept."""
         if self._postmaster_pid() is None:
             return False
-        self._run_as_owner(["pg_ctl", "-D", str(self.data_dir), "-m", "fast", "-w", "stop"],
-                           stdin=subprocess.DEVNULL)
+        self._run_as_owner(
+            ["pg_ctl", "-D", str(self.data_dir), "-m", "fast", "-w", "stop"],
+            stdin=subprocess.DEVNULL,
+        )
         return True
 
 

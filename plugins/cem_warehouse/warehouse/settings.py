@@ -51,7 +51,9 @@ def parse_warehouse_url(url: str, *, source: str = WAREHOUSE_URL_ENV) -> Warehou
     """Parse and check a ``postgresql://`` URL; a malformed one raises one clear line."""
     url = url.strip()
     if not url:
-        raise ConfigurationError(f"{source} is empty: set it to {_EXAMPLE}, or unset it to use the embedded warehouse.")
+        raise ConfigurationError(
+            f"{source} is empty: set it to {_EXAMPLE}, or unset it to use the embedded warehouse."
+        )
     try:
         parts = urlsplit(url)
         port = parts.port or 5432
@@ -67,7 +69,9 @@ def parse_warehouse_url(url: str, *, source: str = WAREHOUSE_URL_ENV) -> Warehou
         raise ConfigurationError(f"{source} names no host: expected {_EXAMPLE}.")
     dbname = unquote(parts.path.lstrip("/"))
     if not dbname or "/" in dbname:
-        raise ConfigurationError(f"{source} names no database (the part after the last /): expected {_EXAMPLE}.")
+        raise ConfigurationError(
+            f"{source} names no database (the part after the last /): expected {_EXAMPLE}."
+        )
     sslmode = None
     for pair in filter(None, parts.query.split("&")):
         key, _, value = pair.partition("=")
