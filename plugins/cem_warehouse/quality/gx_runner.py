@@ -46,7 +46,9 @@ class ValidationOutcome:
         if self.success:
             return f"suite {self.suite}: all {len(self.outcomes)} expectations passed"
         parts = [
-            f"{o.expectation_type}({o.column or ''}) failed on {o.unexpected_count if o.unexpected_count is not None else '?'} rows"
+            f"{o.expectation_type}({o.column or ''}) failed on "
+            f"{o.unexpected_count if o.unexpected_count is not None else '?'} rows"
+            + (f" (observed {o.observed_value})" if o.observed_value is not None else "")
             for o in self.failed
         ]
         return f"suite {self.suite}: " + "; ".join(parts)
@@ -62,20 +64,29 @@ def load_suite_definition(suite: str) -> dict:
 def validate_table(
     location: WarehouseLocation, *, schema: str, table: str, suite: str, batch_id: str
 ) -> ValidationOutcome:
+    definition = load_suite_definition(suite)
+    outcome = run_suite(location, schema=schema, table=table, name=definition["name"], expectations=definition["expectations"])
+    _record(location, batch_id, outcome)
+    return outcome
+
+
+def run_suite(
+    location: WarehouseLocation, *, schema: str, table: str, name: str, expectations: list[dict]
+) -> ValidationOutcome:
+    """Validate ``schema.table`` (a table or view) with GX's SQL engine inside PostgreSQL."""
     import great_expectations as gx
     from great_expectations.core import ExpectationSuite
 
-    definition = load_suite_definition(suite)
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = {"globally": False}
     source = context.data_sources.add_postgres("warehouse", connection_string=location.url)
     asset = source.add_table_asset(table, table_name=table, schema_name=schema)
     batch = asset.add_batch_definition_whole_table("batch")
     gx_suite = context.suites.add(
-        ExpectationSuite(name=definition["name"], expectations=definition["expectations"])
+        ExpectationSuite(name=name, expectations=expectations)
     )
     run = context.validation_definitions.add(
-        gx.ValidationDefinition(name=f"{suite}-{table}", data=batch, suite=gx_suite)
+        gx.ValidationDefinition(name=f"{name}-{table}", data=batch, suite=gx_suite)
     ).run()
 
     outcomes = []
@@ -92,11 +103,55 @@ def validate_table(
                 critical=(config.meta or {}).get("severity", "critical") == "critical",
             )
         )
-    outcome = ValidationOutcome(
-        suite=definition["name"],
-        success=all(o.success for o in outcomes if o.critical),
-        outcomes=outcomes,
+    return ValidationOutcome(suite=name, success=all(o.success for o in outcomes if o.critical), outcomes=outcomes)
+
+
+def _recent_average_rows(location: WarehouseLocation, source: str, entity: str, batches: int = 5) -> float | None:
+    with connect(location) as conn:
+        row = conn.execute(
+            "select avg(rows_received) from (select rows_received from ops.load_batches "
+            "where source = %s and entity = %s and status = 'published' and rows_received > 0 "
+            "order by started_at desc limit %s) as recent",
+            (source, entity, batches),
+        ).fetchone()
+    return float(row[0]) if row and row[0] is not None else None
+
+
+def validate_batch(
+    location: WarehouseLocation, *, contract, policy, table: str, batch_id: str, rows_received: int, rows_rejected: int
+) -> ValidationOutcome:
+    """The entity's suite on the batch's accepted rows, plus the batch-level checks of its policy.
+
+    Batch-level: not empty when the source must not be; volume within ``volume_factor`` of the
+    recent average; the share of rejected rows at most ``bad_row_threshold``.
+    """
+    definition = load_suite_definition(contract.entity)
+    expectations = list(definition["expectations"])
+    if not policy.allow_empty:
+        expectations.append(
+            {"type": "expect_table_row_count_to_be_between", "kwargs": {"min_value": 1},
+             "meta": {"severity": "critical", "check": "not empty"}}
+        )
+    recent = _recent_average_rows(location, contract.source, contract.entity)
+    if recent is not None and recent >= policy.volume_min_rows:
+        expectations.append(
+            {"type": "expect_table_row_count_to_be_between",
+             "kwargs": {"min_value": int(recent / policy.volume_factor), "max_value": int(recent * policy.volume_factor) + 1},
+             "meta": {"severity": "critical", "check": f"volume within {policy.volume_factor}x of recent average {recent:.0f}"}}
+        )
+    outcome = run_suite(location, schema="staging", table=table, name=definition["name"], expectations=expectations)
+    share = rows_rejected / rows_received if rows_received else 0.0
+    outcome.outcomes.append(
+        ExpectationOutcome(
+            expectation_type="cem_rejected_row_share_at_most",
+            column=None,
+            success=share <= policy.bad_row_threshold,
+            unexpected_count=rows_rejected,
+            observed_value=f"{share:.4f} of {rows_received} rows (threshold {policy.bad_row_threshold})",
+            critical=True,
+        )
     )
+    outcome.success = all(o.success for o in outcome.outcomes if o.critical)
     _record(location, batch_id, outcome)
     return outcome
 

@@ -121,7 +121,7 @@ def parse_connection(conn_id: str, value: str) -> SourceConnection:
 
 def _configured(conn_id: str) -> SourceConnection | None:
     raw = os.environ.get(env_var(conn_id))
-    return parse_connection(conn_id, raw) if raw else None
+    return parse_connection(conn_id, raw) if raw and raw.strip() else None
 
 
 # --------------------------------------------------------------------------- defaults

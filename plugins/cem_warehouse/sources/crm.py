@@ -61,7 +61,9 @@ class CrmStore:
         folder = self.root / entity
         folder.mkdir(parents=True, exist_ok=True)
         if table.num_rows:
-            pq.write_table(table, folder / f"{part}.parquet", compression="lz4")
+            # a sequence prefix keeps write order in file-name order: later parts win on read
+            sequence = len(list(folder.glob("*.parquet")))
+            pq.write_table(table, folder / f"{sequence:06d}-{part}.parquet", compression="lz4")
 
     def touch(self) -> None:
         """Tell a running server that the store changed."""

@@ -33,6 +33,7 @@ create table if not exists ops.load_batches (
     rows_received bigint not null default 0,
     rows_published bigint not null default 0,
     rows_quarantined bigint not null default 0,
+    rows_changed bigint,
     gx_success boolean,
     status text not null check (status in ('running', 'published', 'failed', 'blocked')),
     message text,
@@ -51,6 +52,24 @@ create table if not exists ops.dq_results (
     checked_at timestamptz not null default now()
 );
 create index if not exists dq_results_batch_idx on ops.dq_results (batch_id);
+create index if not exists load_batches_entity_idx on ops.load_batches (source, entity, started_at desc);
+create table if not exists ops.source_cursors (
+    source text not null,
+    entity text not null,
+    cursor_value text not null,
+    batch_id text not null,
+    updated_at timestamptz not null,
+    primary key (source, entity)
+);
+create table if not exists ops.landed_files (
+    source text not null,
+    path text not null,
+    checksum text not null,
+    batch_id text not null,
+    rows_received bigint not null,
+    landed_at timestamptz not null default now(),
+    primary key (source, checksum)
+);
 """
 
 

@@ -3,7 +3,7 @@
 One call of :func:`generate_chunk` makes a cohort of customers and everything they did
 (CRM records, support cases and interactions, referrals, sales orders, lines, refunds,
 status changes, survey invitations and responses). A chunk's random stream is seeded by
-``(seed, chunk number)``, so a seed always yields the same customers whatever N is.
+``(seed, chunk number)``, so a seed always yields the same data.
 No per-row Python loops: every step is an array operation.
 
 Identity differs per system on purpose: the CRM knows ``customer_id`` and a lowercase
@@ -96,6 +96,17 @@ def _take(values: list[str], positions: np.ndarray) -> pa.Array:
     return pa.array(values).take(pa.array(positions.astype(np.int64)))
 
 
+_ASCII_FOLD = {"é": "e", "ë": "e", "ø": "o", "ü": "u", "'": ""}
+
+
+def _ascii_local(names: pa.Array) -> pa.Array:
+    """Email local parts are ASCII (names keep their accents): lower() then agrees in every locale."""
+    out = pc.utf8_lower(names)
+    for char, plain in _ASCII_FOLD.items():
+        out = pc.replace_substring(out, char, plain)
+    return out
+
+
 def identity(index: np.ndarray) -> dict[str, pa.Array]:
     """Names, canonical email, phone and sales account of customers, a pure function of the index."""
     h = _hash(index)
@@ -103,8 +114,7 @@ def identity(index: np.ndarray) -> dict[str, pa.Array]:
     last = _take(LAST_NAMES, (h >> np.uint64(8)) % len(LAST_NAMES))
     domain = _take(DOMAINS, (h >> np.uint64(16)) % len(DOMAINS))
     number = pa.array(index.astype(np.int64)).cast(pa.string())
-    local_first = pc.replace_substring(pc.utf8_lower(first), "'", "")
-    local_last = pc.replace_substring(pc.utf8_lower(last), "'", "")
+    local_first, local_last = _ascii_local(first), _ascii_local(last)
     email = pc.binary_join_element_wise(local_first, ".", local_last, number, "@", domain, "")
     account = pc.binary_join_element_wise(
         "SA-", pc.utf8_lpad(pa.array(h.astype(np.int64)).cast(pa.string()), 10, "0"), "")
@@ -427,9 +437,8 @@ def history_orders(rng: np.random.Generator, p: GeneratorParams, cohort: Cohort,
 # --------------------------------------------------------------------------- surveys
 def surveys(rng: np.random.Generator, p: GeneratorParams, cohort: Cohort, orders: dict, cases: dict,
             lo_day: float, end_day: float, clock: Clock, ids: Counters, out: Output,
-            relationship: bool = True) -> None:
+            relationship: bool = True, purchase_delay: tuple[float, float] | None = None) -> None:
     """Invitations at the three touchpoints and the responses customers give."""
-    n = len(cohort)
     active_end = np.minimum(cohort.churn_day, end_day)
     parts = []
     if relationship:
@@ -439,7 +448,7 @@ def surveys(rng: np.random.Generator, p: GeneratorParams, cohort: Cohort, orders
         rday = first_rel[rc] + 365.0 * rpos + rng.uniform(0, 5, len(rc))
         parts.append((rc, np.zeros(len(rc), np.int8), rday, np.full(len(rc), -1), np.full(len(rc), -1), np.full(len(rc), -1)))
     inv = (rng.random(len(orders["cust"])) < p.post_purchase_invite_rate) & ~orders["cancelled"]
-    parts.append((orders["cust"][inv], np.ones(inv.sum(), np.int8), orders["day"][inv] + rng.uniform(2, 3, inv.sum()),
+    parts.append((orders["cust"][inv], np.ones(inv.sum(), np.int8), orders["day"][inv] + rng.uniform(*(purchase_delay or p.post_purchase_delay_days), inv.sum()),
                   orders["order_id"][inv], np.full(inv.sum(), -1), np.full(inv.sum(), -1)))
     closed = ~np.isnan(cases["closed_day"])
     inv = closed & (rng.random(len(closed)) < p.post_support_invite_rate)
@@ -467,7 +476,7 @@ def surveys(rng: np.random.Generator, p: GeneratorParams, cohort: Cohort, orders
     }))
 
     cat = cohort.category[cust]
-    responded_day = sent + rng.exponential(1.5, m)
+    responded_day = sent + rng.exponential(p.response_delay_days, m)
     responds = (rng.random(m) < _by_category(p.response_rate, cat)) & (responded_day < end_day) \
         & (responded_day <= cohort.churn_day[cust])
     r = np.flatnonzero(responds)
@@ -506,12 +515,11 @@ def surveys(rng: np.random.Generator, p: GeneratorParams, cohort: Cohort, orders
         "csat": pa.array(csat),
         "ces": pa.array(ces, mask=rel),
     }
-    for j, item in enumerate(LOYALTY_ITEMS):
+    for item in LOYALTY_ITEMS:
         value = np.clip(np.round(rng.normal(_by_category(p.loyalty_item_mean, rcat), 1.4)), 0, 10)
         if item == "switch_to_competitor":  # asked as "how likely to switch": reverse of loyalty
             value = 10 - value
         columns[item] = pa.array(value.astype(np.int16), mask=~rel)
-        del j
     columns.update({
         "comment": comment,
         "sent_at": clock.ts(sent[r]),

@@ -34,7 +34,7 @@ class GeneratorParams:
     history_end: datetime = datetime(2025, 12, 31, tzinfo=UTC)
     #: length of the day-0 history; acquisitions are uniform over it.
     history_days: int = 730
-    #: customers generated per chunk; fixed so a seed gives the same customers at any N.
+    #: customers generated (and held in memory) per chunk.
     chunk_size: int = 50_000
 
     # --- who the customers are -------------------------------------------------------
@@ -93,6 +93,10 @@ class GeneratorParams:
     easy_rate: tuple[float, float, float] = (0.85, 0.65, 0.35)
     #: mean of the loyalty-index items per category (0-10 scale, sd 1.4).
     loyalty_item_mean: tuple[float, float, float] = (8.7, 7.0, 4.5)
+    #: days from an order to its post-purchase invitation (uniform); next-day runs invite same-day.
+    post_purchase_delay_days: tuple[float, float] = (2.0, 3.0)
+    #: mean days from invitation to response (exponential).
+    response_delay_days: float = 1.5
     comment_rate: float = 0.35
     #: share of emails written with other case or surrounding whitespace in sales and surveys.
     email_variant_rate: float = 0.15

@@ -103,7 +103,7 @@ class _Writers:
         self.pending = self.pool.submit(self._sales, sales_tables)
         for entity, table in out.tables["crm"].items():
             self.crm.write(entity, table, part)
-        fmt = "csv" if chunk_no % 2 == 0 else "jsonl"
+        fmt = "jsonl" if chunk_no % 3 == 1 else "csv"
         for entity, table in out.tables["surveys"].items():
             if table.num_rows:
                 self.landing.write(entity, table, export, f"{entity}-{part}", "csv" if entity == "invitations" else fmt)
@@ -170,6 +170,8 @@ def generate(customers: int, seed: int, targets: Targets, params: GeneratorParam
     writers = _Writers(targets)
     writers.sales.open()
     try:
+        writers.sales.check_stand_in()  # both checks before anything is emptied
+        writers.landing.check_stand_in()
         writers.sales.reset()
         writers.crm.reset()
         writers.landing.reset()
@@ -251,7 +253,7 @@ def generate_next_day(targets: Targets, params: GeneratorParams = DEFAULT_PARAMS
         cust = np.flatnonzero(buys)
         orders = model.orders_for(rng, p, existing, cust, lo_day + rng.random(len(cust)), end_day, clock, ids, out)
         cases = model.support(rng, p, existing, np.full(len(existing), lo_day), end_day, clock, ids, out)
-        model.surveys(rng, p, existing, orders, cases, lo_day, end_day, clock, ids, out)
+        model.surveys(rng, p, existing, orders, cases, lo_day, end_day, clock, ids, out, purchase_delay=(0.02, 0.3))
         if progress:
             progress(1, steps)
         # 2. new customers (some arrive in sales before the CRM)
@@ -261,7 +263,7 @@ def generate_next_day(targets: Targets, params: GeneratorParams = DEFAULT_PARAMS
         cohort = model.draw_cohort(rng, p, first_new, n_new, lo_day, end_day)
         new_cases = model.support(rng, p, cohort, cohort.acq_day, end_day, clock, ids, out)
         new_orders = model.history_orders(rng, p, cohort, end_day, clock, ids, out)
-        model.surveys(rng, p, cohort, new_orders, new_cases, lo_day, end_day, clock, ids, out)
+        model.surveys(rng, p, cohort, new_orders, new_cases, lo_day, end_day, clock, ids, out, purchase_delay=(0.02, 0.3))
         pool_weight = np.asarray(p.referrer_weight)[existing.category] * (existing.churn_day > lo_day)
         model.referrals(rng, cohort, existing.index, existing.acq_day, pool_weight, clock, ids, out)
         out.add("crm", "customers", model.crm_customers(rng, p, cohort, end_day, clock, None))

@@ -1,0 +1,337 @@
+"""One batch, from landed rows to published raw rows, all-or-nothing.
+
+    land (COPY) -> reject bad rows -> validate (GX) -> publish in one transaction
+
+* **Land.** The batch is COPYed straight into an unlogged, typed batch table: PostgreSQL
+  parses it at COPY speed. When that COPY fails on a bad value, the batch is landed again
+  into text columns and each value is checked in SQL, so one bad value costs one row, not
+  the batch.
+* **Reject.** Rows that break a rule (type, required column, key, a row-level expectation
+  from the entity's suite, duplicate key in the batch) are marked with the reason.
+* **Validate.** The entity's Great Expectations suite runs on the accepted rows as SQL, with
+  the batch-level checks (size, volume against recent batches, share of rejected rows).
+* **Publish.** One transaction: quarantine the rejected rows with their payload and reason,
+  upsert the accepted rows into ``raw.<entity>`` (the newer version of a record wins, so
+  batches can arrive in any order), record the batch and move the cursor.
+
+Nothing in ``raw`` or the cursors changes before the publish commit, so a worker killed
+at any point leaves them as they were; the next run drops the dead batch's tables.
+Invariant, recorded per batch: rows received = rows published + rows quarantined.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import psycopg
+from psycopg import sql
+
+from cem_warehouse.errors import CemError
+from cem_warehouse.load.contracts import EntityContract
+from cem_warehouse.load.policy import SourcePolicy
+from cem_warehouse.load.tables import (
+    batch_table_names,
+    drop_batch_tables,
+    ensure_entity_tables,
+    record_batch_start,
+    typed_expression,
+    validity_predicate,
+)
+from cem_warehouse.quality.gx_runner import ValidationOutcome, validate_batch
+from cem_warehouse.warehouse.connection import connect
+from cem_warehouse.warehouse.settings import WarehouseLocation
+
+CopyChunks = Callable[[], Iterator[bytes]]
+
+
+class BatchBlocked(CemError):
+    """A batch failed a critical check: nothing was published."""
+
+
+@dataclass
+class IncomingBatch:
+    """What an extractor hands the loader.
+
+    ``chunks`` re-opens the data as CSV bytes (no header) in ``columns`` order; it is called
+    a second time when the fast typed COPY meets a bad value. ``rejected`` holds records the
+    extractor could not even parse (payload, reason): they are quarantined with the batch.
+    """
+
+    columns: list[str]
+    chunks: CopyChunks
+    cursor_from: str | None = None
+    rejected: list[tuple[str, str]] = field(default_factory=list)
+    source_types: dict[str, str] = field(default_factory=dict)
+    batch_id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
+    description: str = ""
+
+
+@dataclass
+class BatchOutcome:
+    batch_id: str
+    entity: str
+    status: str
+    rows_received: int
+    rows_published: int
+    rows_quarantined: int
+    rows_changed: int
+    cursor_to: str | None
+    validation: ValidationOutcome | None
+    message: str = ""
+
+
+class BatchLoader:
+    """Loads batches of one entity under one source policy."""
+
+    def __init__(self, location: WarehouseLocation, contract: EntityContract, policy: SourcePolicy) -> None:
+        self.location = location
+        self.contract = contract
+        self.policy = policy
+
+    # ---- schema drift --------------------------------------------------------------------
+    def _check_drift(self, incoming: IncomingBatch) -> list[str]:
+        """New columns to carry (policy ``add``); raises BatchBlocked otherwise."""
+        contract = self.contract
+        known = set(contract.column_names)
+        new = [c for c in incoming.columns if c not in known]
+        missing_required = [
+            c.name for c in contract.columns if not c.nullable and c.name not in incoming.columns
+        ]
+        if missing_required:
+            raise BatchBlocked(
+                f"{contract.entity}: required column(s) {missing_required} missing from the batch; "
+                "the source contract changed: fix the source or update the contract."
+            )
+        changed = [
+            f"{name} ({contract.column(name).type} -> {kind})"
+            for name, kind in incoming.source_types.items()
+            if name in known and contract.column(name).locked and kind != contract.column(name).type
+        ]
+        if changed:
+            raise BatchBlocked(f"{contract.entity}: type change on locked column(s) {', '.join(changed)}")
+        if new and self.policy.schema_drift == "block":
+            raise BatchBlocked(
+                f"{contract.entity}: new column(s) {new} and schema_drift is 'block' for {self.policy.name}: "
+                "add them to the contract, or set schema_drift: add in the sources config."
+            )
+        return new
+
+    # ---- the batch -------------------------------------------------------------------------
+    def load(self, incoming: IncomingBatch) -> BatchOutcome:
+        contract = self.contract
+        names = batch_table_names(contract, incoming.batch_id)
+        with connect(self.location, autocommit=True) as conn:
+            ensure_entity_tables(conn, contract)
+            record_batch_start(conn, contract, incoming.batch_id, incoming.cursor_from)
+        try:
+            extra_columns = self._check_drift(incoming)
+            with connect(self.location, autocommit=True) as conn:
+                received = self._land(conn, incoming, names, extra_columns)
+                received += len(incoming.rejected)
+                self._mark_rejects(conn, names["typed"], extra_columns)
+                # Duplicates are quarantined for the record but are not bad data: a replay is normal.
+                rejected_rows = conn.execute(
+                    sql.SQL(
+                        "select count(*) from staging.{} where _reject_reason is not null "
+                        "and _reject_reason not like 'duplicate key in batch%%'"
+                    ).format(sql.Identifier(names["typed"]))
+                ).fetchone()[0]
+                bad_total = rejected_rows + len(incoming.rejected) + self._invalid_count(conn, names)
+            validation = validate_batch(
+                self.location,
+                contract=contract,
+                policy=self.policy,
+                table=names["accepted_view"],
+                batch_id=incoming.batch_id,
+                rows_received=received,
+                rows_rejected=bad_total,
+            )
+            if not validation.success:
+                raise BatchBlocked(f"{contract.entity}: {received} rows not published: {validation.summary}")
+            return self._publish(incoming, names, received, validation, extra_columns)
+        except BatchBlocked as blocked:
+            self._finish_blocked(incoming.batch_id, names, str(blocked))
+            raise
+        except BaseException:
+            # Leave the ledger honest; tables are dropped by the next run of this source.
+            self._finish_failed(incoming.batch_id)
+            raise
+
+    def _land(self, conn: psycopg.Connection, incoming: IncomingBatch, names: dict, extra: list[str]) -> int:
+        """COPY into the typed table; on a bad value, land as text and check value by value."""
+        from cem_warehouse.load.tables import create_batch_tables
+
+        create_batch_tables(conn, self.contract, names, incoming.columns, extra)
+        target = sql.Identifier(names["typed"])
+        columns = sql.SQL(", ").join(sql.Identifier(c) for c in incoming.columns)
+        try:
+            with conn.transaction():
+                _copy(conn, sql.SQL("copy staging.{} ({}) from stdin (format csv)").format(target, columns), incoming.chunks())
+        except (psycopg.errors.DataError, psycopg.errors.NotNullViolation, psycopg.errors.BadCopyFileFormat):
+            conn.execute(sql.SQL("truncate staging.{}").format(target))
+            _copy(
+                conn,
+                sql.SQL("copy staging.{} ({}) from stdin (format csv)").format(sql.Identifier(names["text"]), columns),
+                incoming.chunks(),
+            )
+            self._move_valid_text_rows(conn, names, incoming.columns)
+        counts = conn.execute(
+            sql.SQL("select (select count(*) from staging.{}) + (select count(*) from staging.{} where _invalid)").format(
+                target, sql.Identifier(names["text"])
+            )
+        ).fetchone()
+        return int(counts[0])
+
+    def _move_valid_text_rows(self, conn: psycopg.Connection, names: dict, columns: list[str]) -> None:
+        text = sql.Identifier(names["text"])
+        checks = [
+            (name, validity_predicate(conn, name, self.contract.column(name).type))
+            for name in columns
+            if name in self.contract.column_names and self.contract.column(name).type != "text"
+        ]
+        if checks:
+            reason = sql.SQL("concat_ws('; ', {})").format(
+                sql.SQL(", ").join(
+                    sql.SQL("case when not {ok} then {msg} || coalesce(quote_literal({col}), 'null') end").format(
+                        ok=predicate,
+                        msg=sql.Literal(f"{name}: not a valid {self.contract.column(name).type}: "),
+                        col=sql.Identifier(name),
+                    )
+                    for name, predicate in checks
+                )
+            )
+            conn.execute(
+                sql.SQL("update staging.{t} set _invalid = true, _reject_reason = {r} where not ({ok})").format(
+                    t=text, r=reason, ok=sql.SQL(" and ").join(p for _, p in checks)
+                )
+            )
+        conn.execute(
+            sql.SQL("insert into staging.{typed} ({cols}) select {exprs} from staging.{text} where not _invalid").format(
+                typed=sql.Identifier(names["typed"]),
+                cols=sql.SQL(", ").join(sql.Identifier(c) for c in columns),
+                exprs=sql.SQL(", ").join(typed_expression(self.contract, c) for c in columns),
+                text=text,
+            )
+        )
+
+    def _invalid_count(self, conn: psycopg.Connection, names: dict) -> int:
+        return conn.execute(
+            sql.SQL("select count(*) from staging.{} where _invalid").format(sql.Identifier(names["text"]))
+        ).fetchone()[0]
+
+    def _mark_rejects(self, conn: psycopg.Connection, typed_table: str, extra: list[str]) -> None:
+        """Row rules: required values, a usable key, one row per key (the newest wins)."""
+        from cem_warehouse.load.tables import content_hash, data_columns, row_rule_reasons
+
+        table = sql.Identifier(typed_table)
+        for predicate, reason in row_rule_reasons(self.contract):
+            conn.execute(
+                sql.SQL("update staging.{} set _reject_reason = {} where _reject_reason is null and {}").format(
+                    table, sql.Literal(reason), predicate
+                )
+            )
+        key = sql.SQL(", ").join(sql.Identifier(k) for k in self.contract.natural_key)
+        version = (
+            sql.SQL("{} desc nulls last, ").format(sql.Identifier(self.contract.version_column))
+            if self.contract.version_column
+            else sql.SQL("")
+        )
+        # Among duplicates the newest version wins; exact ties fall back to content, not arrival order.
+        conn.execute(
+            sql.SQL(
+                "update staging.{t} as b set _reject_reason = 'duplicate key in batch: a newer or equal version of this record is in the same batch' "
+                "from (select _row, row_number() over (partition by {key} order by {version} {content} desc) as rank "
+                "      from staging.{t} where _reject_reason is null) as ranked "
+                "where b._row = ranked._row and ranked.rank > 1"
+            ).format(t=table, key=key, version=version, content=content_hash(None, data_columns(self.contract, extra)))
+        )
+
+    def _publish(
+        self, incoming: IncomingBatch, names: dict, received: int, validation: ValidationOutcome, extra: list[str]
+    ) -> BatchOutcome:
+        from cem_warehouse.load.tables import publish_statements
+
+        contract = self.contract
+        with connect(self.location) as conn, conn.transaction():
+            statements = publish_statements(conn, contract, names, incoming.batch_id, extra)
+            quarantined = sum(conn.execute(s, p).rowcount for s, p in statements["quarantine"])
+            if incoming.rejected:
+                with conn.cursor() as cur:
+                    cur.executemany(
+                        sql.SQL(
+                            "insert into quarantine.{} (batch_id, reason, payload) values (%s, %s, to_jsonb(%s::text))"
+                        ).format(sql.Identifier(contract.raw_table)),
+                        [(incoming.batch_id, reason, payload) for payload, reason in incoming.rejected],
+                    )
+                quarantined += len(incoming.rejected)
+            accepted = conn.execute(
+                sql.SQL("select count(*) from staging.{} where _reject_reason is null").format(
+                    sql.Identifier(names["typed"])
+                )
+            ).fetchone()[0]
+            changed = conn.execute(*statements["upsert"]).rowcount
+            cursor_to = None
+            if contract.cursor_column:
+                value = conn.execute(
+                    sql.SQL("select max({})::text from staging.{} where _reject_reason is null").format(
+                        sql.Identifier(contract.cursor_column), sql.Identifier(names["typed"])
+                    )
+                ).fetchone()[0]
+                cursor_to = value or incoming.cursor_from
+                if value is not None:
+                    conn.execute(
+                        "insert into ops.source_cursors (source, entity, cursor_value, batch_id, updated_at) "
+                        "values (%s, %s, %s, %s, now()) on conflict (source, entity) do update set "
+                        "cursor_value = greatest(ops.source_cursors.cursor_value, excluded.cursor_value), "
+                        "batch_id = excluded.batch_id, updated_at = now()",
+                        (contract.source, contract.entity, value, incoming.batch_id),
+                    )
+            if accepted + quarantined != received:
+                raise CemError(
+                    f"{contract.entity} batch {incoming.batch_id}: {received} received but {accepted} accepted + "
+                    f"{quarantined} quarantined; refusing to publish a batch that does not add up."
+                )
+            conn.execute(
+                "update ops.load_batches set status = 'published', rows_received = %s, rows_published = %s, "
+                "rows_quarantined = %s, rows_changed = %s, cursor_to = %s, gx_success = %s, message = %s, "
+                "finished_at = now() where batch_id = %s",
+                (received, accepted, quarantined, changed, cursor_to, validation.success, validation.summary,
+                 incoming.batch_id),
+            )
+            drop_batch_tables(conn, names)
+        return BatchOutcome(
+            incoming.batch_id, contract.entity, "published", received, accepted, quarantined, changed, cursor_to, validation
+        )
+
+    def _finish_blocked(self, batch_id: str, names: dict, message: str) -> None:
+        with connect(self.location, autocommit=True) as conn:
+            conn.execute(
+                "update ops.load_batches set status = 'blocked', gx_success = false, message = %s, finished_at = now() "
+                "where batch_id = %s",
+                (message, batch_id),
+            )
+            drop_batch_tables(conn, names)
+
+    def _finish_failed(self, batch_id: str) -> None:
+        try:
+            with connect(self.location, autocommit=True) as conn:
+                conn.execute(
+                    "update ops.load_batches set status = 'failed', finished_at = now(), "
+                    "message = coalesce(message, 'load raised an error; see the task log') where batch_id = %s",
+                    (batch_id,),
+                )
+        except CemError:
+            pass  # the warehouse itself is gone; the next run marks the batch abandoned
+
+
+def _copy(conn: psycopg.Connection, statement: sql.Composable, chunks: Iterable[bytes]) -> None:
+    with conn.cursor() as cur, cur.copy(statement) as copy:
+        for chunk in chunks:
+            copy.write(chunk)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)

@@ -1,0 +1,244 @@
+"""SQL for the loader: raw, quarantine and per-batch tables, value checks, the publish.
+
+Kept apart from :mod:`cem_warehouse.load.batch` so the batch's control flow reads on its own.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+
+import psycopg
+from psycopg import sql
+
+from cem_warehouse import paths
+from cem_warehouse.load.contracts import EntityContract
+
+INTERNAL_COLUMNS = ("_row", "_reject_reason", "_invalid")
+_SQL_RULES = {
+    "expect_column_values_to_not_be_null": "{col} is null",
+    "expect_column_values_to_be_between": "{col} is not null and not ({col} between {min} and {max})",
+    "expect_column_values_to_be_in_set": "{col} is not null and {col}::text not in ({values})",
+    "expect_column_values_to_match_regex": "{col} is not null and {col}::text !~ {regex}",
+}
+
+
+def batch_table_names(contract: EntityContract, batch_id: str) -> dict[str, str]:
+    stem = f"b_{contract.entity}_{batch_id}"[:55]
+    return {"typed": stem, "text": f"{stem}_text", "accepted_view": f"{stem}_ok"}
+
+
+def _ident(name: str) -> sql.Identifier:
+    return sql.Identifier(name)
+
+
+def data_columns(contract: EntityContract, extra: list[str] | tuple[str, ...] = ()) -> list[str]:
+    return [*contract.column_names, *extra]
+
+
+def content_hash(prefix: str | None, columns: list[str]) -> sql.Composable:
+    """md5 of a record's data columns: the deterministic tie-break between equal versions."""
+    refs = [sql.SQL("{}.{}").format(_ident(prefix), _ident(c)) if prefix else _ident(c) for c in columns]
+    return sql.SQL("md5(row({})::text)").format(sql.SQL(", ").join(refs))
+
+
+def ensure_entity_tables(conn: psycopg.Connection, contract: EntityContract) -> None:
+    """``raw.<entity>`` and ``quarantine.<entity>``, created from the contract when missing."""
+    columns = [
+        sql.SQL("{} {}{}").format(_ident(c.name), sql.SQL(c.type), sql.SQL("" if c.nullable else " not null"))
+        for c in contract.columns
+    ]
+    columns += [sql.SQL(s) for s in ("_batch_id text not null", "_loaded_at timestamptz not null", "_source text not null")]
+    key = sql.SQL(", ").join(_ident(k) for k in contract.natural_key)
+    conn.execute(
+        sql.SQL("create table if not exists raw.{} ({}, primary key ({}))").format(
+            _ident(contract.raw_table), sql.SQL(", ").join(columns), key
+        )
+    )
+    if contract.description:
+        conn.execute(
+            sql.SQL("comment on table raw.{} is {}").format(_ident(contract.raw_table), sql.Literal(contract.description))
+        )
+    conn.execute(
+        sql.SQL(
+            "create table if not exists quarantine.{} (batch_id text not null, reason text not null, payload jsonb, "
+            "quarantined_at timestamptz not null default now())"
+        ).format(_ident(contract.raw_table))
+    )
+
+
+def record_batch_start(conn: psycopg.Connection, contract: EntityContract, batch_id: str, cursor_from: str | None) -> None:
+    conn.execute(
+        "insert into ops.load_batches (batch_id, source, entity, cursor_from, status) values (%s, %s, %s, %s, 'running')",
+        (batch_id, contract.source, contract.entity, cursor_from),
+    )
+
+
+def create_batch_tables(
+    conn: psycopg.Connection, contract: EntityContract, names: dict, incoming: list[str], extra: list[str]
+) -> None:
+    """Typed batch table (contract types), text twin for the slow path, accepted-rows view."""
+    for column in extra:
+        conn.execute(
+            sql.SQL("alter table raw.{} add column if not exists {} text").format(
+                _ident(contract.raw_table), _ident(column)
+            )
+        )
+    typed_columns = [sql.SQL("{} {}").format(_ident(c.name), sql.SQL(c.type)) for c in contract.columns]
+    typed_columns += [sql.SQL("{} text").format(_ident(c)) for c in extra]
+    conn.execute(
+        sql.SQL(
+            "create unlogged table staging.{} ({}, _row bigint generated always as identity, _reject_reason text)"
+        ).format(_ident(names["typed"]), sql.SQL(", ").join(typed_columns))
+    )
+    text_columns = [sql.SQL("{} text").format(_ident(c)) for c in data_columns(contract, extra)]
+    conn.execute(
+        sql.SQL(
+            "create unlogged table staging.{} ({}, _row bigint generated always as identity, "
+            "_invalid boolean not null default false, _reject_reason text)"
+        ).format(_ident(names["text"]), sql.SQL(", ").join(text_columns))
+    )
+    conn.execute(
+        sql.SQL("create view staging.{} as select {} from staging.{} where _reject_reason is null").format(
+            _ident(names["accepted_view"]),
+            sql.SQL(", ").join(_ident(c) for c in data_columns(contract, extra)),
+            _ident(names["typed"]),
+        )
+    )
+
+
+def drop_batch_tables(conn: psycopg.Connection, names: dict) -> None:
+    conn.execute(sql.SQL("drop view if exists staging.{}").format(_ident(names["accepted_view"])))
+    for key in ("typed", "text"):
+        conn.execute(sql.SQL("drop table if exists staging.{}").format(_ident(names[key])))
+
+
+def abandon_dead_batches(conn: psycopg.Connection, source: str, contracts: dict[str, EntityContract]) -> list[str]:
+    """Under the source's writer lock, a 'running' batch belongs to a worker that died."""
+    rows = conn.execute(
+        "update ops.load_batches set status = 'failed', finished_at = now(), "
+        "message = 'abandoned: the worker stopped before publishing; nothing of it was published' "
+        "where source = %s and status = 'running' returning batch_id, entity",
+        (source,),
+    ).fetchall()
+    for batch_id, entity in rows:
+        if entity in contracts:
+            drop_batch_tables(conn, batch_table_names(contracts[entity], batch_id))
+    return [r[0] for r in rows]
+
+
+@cache
+def _has_pg_input_is_valid(server_version: int) -> bool:
+    return server_version >= 160000
+
+
+def validity_predicate(conn: psycopg.Connection, column: str, kind: str) -> sql.Composable:
+    """True when the text value is null or parses as ``kind``."""
+    if _has_pg_input_is_valid(conn.info.server_version):
+        return sql.SQL("({col} is null or pg_input_is_valid({col}, {kind}))").format(
+            col=_ident(column), kind=sql.Literal(kind)
+        )
+    # PostgreSQL 14/15: a function that tries the cast (slower, used only on the slow path).
+    conn.execute(
+        """
+        create or replace function ops.cem_is_valid(value text, kind text) returns boolean
+        language plpgsql immutable as $$
+        begin
+            execute format('select %L::%s', value, kind);
+            return true;
+        exception when others then
+            return false;
+        end $$
+        """
+    )
+    return sql.SQL("({col} is null or ops.cem_is_valid({col}, {kind}))").format(col=_ident(column), kind=sql.Literal(kind))
+
+
+def typed_expression(contract: EntityContract, column: str) -> sql.Composable:
+    kind = contract.column(column).type if column in contract.column_names else "text"
+    return sql.SQL("{}::{}").format(_ident(column), sql.SQL(kind))
+
+
+def _suite_rules(entity: str) -> list[dict]:
+    path = paths.expectations_dir() / f"{entity}.json"
+    if not path.exists():
+        return []
+    return [e for e in json.loads(path.read_text()).get("expectations", []) if e["type"] in _SQL_RULES]
+
+
+def row_rule_reasons(contract: EntityContract) -> list[tuple[sql.Composable, str]]:
+    """(predicate marking a bad row, reason) from the contract and the entity's suite."""
+    rules: list[tuple[sql.Composable, str]] = []
+    for key in contract.natural_key:
+        rules.append((sql.SQL("{} is null").format(_ident(key)), f"{key} (natural key) is missing"))
+    for column in contract.columns:
+        if not column.nullable and column.name not in contract.natural_key:
+            rules.append((sql.SQL("{} is null").format(_ident(column.name)), f"{column.name} is required but missing"))
+    for expectation in _suite_rules(contract.entity):
+        kwargs = expectation["kwargs"]
+        column = kwargs.get("column")
+        if column not in contract.column_names:
+            continue
+        template = _SQL_RULES[expectation["type"]]
+        predicate = sql.SQL(template).format(
+            col=_ident(column),
+            min=sql.Literal(kwargs.get("min_value")),
+            max=sql.Literal(kwargs.get("max_value")),
+            values=sql.SQL(", ").join(sql.Literal(str(v)) for v in kwargs.get("value_set", [None])),
+            regex=sql.Literal(kwargs.get("regex")),
+        )
+        detail = {k: v for k, v in kwargs.items() if k != "column"}
+        rules.append((predicate, f"{expectation['type']} on {column} {json.dumps(detail)}"))
+    return rules
+
+
+def publish_statements(
+    conn: psycopg.Connection, contract: EntityContract, names: dict, batch_id: str, extra: list[str]
+) -> dict:
+    columns_of_record = data_columns(contract, extra)
+    raw = _ident(contract.raw_table)
+    payload_columns = sql.SQL(", ").join(_ident(c) for c in columns_of_record)
+    quarantine = [
+        (
+            sql.SQL(
+                "insert into quarantine.{raw} (batch_id, reason, payload) "
+                "select %s, _reject_reason, to_jsonb(r) from (select {cols}, _reject_reason from staging.{t} where {cond}) as r"
+            ).format(raw=raw, cols=payload_columns, t=_ident(names[table]), cond=sql.SQL(condition)),
+            (batch_id,),
+        )
+        for table, condition in (("text", "_invalid"), ("typed", "_reject_reason is not null"))
+    ]
+    updates = sql.SQL(", ").join(
+        sql.SQL("{0} = excluded.{0}").format(_ident(c))
+        for c in [*columns_of_record, "_batch_id", "_loaded_at", "_source"]
+        if c not in contract.natural_key
+    )
+    newer = sql.SQL("true")
+    if contract.version_column:
+        version = _ident(contract.version_column)
+        newer = sql.SQL(
+            "(raw.{raw}.{v} is null or excluded.{v} > raw.{raw}.{v} or "
+            "(excluded.{v} = raw.{raw}.{v} and {new_hash} > {old_hash}))"
+        ).format(
+            raw=raw, v=version, new_hash=content_hash("excluded", columns_of_record),
+            old_hash=sql.SQL("md5(row({})::text)").format(
+                sql.SQL(", ").join(sql.SQL("raw.{}.{}").format(raw, _ident(c)) for c in columns_of_record)
+            ),
+        )
+    changed = sql.SQL("row({}) is distinct from row({})").format(
+        sql.SQL(", ").join(sql.SQL("raw.{}.{}").format(raw, _ident(c)) for c in columns_of_record),
+        sql.SQL(", ").join(sql.SQL("excluded.{}").format(_ident(c)) for c in columns_of_record),
+    )
+    upsert = (
+        sql.SQL(
+            "insert into raw.{raw} ({cols}, _batch_id, _loaded_at, _source) "
+            "select {cols}, %s, now(), %s from staging.{t} where _reject_reason is null "
+            "on conflict ({key}) do update set {updates} where {newer} and {changed}"
+        ).format(
+            raw=raw, cols=payload_columns, t=_ident(names["typed"]),
+            key=sql.SQL(", ").join(_ident(k) for k in contract.natural_key),
+            updates=updates, newer=newer, changed=changed,
+        ),
+        (batch_id, contract.source),
+    )
+    return {"quarantine": quarantine, "upsert": upsert}
