@@ -24,7 +24,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import psycopg
 from psycopg import sql
@@ -67,6 +67,10 @@ class IncomingBatch:
     source_types: dict[str, str] = field(default_factory=dict)
     batch_id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
     description: str = ""
+    # Runs inside the publish transaction (e.g. remember a landed file as loaded).
+    on_publish: Callable[[psycopg.Connection, str], None] | None = None
+    # Frees the extractor's spool once the batch is done, whatever happened.
+    cleanup: Callable[[], None] | None = None
 
 
 @dataclass
@@ -121,6 +125,13 @@ class BatchLoader:
 
     # ---- the batch -------------------------------------------------------------------------
     def load(self, incoming: IncomingBatch) -> BatchOutcome:
+        try:
+            return self._load(incoming)
+        finally:
+            if incoming.cleanup is not None:
+                incoming.cleanup()
+
+    def _load(self, incoming: IncomingBatch) -> BatchOutcome:
         contract = self.contract
         names = batch_table_names(contract, incoming.batch_id)
         with connect(self.location, autocommit=True) as conn:
@@ -301,6 +312,8 @@ class BatchLoader:
                 (received, accepted, quarantined, changed, cursor_to, validation.success, validation.summary,
                  incoming.batch_id),
             )
+            if incoming.on_publish is not None:
+                incoming.on_publish(conn, incoming.batch_id)
             drop_batch_tables(conn, names)
         return BatchOutcome(
             incoming.batch_id, contract.entity, "published", received, accepted, quarantined, changed, cursor_to, validation
@@ -334,4 +347,4 @@ def _copy(conn: psycopg.Connection, statement: sql.Composable, chunks: Iterable[
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)

@@ -60,6 +60,8 @@ def connect(
         "dbname": location.dbname,
         "connect_timeout": CONNECT_TIMEOUT_SECONDS,
         "application_name": "cem-warehouse",
+        # Every session in UTC: timestamps without a zone mean UTC, dates cut at UTC midnight.
+        "options": "-c TimeZone=UTC",
     }
     if location.password:
         params["password"] = location.password
