@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import random
 
 import pytest
 
@@ -178,10 +177,16 @@ def test_empty_batch_blocks_only_when_the_source_must_not_be_empty(fresh_databas
 
 def test_volume_far_off_the_recent_average_blocks(fresh_database):
     bootstrap(fresh_database)
-    policy = SourcePolicy(name="surveys", volume_factor=5, volume_min_rows=100)
-    loader = BatchLoader(fresh_database, CONTRACT, policy)
-    for day in (1, 2, 3):
-        loader.load(batch(good_rows(200, start=day * 1000, day=day)))
-    with pytest.raises(BatchBlocked, match="expect_table_row_count_to_be_between"):
-        loader.load(batch(good_rows(10, start=9000, day=4)))
-    random.seed(0)
+    steady = BatchLoader(fresh_database, CONTRACT, SourcePolicy(name="surveys", volume_factor=5, volume_min_rows=100))
+    steady.load(batch(good_rows(5000, start=100_000, day=1)))  # a first full load is not a normal day
+    for day in (2, 3, 4):
+        steady.load(batch(good_rows(200, start=day * 1000, day=day), cursor_from=f"2026-10-0{day - 1}"))
+    with pytest.raises(BatchBlocked, match="expect_table_row_count_to_be_between.*observed 1500"):
+        steady.load(batch(good_rows(1500, start=20_000, day=5), cursor_from="2026-10-04"))
+    # A quiet day is normal for a source that may be empty, not for one that must deliver.
+    steady.load(batch(good_rows(10, start=9000, day=6), cursor_from="2026-10-05"))
+    strict = BatchLoader(
+        fresh_database, CONTRACT, SourcePolicy(name="surveys", volume_factor=5, volume_min_rows=100, allow_empty=False)
+    )
+    with pytest.raises(BatchBlocked, match="expect_table_row_count_to_be_between.*observed 10"):
+        strict.load(batch(good_rows(10, start=9100, day=7), cursor_from="2026-10-06"))

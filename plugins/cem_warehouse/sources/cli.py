@@ -17,22 +17,55 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="fill the CRM, sales and survey stand-ins with synthetic customers",
         description="Day 0 replaces the stand-ins' contents; --next-day adds one more day to them.",
     )
-    gen.add_argument("--customers", type=int, default=10_000, metavar="N", help="customers on day 0 (default 10000)")
-    gen.add_argument("--seed", type=int, default=42, metavar="S", help="random seed; the same seed gives the same data")
-    gen.add_argument("--next-day", action="store_true", help="write one more day's delta instead of day 0")
-    gen.add_argument("--bad-rate", type=float, default=None, metavar="R",
-                     help="share of rows corrupted with bad inputs, plus one of each catalog case (default 0)")
-    gen.add_argument("--benchmark", action="store_true", help="print wall seconds and peak memory as JSON")
+    gen.add_argument(
+        "--customers",
+        type=int,
+        default=10_000,
+        metavar="N",
+        help="customers on day 0 (default 10000)",
+    )
+    gen.add_argument(
+        "--seed",
+        type=int,
+        default=42,
+        metavar="S",
+        help="random seed; the same seed gives the same data",
+    )
+    gen.add_argument(
+        "--next-day", action="store_true", help="write one more day's delta instead of day 0"
+    )
+    gen.add_argument(
+        "--bad-rate",
+        type=float,
+        default=None,
+        metavar="R",
+        help="share of rows corrupted with bad inputs, plus one of each catalog case (default 0)",
+    )
+    gen.add_argument(
+        "--benchmark", action="store_true", help="print wall seconds and peak memory as JSON"
+    )
     gen.set_defaults(handler=_cmd_generate)
 
-    sources = subparsers.add_parser("sources", help="the source systems: where they are, and the CRM API stand-in")
+    sources = subparsers.add_parser(
+        "sources", help="the source systems: where they are, and the CRM API stand-in"
+    )
     actions = sources.add_subparsers(dest="sources_action", required=True, metavar="ACTION")
-    serve = actions.add_parser("serve", help="run the CRM REST API stand-in on loopback until Ctrl-C")
-    serve.add_argument("--port", type=int, default=None, help="port (default $CEM_CRM_PORT or 8765)")
-    serve.add_argument("--faults", choices=["realistic", "none"], default="realistic",
-                       help="realistic: occasional 429 and 503, like hosted CRMs (default); none: always answer")
+    serve = actions.add_parser(
+        "serve", help="run the CRM REST API stand-in on loopback until Ctrl-C"
+    )
+    serve.add_argument(
+        "--port", type=int, default=None, help="port (default $CEM_CRM_PORT or 8765)"
+    )
+    serve.add_argument(
+        "--faults",
+        choices=["realistic", "none"],
+        default="realistic",
+        help="realistic: occasional 429 and 503, like hosted CRMs (default); none: always answer",
+    )
     serve.set_defaults(handler=_cmd_serve)
-    show = actions.add_parser("show", help="print where each source system is (connection ids and locations)")
+    show = actions.add_parser(
+        "show", help="print where each source system is (connection ids and locations)"
+    )
     show.set_defaults(handler=_cmd_show)
 
 
@@ -51,12 +84,19 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
     if args.bad_rate is not None and not 0.0 <= args.bad_rate <= 1.0:
         raise CemError("--bad-rate must be between 0 and 1 (e.g. 0.01 for 1% bad inputs).")
-    console = Console(stderr=True)
+    console = Console(stderr=True, highlight=False)
     started = time.perf_counter()
     targets = Targets.default()
     show_progress = sys.stderr.isatty() and (args.next_day or args.customers >= 50_000)
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,}"),
-                  TimeElapsedColumn(), console=console, disable=not show_progress, transient=True) as bar:
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:,}/{task.total:,}"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=not show_progress,
+        transient=True,
+    ) as bar:
         task = bar.add_task("next day" if args.next_day else "customers", total=args.customers)
 
         def progress(done: int, total: int) -> None:
@@ -65,14 +105,26 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         if args.next_day:
             result = generate_next_day(targets, bad_rate=args.bad_rate, progress=progress)
         else:
-            result = generate(args.customers, args.seed, targets, bad_rate=args.bad_rate or 0.0, progress=progress)
+            result = generate(
+                args.customers, args.seed, targets, bad_rate=args.bad_rate or 0.0, progress=progress
+            )
     wall = round(time.perf_counter() - started, 2)
     if args.benchmark:
-        print(json.dumps({
-            "command": "cem generate " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "cem generate",
-            "customers": result.customers, "day": result.day, "wall_seconds": wall,
-            "peak_memory_mb": _peak_memory_mb(), "rows": result.rows,
-        }, indent=2))
+        print(
+            json.dumps(
+                {
+                    "command": "cem generate " + " ".join(sys.argv[2:])
+                    if len(sys.argv) > 2
+                    else "cem generate",
+                    "customers": result.customers,
+                    "day": result.day,
+                    "wall_seconds": wall,
+                    "peak_memory_mb": _peak_memory_mb(),
+                    "rows": result.rows,
+                },
+                indent=2,
+            )
+        )
         return 0
     label = f"day {result.day} ({result.export_date})"
     console.print(f"Generated {label} for {result.customers:,} customers in {wall}s:")
@@ -80,8 +132,10 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         console.print(f"  {key:<36} {value:>12,}")
     if result.bad_cases:
         console.print(f"  bad-input catalog cases written:     {len(result.bad_cases):>12}")
-    console.print(f"sales: {targets.sales.redacted_url}\ncrm store: {targets.crm_store} (serve: cem sources serve)\n"
-                  f"surveys: {targets.surveys_url}")
+    console.print(
+        f"sales: {targets.sales.redacted_url}\ncrm store: {targets.crm_store} (serve: cem sources serve)\n"
+        f"surveys: {targets.surveys_url}"
+    )
     return 0
 
 
@@ -92,11 +146,21 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     port = args.port if args.port is not None else connections.crm_port()
     faults = Faults.realistic() if args.faults == "realistic" else Faults()
     try:
-        server = CrmServer(connections.crm_store_dir(), connections.crm_token(), "127.0.0.1", port, faults)
+        server = CrmServer(
+            connections.crm_store_dir(), connections.crm_token(), "127.0.0.1", port, faults
+        )
     except OSError as exc:
-        raise CemError(f"Cannot listen on 127.0.0.1:{port} ({exc.strerror}): pick another --port or stop what uses it.") from None
-    print(f"CRM API on {server.base_url}/api/v1/<customers|support_cases|interactions|referrals>", flush=True)
-    print(f"bearer token in {connections.crm_token_file()}; faults: {args.faults}; Ctrl-C stops", flush=True)
+        raise CemError(
+            f"Cannot listen on 127.0.0.1:{port} ({exc.strerror}): pick another --port or stop what uses it."
+        ) from None
+    print(
+        f"CRM API on {server.base_url}/api/v1/<customers|support_cases|interactions|referrals>",
+        flush=True,
+    )
+    print(
+        f"bearer token in {connections.crm_token_file()}; faults: {args.faults}; Ctrl-C stops",
+        flush=True,
+    )
     try:
         server.httpd.serve_forever()
     except KeyboardInterrupt:

@@ -76,9 +76,17 @@ class SourceConnection:
     def postgres(self) -> WarehouseLocation:
         """PostgreSQL location (sales)."""
         if not self.host or not self.schema:
-            raise ConfigurationError(f"{env_var(self.conn_id)} must name a host and a database: postgresql://user:pw@host:5432/dbname.")
-        return WarehouseLocation(self.host, self.port or 5432, self.login or "postgres", self.password,
-                                 self.schema, self.extra.get("sslmode"))
+            raise ConfigurationError(
+                f"{env_var(self.conn_id)} must name a host and a database: postgresql://user:pw@host:5432/dbname."
+            )
+        return WarehouseLocation(
+            self.host,
+            self.port or 5432,
+            self.login or "postgres",
+            self.password,
+            self.schema,
+            self.extra.get("sslmode"),
+        )
 
 
 def parse_connection(conn_id: str, value: str) -> SourceConnection:
@@ -86,26 +94,41 @@ def parse_connection(conn_id: str, value: str) -> SourceConnection:
     value = value.strip()
     name = env_var(conn_id)
     if not value:
-        raise ConfigurationError(f"{name} is empty: set it to a connection URI or unset it to use the local stand-in.")
+        raise ConfigurationError(
+            f"{name} is empty: set it to a connection URI or unset it to use the local stand-in."
+        )
     if value.startswith("{"):
         try:
             doc = json.loads(value)
         except json.JSONDecodeError as exc:
-            raise ConfigurationError(f"{name} is not valid JSON ({exc.msg}): fix the value or use a URI.") from None
+            raise ConfigurationError(
+                f"{name} is not valid JSON ({exc.msg}): fix the value or use a URI."
+            ) from None
         extra = doc.get("extra") or {}
         if isinstance(extra, str):
             extra = json.loads(extra)
-        return SourceConnection(conn_id, str(doc.get("conn_type", "")), str(doc.get("host") or ""),
-                                int(doc["port"]) if doc.get("port") else None, str(doc.get("login") or ""),
-                                str(doc.get("password") or ""), str(doc.get("schema") or ""), dict(extra))
+        return SourceConnection(
+            conn_id,
+            str(doc.get("conn_type", "")),
+            str(doc.get("host") or ""),
+            int(doc["port"]) if doc.get("port") else None,
+            str(doc.get("login") or ""),
+            str(doc.get("password") or ""),
+            str(doc.get("schema") or ""),
+            dict(extra),
+        )
     try:
         parts = urlsplit(value)
         port = parts.port
     except ValueError as exc:
         raise ConfigurationError(f"{name} is not a valid connection URI ({exc}).") from None
     if not parts.scheme:
-        raise ConfigurationError(f"{name} has no scheme: expected e.g. postgresql://..., http://..., fs://?path=...")
-    conn_type = {"postgres": "postgres", "postgresql": "postgres"}.get(parts.scheme, parts.scheme.replace("-", "_"))
+        raise ConfigurationError(
+            f"{name} has no scheme: expected e.g. postgresql://..., http://..., fs://?path=..."
+        )
+    conn_type = {"postgres": "postgres", "postgresql": "postgres"}.get(
+        parts.scheme, parts.scheme.replace("-", "_")
+    )
     extra = {}
     for key, val in parse_qsl(parts.query, keep_blank_values=True):
         if key == "__extra__":
@@ -115,8 +138,16 @@ def parse_connection(conn_id: str, value: str) -> SourceConnection:
     if conn_type not in ("postgres", "http", "https", "fs"):
         # anything else (s3://, gs://, file://, memory://) is taken as the fsspec URL of the landing folder
         return SourceConnection(conn_id, "fs", extra={"path": value})
-    return SourceConnection(conn_id, conn_type, unquote(parts.hostname or ""), port, unquote(parts.username or ""),
-                            unquote(parts.password or ""), unquote(parts.path.lstrip("/")), extra)
+    return SourceConnection(
+        conn_id,
+        conn_type,
+        unquote(parts.hostname or ""),
+        port,
+        unquote(parts.username or ""),
+        unquote(parts.password or ""),
+        unquote(parts.path.lstrip("/")),
+        extra,
+    )
 
 
 def _configured(conn_id: str) -> SourceConnection | None:
@@ -155,7 +186,9 @@ def crm_port() -> int:
     if not raw:
         return DEFAULT_CRM_PORT
     if not raw.isdigit():
-        raise ConfigurationError(f"{CRM_PORT_ENV}={raw!r} is not a port number: set it to e.g. {DEFAULT_CRM_PORT}.")
+        raise ConfigurationError(
+            f"{CRM_PORT_ENV}={raw!r} is not a port number: set it to e.g. {DEFAULT_CRM_PORT}."
+        )
     return int(raw)
 
 
@@ -163,7 +196,9 @@ def crm_connection() -> SourceConnection:
     configured = _configured(CRM_CONN_ID)
     if configured is not None:
         return configured
-    return SourceConnection(CRM_CONN_ID, "http", "127.0.0.1", crm_port(), password=crm_token(), is_default=True)
+    return SourceConnection(
+        CRM_CONN_ID, "http", "127.0.0.1", crm_port(), password=crm_token(), is_default=True
+    )
 
 
 def sales_connection(ensure: bool = False) -> SourceConnection:
@@ -185,9 +220,17 @@ def sales_connection(ensure: bool = False) -> SourceConnection:
     location = server.with_database(SALES_STAND_IN_DATABASE)
     if ensure:
         ensure_database(location)
-    return SourceConnection(SALES_CONN_ID, "postgres", location.host, location.port, location.user,
-                            location.password, location.dbname,
-                            {"sslmode": location.sslmode} if location.sslmode else {}, is_default=True)
+    return SourceConnection(
+        SALES_CONN_ID,
+        "postgres",
+        location.host,
+        location.port,
+        location.user,
+        location.password,
+        location.dbname,
+        {"sslmode": location.sslmode} if location.sslmode else {},
+        is_default=True,
+    )
 
 
 def ensure_database(location: WarehouseLocation) -> None:
@@ -195,7 +238,9 @@ def ensure_database(location: WarehouseLocation) -> None:
     from cem_warehouse.warehouse.connection import connect
 
     with connect(location.with_database("postgres"), autocommit=True) as conn:
-        exists = conn.execute("select 1 from pg_database where datname = %s", (location.dbname,)).fetchone()
+        exists = conn.execute(
+            "select 1 from pg_database where datname = %s", (location.dbname,)
+        ).fetchone()
         if not exists:
             conn.execute(f'create database "{location.dbname}"')
 
@@ -204,4 +249,6 @@ def surveys_connection() -> SourceConnection:
     configured = _configured(SURVEYS_CONN_ID)
     if configured is not None:
         return configured
-    return SourceConnection(SURVEYS_CONN_ID, "fs", extra={"path": str(paths.landing_dir() / "surveys")}, is_default=True)
+    return SourceConnection(
+        SURVEYS_CONN_ID, "fs", extra={"path": str(paths.landing_dir() / "surveys")}, is_default=True
+    )

@@ -82,9 +82,16 @@ class CrmStore:
         key = STREAM_BY_NAME[entity].primary_key
         files = self.parts(entity)
         if not files:
-            return pa.table({key: pa.array([], pa.int64()), "updated_at": pa.array([], pa.timestamp("us", tz="UTC"))})
+            return pa.table(
+                {
+                    key: pa.array([], pa.int64()),
+                    "updated_at": pa.array([], pa.timestamp("us", tz="UTC")),
+                }
+            )
         tables = [pq.read_table(f) for f in files]
-        table = pa.concat_tables(tables, promote_options="default") if len(tables) > 1 else tables[0]
+        table = (
+            pa.concat_tables(tables, promote_options="default") if len(tables) > 1 else tables[0]
+        )
         if len(tables) > 1:
             # later parts win: keep the last occurrence of each key
             order = np.arange(table.num_rows)

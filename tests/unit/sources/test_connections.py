@@ -13,7 +13,11 @@ from cem_warehouse.sources import connections
 @pytest.fixture(autouse=True)
 def private_state(tmp_path, monkeypatch):
     monkeypatch.setenv("CEM_HOME", str(tmp_path))
-    for conn_id in (connections.CRM_CONN_ID, connections.SALES_CONN_ID, connections.SURVEYS_CONN_ID):
+    for conn_id in (
+        connections.CRM_CONN_ID,
+        connections.SALES_CONN_ID,
+        connections.SURVEYS_CONN_ID,
+    ):
         monkeypatch.delenv(connections.env_var(conn_id), raising=False)
     monkeypatch.delenv(connections.CRM_PORT_ENV, raising=False)
     return tmp_path
@@ -24,17 +28,28 @@ def test_env_var_names_follow_airflow() -> None:
 
 
 def test_sales_uri_points_at_a_real_database(monkeypatch) -> None:
-    monkeypatch.setenv("AIRFLOW_CONN_CEM_SOURCE_SALES", "postgresql://shop:s%40cret@db.internal:6543/shop?sslmode=require")
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CEM_SOURCE_SALES",
+        "postgresql://shop:s%40cret@db.internal:6543/shop?sslmode=require",
+    )
     conn = connections.sales_connection()
     location = conn.postgres()
-    assert (location.host, location.port, location.user, location.password, location.dbname, location.sslmode) == (
-        "db.internal", 6543, "shop", "s@cret", "shop", "require")
+    assert (
+        location.host,
+        location.port,
+        location.user,
+        location.password,
+        location.dbname,
+        location.sslmode,
+    ) == ("db.internal", 6543, "shop", "s@cret", "shop", "require")
     assert not conn.is_default
 
 
 def test_crm_json_form_with_token_in_extra(monkeypatch) -> None:
-    monkeypatch.setenv("AIRFLOW_CONN_CEM_SOURCE_CRM",
-                       '{"conn_type": "https", "host": "crm.example.com", "extra": {"token": "abc"}}')
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CEM_SOURCE_CRM",
+        '{"conn_type": "https", "host": "crm.example.com", "extra": {"token": "abc"}}',
+    )
     conn = connections.crm_connection()
     assert conn.base_url == "https://crm.example.com"
     assert conn.token == "abc"
@@ -46,12 +61,15 @@ def test_crm_uri_token_is_the_password(monkeypatch) -> None:
     assert (conn.base_url, conn.token) == ("http://10.0.0.5:9000", "t0ken")
 
 
-@pytest.mark.parametrize("value, path", [
-    ("fs://?path=s3%3A%2F%2Fbucket%2Fsurveys", "s3://bucket/surveys"),
-    ('{"conn_type": "fs", "extra": {"path": "gs://b/p"}}', "gs://b/p"),
-    ("s3://bucket/landing/surveys", "s3://bucket/landing/surveys"),
-    ("memory://landing", "memory://landing"),
-])
+@pytest.mark.parametrize(
+    "value, path",
+    [
+        ("fs://?path=s3%3A%2F%2Fbucket%2Fsurveys", "s3://bucket/surveys"),
+        ('{"conn_type": "fs", "extra": {"path": "gs://b/p"}}', "gs://b/p"),
+        ("s3://bucket/landing/surveys", "s3://bucket/landing/surveys"),
+        ("memory://landing", "memory://landing"),
+    ],
+)
 def test_survey_landing_is_any_fsspec_url(monkeypatch, value: str, path: str) -> None:
     monkeypatch.setenv("AIRFLOW_CONN_CEM_SOURCE_SURVEYS", value)
     assert connections.surveys_connection().path == path
@@ -98,8 +116,10 @@ def test_sources_package_never_imports_airflow() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, cem_warehouse.sources.connections, cem_warehouse.sources.cli, "
-            "cem_warehouse.sources.generator.run, cem_warehouse.sources.crm_server; "
-            "print(any(m == 'airflow' or m.startswith('airflow.') for m in sys.modules))")
+    code = (
+        "import sys, cem_warehouse.sources.connections, cem_warehouse.sources.cli, "
+        "cem_warehouse.sources.generator.run, cem_warehouse.sources.crm_server; "
+        "print(any(m == 'airflow' or m.startswith('airflow.') for m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

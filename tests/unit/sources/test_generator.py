@@ -13,7 +13,9 @@ END = float(DEFAULT_PARAMS.history_days)
 
 
 def _chunk(seed: int, n: int = 2_000, chunk_no: int = 0) -> model.Output:
-    out, _, _ = model.generate_chunk(DEFAULT_PARAMS, seed, chunk_no, n, model.Counters(), run._clock(DEFAULT_PARAMS), END)
+    out, _, _ = model.generate_chunk(
+        DEFAULT_PARAMS, seed, chunk_no, n, model.Counters(), run._clock(DEFAULT_PARAMS), END
+    )
     return out
 
 
@@ -47,11 +49,26 @@ def test_vary_email_changes_only_case_and_whitespace() -> None:
 
 def test_catalog_names_every_case_the_issue_lists() -> None:
     expected = {
-        "duplicate_rows", "replay_changed_values", "malformed_csv_line", "wrong_types", "nul_bytes",
-        "non_utf8_text", "ltr_out_of_range_high", "ltr_negative", "ltr_text", "ltr_blank",
-        "email_case_whitespace", "orders_for_unknown_customer", "future_timestamp",
-        "timestamp_without_timezone", "new_column", "missing_column", "empty_file",
-        "cursor_timestamp_burst", "api_page_repeat", "api_timeout",
+        "duplicate_rows",
+        "replay_changed_values",
+        "malformed_csv_line",
+        "wrong_types",
+        "nul_bytes",
+        "non_utf8_text",
+        "ltr_out_of_range_high",
+        "ltr_negative",
+        "ltr_text",
+        "ltr_blank",
+        "email_case_whitespace",
+        "orders_for_unknown_customer",
+        "future_timestamp",
+        "timestamp_without_timezone",
+        "new_column",
+        "missing_column",
+        "empty_file",
+        "cursor_timestamp_burst",
+        "api_page_repeat",
+        "api_timeout",
     }
     assert expected <= set(catalog.CASES)
     assert {c.source for c in catalog.CASES.values()} == {"surveys", "sales", "crm", "crm_api"}
@@ -75,7 +92,9 @@ def test_survey_catalog_files_contain_their_named_defect() -> None:
     assert b"2099-" in files["future_timestamp"]
     assert b"five" in files["wrong_types"] and b"yesterday" in files["wrong_types"]
     lines = files["malformed_csv_line"].decode().splitlines()
-    assert any("unclosed" in line for line in lines) and any(line.endswith(",extra,fields") for line in lines)
+    assert any("unclosed" in line for line in lines) and any(
+        line.endswith(",extra,fields") for line in lines
+    )
     emails = files["email_case_whitespace"].decode()
     assert "  PAUL.SMITH0@EXAMPLE.COM " in emails
 

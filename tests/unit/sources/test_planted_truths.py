@@ -17,8 +17,15 @@ AS_OF = pd.Timestamp(DEFAULT_PARAMS.history_end)
 @pytest.fixture(scope="module")
 def data() -> dict[str, pd.DataFrame]:
     clock = run._clock(DEFAULT_PARAMS)
-    out, _, late = model.generate_chunk(DEFAULT_PARAMS, 11, 0, CUSTOMERS, model.Counters(), clock,
-                                        float(DEFAULT_PARAMS.history_days))
+    out, _, late = model.generate_chunk(
+        DEFAULT_PARAMS,
+        11,
+        0,
+        CUSTOMERS,
+        model.Counters(),
+        clock,
+        float(DEFAULT_PARAMS.history_days),
+    )
     run._split_late(out, run.latent_ids(0, late))  # late arrivals reach the CRM only the next day
     frames = {f"{s}.{e}": t.to_pandas() for s, ents in out.tables.items() for e, t in ents.items()}
     frames["late"] = pd.DataFrame({"customer_id": np.flatnonzero(late) + model.CRM_ID_OFFSET})
@@ -39,9 +46,13 @@ def customers(data: dict[str, pd.DataFrame]) -> pd.DataFrame:
     orders = orders[orders["status"] != "cancelled"].dropna(subset=["customer_id"])
     orders["day"] = orders["ordered_at"].dt.floor("D")
     days = orders.groupby("customer_id")["day"].agg(["nunique", "max"])
-    gaps = (orders.drop_duplicates(["customer_id", "day"]).sort_values(["customer_id", "day"])
-            .assign(gap=lambda d: d.groupby("customer_id")["day"].diff().dt.days)
-            .groupby("customer_id")["gap"].median())
+    gaps = (
+        orders.drop_duplicates(["customer_id", "day"])
+        .sort_values(["customer_id", "day"])
+        .assign(gap=lambda d: d.groupby("customer_id")["day"].diff().dt.days)
+        .groupby("customer_id")["gap"]
+        .median()
+    )
     threshold = np.maximum(90, 3 * gaps.reindex(days.index).fillna(0))
     silent = (AS_OF - days["max"]).dt.days
     lines = data["sales.order_lines"].merge(orders[["order_id", "customer_id"]], on="order_id")
@@ -50,16 +61,28 @@ def customers(data: dict[str, pd.DataFrame]) -> pd.DataFrame:
     responses["customer_id"] = responses["email"].map(email_to_id)
     last = responses.sort_values("responded_at").groupby("customer_id").last()
     cases = data["crm.support_cases"]
-    unresolved = cases[(cases["status"] == "closed") & ~cases["is_resolved"]].groupby("customer_id").size()
+    unresolved = (
+        cases[(cases["status"] == "closed") & ~cases["is_resolved"]].groupby("customer_id").size()
+    )
     referrers = data["crm.referrals"].groupby("referrer_customer_id").size()
     frame = pd.DataFrame(index=crm.index)
     frame["frequency"] = days["nunique"].reindex(crm.index).fillna(0) - 1
-    frame["revenue"] = orders.groupby("customer_id")["order_total"].sum().reindex(crm.index).fillna(0)
-    frame["order_value"] = frame["revenue"] / orders.groupby("customer_id").size().reindex(crm.index)
-    frame["product_lines"] = lines.groupby("customer_id")["product_line"].nunique().reindex(crm.index).fillna(0)
-    frame["churned"] = (silent > threshold).reindex(crm.index).fillna(False) | crm["cancelled_at"].notna()
+    frame["revenue"] = (
+        orders.groupby("customer_id")["order_total"].sum().reindex(crm.index).fillna(0)
+    )
+    frame["order_value"] = frame["revenue"] / orders.groupby("customer_id").size().reindex(
+        crm.index
+    )
+    frame["product_lines"] = (
+        lines.groupby("customer_id")["product_line"].nunique().reindex(crm.index).fillna(0)
+    )
+    frame["churned"] = (silent > threshold).reindex(crm.index).fillna(False) | crm[
+        "cancelled_at"
+    ].notna()
     frame["ltr"] = last["ltr"].reindex(crm.index)
-    frame["category"] = pd.cut(frame["ltr"], [-1, 6, 8, 10], labels=["detractor", "passive", "promoter"])
+    frame["category"] = pd.cut(
+        frame["ltr"], [-1, 6, 8, 10], labels=["detractor", "passive", "promoter"]
+    )
     frame["is_referrer"] = referrers.reindex(crm.index).fillna(0) > 0
     frame["has_unresolved"] = unresolved.reindex(crm.index).fillna(0) > 0
     frame["has_cases"] = cases.groupby("customer_id").size().reindex(crm.index).fillna(0) > 0
@@ -70,14 +93,19 @@ def _by_category(customers: pd.DataFrame, column: str) -> pd.Series:
     return customers.groupby("category", observed=True)[column].mean()
 
 
-@pytest.mark.parametrize("column, min_ratio", [
-    ("frequency", 1.8),       # repurchase: distinct purchase days - 1
-    ("product_lines", 1.5),   # cross-sell: distinct product lines bought
-    ("is_referrer", 3.0),     # referral rate
-    ("revenue", 2.0),         # loyalty shows in revenue
-    ("order_value", 1.35),    # ... also per order: promoters buy higher tiers
-])
-def test_promoters_do_more_than_passives_than_detractors(customers: pd.DataFrame, column: str, min_ratio: float) -> None:
+@pytest.mark.parametrize(
+    "column, min_ratio",
+    [
+        ("frequency", 1.8),  # repurchase: distinct purchase days - 1
+        ("product_lines", 1.5),  # cross-sell: distinct product lines bought
+        ("is_referrer", 3.0),  # referral rate
+        ("revenue", 2.0),  # loyalty shows in revenue
+        ("order_value", 1.35),  # ... also per order: promoters buy higher tiers
+    ],
+)
+def test_promoters_do_more_than_passives_than_detractors(
+    customers: pd.DataFrame, column: str, min_ratio: float
+) -> None:
     """Ordered by category, and by a margin the planted rates produce but behaviour alone does not."""
     means = _by_category(customers, column)
     assert means["promoter"] > means["passive"] > means["detractor"], means
@@ -85,7 +113,11 @@ def test_promoters_do_more_than_passives_than_detractors(customers: pd.DataFrame
 
 
 def test_repeat_purchase_rate_is_higher_for_promoters(customers: pd.DataFrame) -> None:
-    rate = customers.assign(repeat=customers["frequency"] >= 1).groupby("category", observed=True)["repeat"].mean()
+    rate = (
+        customers.assign(repeat=customers["frequency"] >= 1)
+        .groupby("category", observed=True)["repeat"]
+        .mean()
+    )
     assert rate["promoter"] - rate["detractor"] > 0.05, rate
 
 
@@ -101,10 +133,14 @@ def test_an_unresolved_support_contact_raises_churn(customers: pd.DataFrame) -> 
     assert churn[True] > churn[False] + 0.10, churn
 
 
-def test_about_80_percent_of_churned_customers_were_satisfied_at_their_last_survey(data: dict) -> None:
+def test_about_80_percent_of_churned_customers_were_satisfied_at_their_last_survey(
+    data: dict,
+) -> None:
     crm = data["crm.customers"]
     email_to_id = pd.Series(crm["customer_id"].to_numpy(), index=crm["email"])
-    responses = data["surveys.responses"].assign(customer_id=lambda d: _norm(d["respondent_email"]).map(email_to_id))
+    responses = data["surveys.responses"].assign(
+        customer_id=lambda d: _norm(d["respondent_email"]).map(email_to_id)
+    )
     # churned per the hidden model: those who cancelled explicitly have a known churn instant
     cancelled = crm.dropna(subset=["cancelled_at"])[["customer_id", "cancelled_at"]]
     before = responses.merge(cancelled, on="customer_id")
@@ -122,10 +158,14 @@ def test_referred_customers_have_an_earlier_customer_as_referrer(data: dict) -> 
     known = referrals["referrer_customer_id"].isin(crm.index)
     assert known.all()
     referred = crm["acquisition_channel"] == "referral"
-    assert set(referrals["referred_customer_id"]) <= set(crm.index[referred]) | set(data["late"]["customer_id"])
+    assert set(referrals["referred_customer_id"]) <= set(crm.index[referred]) | set(
+        data["late"]["customer_id"]
+    )
     acquired = crm["created_at"]
-    assert (acquired.reindex(referrals["referrer_customer_id"]).to_numpy()
-            <= acquired.reindex(referrals["referred_customer_id"]).fillna(AS_OF).to_numpy()).all()
+    assert (
+        acquired.reindex(referrals["referrer_customer_id"]).to_numpy()
+        <= acquired.reindex(referrals["referred_customer_id"]).fillna(AS_OF).to_numpy()
+    ).all()
     assert (referrals["referrer_customer_id"] != referrals["referred_customer_id"]).all()
 
 
@@ -155,7 +195,11 @@ def test_emails_vary_in_sales_but_resolve_to_crm_identities(data: dict) -> None:
     crm_emails = set(data["crm.customers"]["email"])
     raw = orders["customer_email"]
     assert (raw != _norm(raw)).mean() > 0.05  # varied case and whitespace
-    late = set(model.identity(data["late"]["customer_id"].to_numpy() - model.CRM_ID_OFFSET)["email"].to_pylist())
+    late = set(
+        model.identity(data["late"]["customer_id"].to_numpy() - model.CRM_ID_OFFSET)[
+            "email"
+        ].to_pylist()
+    )
     assert set(_norm(raw)) <= crm_emails | late
 
 
@@ -175,14 +219,20 @@ def test_support_cases_carry_fcr_reopen_and_handle_time(data: dict) -> None:
     assert (cases.loc[fcr, "is_resolved"]).all()
     reopened = cases["reopened_at"].notna()
     assert 0.03 < reopened.mean() < 0.12
-    assert ((cases.loc[reopened, "reopened_at"] - cases.loc[reopened, "resolved_at"]).dt.days < 11).all()
+    assert (
+        (cases.loc[reopened, "reopened_at"] - cases.loc[reopened, "resolved_at"]).dt.days < 11
+    ).all()
     assert (interactions["handle_seconds"] > 0).all()
     contacts = interactions.groupby("case_id").size()
-    assert (contacts.reindex(cases["case_id"]).fillna(0).to_numpy() == cases["contact_count"].to_numpy()).all()
+    assert (
+        contacts.reindex(cases["case_id"]).fillna(0).to_numpy() == cases["contact_count"].to_numpy()
+    ).all()
     assert set(interactions["case_id"]) <= set(cases["case_id"])
 
 
-def test_satisfied_but_churned_share_per_the_glossary_definition_is_about_80_percent(data: dict) -> None:
+def test_satisfied_but_churned_share_per_the_glossary_definition_is_about_80_percent(
+    data: dict,
+) -> None:
     """Churn as CEM_DOMAIN.md defines it (silence > max(90d, 3 x median gap), or cancellation);
     share of churned customers whose last CSAT before churned_at was >= 4."""
     crm = data["crm.customers"]
@@ -190,7 +240,11 @@ def test_satisfied_but_churned_share_per_the_glossary_definition_is_about_80_per
     orders = data["sales.orders"].query("status != 'cancelled'").copy()
     orders["customer_id"] = _norm(orders["customer_email"]).map(email_to_id)
     orders["day"] = orders["ordered_at"].dt.floor("D")
-    days = orders.dropna(subset=["customer_id"]).drop_duplicates(["customer_id", "day"]).sort_values(["customer_id", "day"])
+    days = (
+        orders.dropna(subset=["customer_id"])
+        .drop_duplicates(["customer_id", "day"])
+        .sort_values(["customer_id", "day"])
+    )
     days["gap"] = days.groupby("customer_id")["day"].diff().dt.days
     rhythm = days.groupby("customer_id").agg(last=("day", "max"), median_gap=("gap", "median"))
     threshold = np.maximum(90, 3 * rhythm["median_gap"].fillna(0))
@@ -198,9 +252,16 @@ def test_satisfied_but_churned_share_per_the_glossary_definition_is_about_80_per
     cancelled = crm.set_index("customer_id")["cancelled_at"].reindex(rhythm.index)
     churned_at = pd.concat([churned_at, cancelled], axis=1).min(axis=1)
     churned = churned_at[churned_at <= AS_OF].rename("churned_at")
-    responses = data["surveys.responses"].assign(customer_id=lambda d: _norm(d["respondent_email"]).map(email_to_id))
+    responses = data["surveys.responses"].assign(
+        customer_id=lambda d: _norm(d["respondent_email"]).map(email_to_id)
+    )
     before = responses.merge(churned, left_on="customer_id", right_index=True)
-    last = before[before["responded_at"] <= before["churned_at"]].sort_values("responded_at").groupby("customer_id").last()
+    last = (
+        before[before["responded_at"] <= before["churned_at"]]
+        .sort_values("responded_at")
+        .groupby("customer_id")
+        .last()
+    )
     assert len(last) > 1_000
     assert 0.75 <= (last["csat"] >= 4).mean() <= 0.88
 
@@ -210,12 +271,19 @@ def test_promoters_give_more_feedback(data: dict) -> None:
     NPS category (conditioning on later invitations avoids counting the first answer itself)."""
     crm = data["crm.customers"]
     email_to_id = pd.Series(crm["customer_id"].to_numpy(), index=crm["email"])
-    responses = data["surveys.responses"].assign(customer_id=lambda d: _norm(d["respondent_email"]).map(email_to_id))
+    responses = data["surveys.responses"].assign(
+        customer_id=lambda d: _norm(d["respondent_email"]).map(email_to_id)
+    )
     first = responses.sort_values("responded_at").groupby("customer_id").first()
-    first["category"] = pd.cut(first["ltr"], [-1, 6, 8, 10], labels=["detractor", "passive", "promoter"])
+    first["category"] = pd.cut(
+        first["ltr"], [-1, 6, 8, 10], labels=["detractor", "passive", "promoter"]
+    )
     invitations = data["surveys.invitations"].assign(
-        customer_id=lambda d: d["respondent_email"].map(email_to_id))
-    later = invitations.merge(first[["responded_at", "category"]], left_on="customer_id", right_index=True)
+        customer_id=lambda d: d["respondent_email"].map(email_to_id)
+    )
+    later = invitations.merge(
+        first[["responded_at", "category"]], left_on="customer_id", right_index=True
+    )
     later = later[later["sent_at"] > later["responded_at"]]
     later["answered"] = later["invitation_id"].isin(responses["invitation_id"])
     rate = later.groupby("category", observed=True)["answered"].mean()

@@ -21,7 +21,9 @@ def _cell(value):
     return value
 
 
-def extract_stream(client: ApiClient, contract: EntityContract, endpoint: str, cursor: str | None) -> IncomingBatch:
+def extract_stream(
+    client: ApiClient, contract: EntityContract, endpoint: str, cursor: str | None
+) -> IncomingBatch:
     """All records changed since ``cursor`` (inclusive: the upsert makes re-reads harmless)."""
     params = {"updated_since": cursor} if cursor else {}
     # Records go to disk as they arrive; the column set is only known once all pages are in.
@@ -45,6 +47,9 @@ def extract_stream(client: ApiClient, contract: EntityContract, endpoint: str, c
     finally:
         jsonl.unlink(missing_ok=True)
     return IncomingBatch(
-        columns=columns, chunks=spool.chunks, cursor_from=cursor, cleanup=spool.discard,
+        columns=columns,
+        chunks=spool.chunks,
+        cursor_from=cursor,
+        cleanup=spool.discard,
         description=f"{spool.rows} records from {endpoint}",
     )

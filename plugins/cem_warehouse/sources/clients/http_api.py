@@ -42,7 +42,9 @@ class RetryPolicy:
     max_delay: float = 30.0
 
     def delay(self, attempt: int) -> float:
-        return min(self.max_delay, self.base_delay * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
+        return min(self.max_delay, self.base_delay * 2 ** (attempt - 1)) * (
+            0.5 + random.random() / 2
+        )
 
 
 class ApiClient:
@@ -61,7 +63,8 @@ class ApiClient:
         self.requests = 0
         self.retries: dict[str, int] = {}
         self._client = httpx.Client(
-            timeout=httpx.Timeout(timeout, connect=10.0), headers={"Authorization": f"Bearer {token}"}
+            timeout=httpx.Timeout(timeout, connect=10.0),
+            headers={"Authorization": f"Bearer {token}"},
         )
 
     def close(self) -> None:
@@ -85,7 +88,9 @@ class ApiClient:
                 response = self._client.get(url, params=params)
             except (httpx.TransportError, httpx.TimeoutException) as exc:
                 if last:
-                    raise SourceUnavailable(f"{url}: {type(exc).__name__} after {attempt} attempts: {exc}") from None
+                    raise SourceUnavailable(
+                        f"{url}: {type(exc).__name__} after {attempt} attempts: {exc}"
+                    ) from None
                 self._count_retry("connection")
                 self.sleep(self.retry.delay(attempt))
                 continue
@@ -97,7 +102,9 @@ class ApiClient:
                 )
             if status == 429:
                 if last:
-                    raise SourceUnavailable(f"{url}: still rate limited (429) after {attempt} attempts.")
+                    raise SourceUnavailable(
+                        f"{url}: still rate limited (429) after {attempt} attempts."
+                    )
                 self._count_retry("429")
                 self.sleep(_retry_after(response) or self.retry.delay(attempt))
                 continue
@@ -112,9 +119,13 @@ class ApiClient:
             try:
                 body = response.json()
             except json.JSONDecodeError:
-                raise SourceContractError(f"{url} answered 200 with a body that is not JSON: {response.text[:100]!r}") from None
+                raise SourceContractError(
+                    f"{url} answered 200 with a body that is not JSON: {response.text[:100]!r}"
+                ) from None
             if not isinstance(body, dict) or not isinstance(body.get("results"), list):
-                raise SourceContractError(f"{url}: the answer has no 'results' list; the API contract changed.")
+                raise SourceContractError(
+                    f"{url}: the answer has no 'results' list; the API contract changed."
+                )
             return body
         raise AssertionError("unreachable")
 

@@ -34,7 +34,11 @@ class LandedFile:
 def list_files(url: str, entity_folder: str) -> tuple[fsspec.AbstractFileSystem, list[str]]:
     fs, root = fsspec.core.url_to_fs(url.rstrip("/"))
     pattern = f"{root}/{entity_folder}/**"
-    files = sorted(p for p in fs.glob(pattern) if fs.isfile(p) and p.rsplit(".", 1)[-1] in ("csv", "jsonl", "json"))
+    files = sorted(
+        p
+        for p in fs.glob(pattern)
+        if fs.isfile(p) and p.rsplit(".", 1)[-1] in ("csv", "jsonl", "json")
+    )
     return fs, files
 
 
@@ -58,7 +62,11 @@ def _decode_lines(handle: BinaryIO) -> Iterator[tuple[int, str, str | None]]:
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            yield number, raw.decode("utf-8", errors="replace"), f"line {number}: not UTF-8 ({exc.reason} at byte {exc.start})"
+            yield (
+                number,
+                raw.decode("utf-8", errors="replace"),
+                f"line {number}: not UTF-8 ({exc.reason} at byte {exc.start})",
+            )
             continue
         if "\x00" in text:
             yield number, text.replace("\x00", "\\0"), f"line {number}: contains NUL bytes"
@@ -74,7 +82,9 @@ def _good_lines(handle: BinaryIO, rejected: list[tuple[str, str]]) -> Iterator[t
             yield number, text
 
 
-def spool_csv(handle: BinaryIO, rejected: list[tuple[str, str]], append: dict[str, str]) -> CsvSpool:
+def spool_csv(
+    handle: BinaryIO, rejected: list[tuple[str, str]], append: dict[str, str]
+) -> CsvSpool:
     """Stream a CSV export into a spool, rejecting lines it cannot trust."""
     reader = csv.reader(text for _, text in _good_lines(handle, rejected))
     try:
@@ -87,7 +97,12 @@ def spool_csv(handle: BinaryIO, rejected: list[tuple[str, str]], append: dict[st
         if not row:
             continue
         if len(row) != len(header):
-            rejected.append((json.dumps(row), f"line {reader.line_num}: {len(row)} fields, header has {len(header)}"))
+            rejected.append(
+                (
+                    json.dumps(row),
+                    f"line {reader.line_num}: {len(row)} fields, header has {len(header)}",
+                )
+            )
             continue
         spool.write(row + suffix)
     spool.close()
@@ -114,7 +129,12 @@ def _records(handle: BinaryIO, rejected: list[tuple[str, str]] | None) -> Iterat
             continue
         if not isinstance(record, dict):
             if rejected is not None:
-                rejected.append((text.rstrip("\r\n"), f"line {number}: a JSON {type(record).__name__}, not an object"))
+                rejected.append(
+                    (
+                        text.rstrip("\r\n"),
+                        f"line {number}: a JSON {type(record).__name__}, not an object",
+                    )
+                )
             continue
         yield {_clean_header([k])[0]: v for k, v in record.items()}
 
@@ -136,7 +156,11 @@ def spool_jsonl(open_file, rejected: list[tuple[str, str]], append: dict[str, st
 
 
 def extract_file(
-    fs: fsspec.AbstractFileSystem, landed: LandedFile, contract: EntityContract, *, append: dict[str, str] | None = None
+    fs: fsspec.AbstractFileSystem,
+    landed: LandedFile,
+    contract: EntityContract,
+    *,
+    append: dict[str, str] | None = None,
 ) -> IncomingBatch:
     """One file as one batch; ``append`` adds constant columns (e.g. the file it came from)."""
     rejected: list[tuple[str, str]] = []
@@ -155,8 +179,13 @@ def extract_file(
         )
 
     return IncomingBatch(
-        columns=spool.columns, chunks=spool.chunks, cursor_from=landed.path, rejected=rejected,
-        on_publish=remember, cleanup=spool.discard, description=landed.path,
+        columns=spool.columns,
+        chunks=spool.chunks,
+        cursor_from=landed.path,
+        rejected=rejected,
+        on_publish=remember,
+        cleanup=spool.discard,
+        description=landed.path,
     )
 
 

@@ -33,7 +33,9 @@ def canonical_type(name: str) -> str:
     return name.replace(", ", ",")
 
 
-def source_columns(location: WarehouseLocation, table: str, schema: str = "public") -> dict[str, str]:
+def source_columns(
+    location: WarehouseLocation, table: str, schema: str = "public"
+) -> dict[str, str]:
     with connect(location) as conn:
         rows = conn.execute(
             "select attname, format_type(atttypid, atttypmod) from pg_attribute "
@@ -44,14 +46,20 @@ def source_columns(location: WarehouseLocation, table: str, schema: str = "publi
 
 
 def extract_table(
-    location: WarehouseLocation, contract: EntityContract, cursor: str | None, lookback_minutes: int,
-    *, schema: str = "public",
+    location: WarehouseLocation,
+    contract: EntityContract,
+    cursor: str | None,
+    lookback_minutes: int,
+    *,
+    schema: str = "public",
 ) -> IncomingBatch:
     columns = source_columns(location, contract.entity, schema)
     if not columns:
         from cem_warehouse.errors import CemError
 
-        raise CemError(f"the sales database has no table {schema}.{contract.entity}: check the cem_source_sales connection.")
+        raise CemError(
+            f"the sales database has no table {schema}.{contract.entity}: check the cem_source_sales connection."
+        )
     names = list(columns)
     query = sql.SQL("select {cols} from {schema}.{table}").format(
         cols=sql.SQL(", ").join(sql.Identifier(c) for c in names),
@@ -60,7 +68,9 @@ def extract_table(
     )
     if cursor and contract.cursor_column:
         since = datetime.fromisoformat(cursor) - timedelta(minutes=lookback_minutes)
-        query = sql.SQL("{} where {} >= {}").format(query, sql.Identifier(contract.cursor_column), sql.Literal(since))
+        query = sql.SQL("{} where {} >= {}").format(
+            query, sql.Identifier(contract.cursor_column), sql.Literal(since)
+        )
     key = sql.SQL(", ").join(sql.Identifier(k) for k in contract.natural_key)
     order = sql.Identifier(contract.cursor_column) if contract.cursor_column else key
     query = sql.SQL("{} order by {}, {}").format(query, order, key)
@@ -74,6 +84,10 @@ def extract_table(
             for chunk in copy:
                 out.write(chunk)
     return IncomingBatch(
-        columns=names, chunks=spool.chunks, cursor_from=cursor, source_types=columns, cleanup=spool.discard,
+        columns=names,
+        chunks=spool.chunks,
+        cursor_from=cursor,
+        source_types=columns,
+        cleanup=spool.discard,
         description=f"{schema}.{contract.entity} since {cursor or 'the beginning'}",
     )

@@ -44,8 +44,12 @@ class Targets:
     @staticmethod
     def default() -> Targets:
         sales = connections.sales_connection(ensure=True)
-        return Targets(sales.postgres(), connections.crm_store_dir(), connections.surveys_connection().path,
-                       connections.sources_state_dir() / "generator")
+        return Targets(
+            sales.postgres(),
+            connections.crm_store_dir(),
+            connections.surveys_connection().path,
+            connections.sources_state_dir() / "generator",
+        )
 
 
 @dataclass
@@ -70,8 +74,12 @@ def export_date(p: GeneratorParams, end_day: float) -> str:
     return (p.history_end - timedelta(days=p.history_days - end_day + 1)).date().isoformat()
 
 
-LATE_KEYS = {"customers": "customer_id", "support_cases": "customer_id", "interactions": "customer_id",
-             "referrals": "referred_customer_id"}
+LATE_KEYS = {
+    "customers": "customer_id",
+    "support_cases": "customer_id",
+    "interactions": "customer_id",
+    "referrals": "referred_customer_id",
+}
 
 
 def _split_late(out: model.Output, late_ids: np.ndarray) -> dict[str, pa.Table]:
@@ -106,7 +114,13 @@ class _Writers:
         fmt = "jsonl" if chunk_no % 3 == 1 else "csv"
         for entity, table in out.tables["surveys"].items():
             if table.num_rows:
-                self.landing.write(entity, table, export, f"{entity}-{part}", "csv" if entity == "invitations" else fmt)
+                self.landing.write(
+                    entity,
+                    table,
+                    export,
+                    f"{entity}-{part}",
+                    "csv" if entity == "invitations" else fmt,
+                )
 
     def _sales(self, tables: dict[str, pa.Table]) -> None:
         for entity, table in tables.items():
@@ -132,7 +146,9 @@ def _save_state(targets: Targets, state: dict, latent: model.Latent) -> None:
 def _load_state(targets: Targets) -> tuple[dict, model.Latent]:
     path = targets.state / "state.json"
     if not path.exists():
-        raise CemError("No generated data to extend: run `cem generate --customers N --seed S` first, then `--next-day`.")
+        raise CemError(
+            "No generated data to extend: run `cem generate --customers N --seed S` first, then `--next-day`."
+        )
     state = json.loads(path.read_text())
     with np.load(targets.state / "latent.npz") as data:
         latent = model.Latent(**{k: data[k] for k in data.files})
@@ -151,11 +167,21 @@ def _save_pending(targets: Targets, name: str, tables: dict[str, pa.Table]) -> N
 
 def _load_pending(targets: Targets, name: str) -> dict[str, pa.Table]:
     folder = targets.state / name
-    return {f.stem: pq.read_table(f) for f in sorted(folder.glob("*.parquet"))} if folder.exists() else {}
+    return (
+        {f.stem: pq.read_table(f) for f in sorted(folder.glob("*.parquet"))}
+        if folder.exists()
+        else {}
+    )
 
 
-def generate(customers: int, seed: int, targets: Targets, params: GeneratorParams = DEFAULT_PARAMS,
-             bad_rate: float = 0.0, progress: Progress | None = None) -> Result:
+def generate(
+    customers: int,
+    seed: int,
+    targets: Targets,
+    params: GeneratorParams = DEFAULT_PARAMS,
+    bad_rate: float = 0.0,
+    progress: Progress | None = None,
+) -> Result:
     """Day 0: replace the stand-ins' contents with ``customers`` customers' full history."""
     if customers < 1:
         raise CemError("--customers must be at least 1.")
@@ -178,8 +204,13 @@ def generate(customers: int, seed: int, targets: Targets, params: GeneratorParam
         if targets.state.exists():
             shutil.rmtree(targets.state)
         writers.sales.copy("products", model.product_table(clock.start_us))
-        writers.landing.write("survey_definitions", model.survey_definitions(clock.start_us), export,
-                              "survey_definitions-d0000", "jsonl")
+        writers.landing.write(
+            "survey_definitions",
+            model.survey_definitions(clock.start_us),
+            export,
+            "survey_definitions-d0000",
+            "jsonl",
+        )
         latents, late_parts = [], []
         n_chunks = -(-customers // p.chunk_size)
         for chunk_no in range(n_chunks):
@@ -187,7 +218,9 @@ def generate(customers: int, seed: int, targets: Targets, params: GeneratorParam
             out, latent, late = model.generate_chunk(p, seed, chunk_no, n, ids, clock, end_day)
             late_parts.append(_split_late(out, latent_ids(ids.customer - n, late)))
             if bad_rate > 0:
-                catalog.mix(out, np.random.default_rng([seed, chunk_no, 7]), bad_rate, clock, end_day)
+                catalog.mix(
+                    out, np.random.default_rng([seed, chunk_no, 7]), bad_rate, clock, end_day
+                )
             result.count(out)
             writers.write(out, f"d0000-c{chunk_no:05d}", export, chunk_no)
             latents.append(latent)
@@ -200,8 +233,13 @@ def generate(customers: int, seed: int, targets: Targets, params: GeneratorParam
         if bad_rate > 0:
             result.bad_cases = catalog.produce_all(targets, writers, ids, clock, end_day, export)
         writers.crm.touch()
-        state = {"seed": seed, "customers": customers, "day": 0, "counters": asdict(ids),
-                 "bad_rate": bad_rate}
+        state = {
+            "seed": seed,
+            "customers": customers,
+            "day": 0,
+            "counters": asdict(ids),
+            "bad_rate": bad_rate,
+        }
         _save_state(targets, state, model.Latent.concat(latents))
     finally:
         writers.close()
@@ -215,15 +253,27 @@ def latent_ids(first_index: int, late_mask: np.ndarray) -> np.ndarray:
 def _existing_cohort(latent: model.Latent) -> model.Cohort:
     n = len(latent.category)
     zeros = np.zeros(n, dtype=np.int64)
-    return model.Cohort(index=np.arange(n, dtype=np.int64), category=latent.category.astype(np.int64),
-                        acq_day=latent.acq_day.astype(np.float64), churn_day=latent.churn_day.astype(np.float64),
-                        segment=zeros, region=zeros, channel=zeros, consent=zeros.astype(bool),
-                        owned_lines=latent.owned_lines.astype(np.int64), line_perm=latent.line_perm,
-                        cancels=np.zeros(n, dtype=bool))
+    return model.Cohort(
+        index=np.arange(n, dtype=np.int64),
+        category=latent.category.astype(np.int64),
+        acq_day=latent.acq_day.astype(np.float64),
+        churn_day=latent.churn_day.astype(np.float64),
+        segment=zeros,
+        region=zeros,
+        channel=zeros,
+        consent=zeros.astype(bool),
+        owned_lines=latent.owned_lines.astype(np.int64),
+        line_perm=latent.line_perm,
+        cancels=np.zeros(n, dtype=bool),
+    )
 
 
-def generate_next_day(targets: Targets, params: GeneratorParams = DEFAULT_PARAMS, bad_rate: float | None = None,
-                      progress: Progress | None = None) -> Result:
+def generate_next_day(
+    targets: Targets,
+    params: GeneratorParams = DEFAULT_PARAMS,
+    bad_rate: float | None = None,
+    progress: Progress | None = None,
+) -> Result:
     """One more day: new customers and orders, changed and refunded old orders, late survey
     files, updated CRM records (and yesterday's late-arriving customers)."""
     p = params
@@ -244,16 +294,36 @@ def generate_next_day(targets: Targets, params: GeneratorParams = DEFAULT_PARAMS
     steps = 6
     try:
         if not writers.sales.has_schema():
-            raise CemError(f"The sales database {targets.sales.dbname!r} has no generated tables: run `cem generate` first.")
+            raise CemError(
+                f"The sales database {targets.sales.dbname!r} has no generated tables: run `cem generate` first."
+            )
         # 1. existing customers: today's orders, support contacts, relationship surveys
         existing = _existing_cohort(latent)
         out = model.Output()
         active = existing.churn_day > lo_day
-        buys = active & (rng.random(len(existing)) < 1.0 / np.asarray(p.purchase_gap_days)[existing.category])
+        buys = active & (
+            rng.random(len(existing)) < 1.0 / np.asarray(p.purchase_gap_days)[existing.category]
+        )
         cust = np.flatnonzero(buys)
-        orders = model.orders_for(rng, p, existing, cust, lo_day + rng.random(len(cust)), end_day, clock, ids, out)
-        cases = model.support(rng, p, existing, np.full(len(existing), lo_day), end_day, clock, ids, out)
-        model.surveys(rng, p, existing, orders, cases, lo_day, end_day, clock, ids, out, purchase_delay=(0.02, 0.3))
+        orders = model.orders_for(
+            rng, p, existing, cust, lo_day + rng.random(len(cust)), end_day, clock, ids, out
+        )
+        cases = model.support(
+            rng, p, existing, np.full(len(existing), lo_day), end_day, clock, ids, out
+        )
+        model.surveys(
+            rng,
+            p,
+            existing,
+            orders,
+            cases,
+            lo_day,
+            end_day,
+            clock,
+            ids,
+            out,
+            purchase_delay=(0.02, 0.3),
+        )
         if progress:
             progress(1, steps)
         # 2. new customers (some arrive in sales before the CRM)
@@ -263,22 +333,42 @@ def generate_next_day(targets: Targets, params: GeneratorParams = DEFAULT_PARAMS
         cohort = model.draw_cohort(rng, p, first_new, n_new, lo_day, end_day)
         new_cases = model.support(rng, p, cohort, cohort.acq_day, end_day, clock, ids, out)
         new_orders = model.history_orders(rng, p, cohort, end_day, clock, ids, out)
-        model.surveys(rng, p, cohort, new_orders, new_cases, lo_day, end_day, clock, ids, out, purchase_delay=(0.02, 0.3))
-        pool_weight = np.asarray(p.referrer_weight)[existing.category] * (existing.churn_day > lo_day)
+        model.surveys(
+            rng,
+            p,
+            cohort,
+            new_orders,
+            new_cases,
+            lo_day,
+            end_day,
+            clock,
+            ids,
+            out,
+            purchase_delay=(0.02, 0.3),
+        )
+        pool_weight = np.asarray(p.referrer_weight)[existing.category] * (
+            existing.churn_day > lo_day
+        )
         model.referrals(rng, cohort, existing.index, existing.acq_day, pool_weight, clock, ids, out)
         out.add("crm", "customers", model.crm_customers(rng, p, cohort, end_day, clock, None))
-        late = (rng.random(n_new) < p.late_arrival_rate)
+        late = rng.random(n_new) < p.late_arrival_rate
         withheld = _split_late(out, latent_ids(first_new, late))
         if progress:
             progress(2, steps)
         # 3. yesterday's late customers reach the CRM today
         for entity, table in _load_pending(targets, "pending_crm").items():
             arrived = rng.uniform(lo_day, end_day, table.num_rows)
-            table = table.set_column(table.column_names.index("updated_at"), "updated_at", clock.ts(arrived))
+            table = table.set_column(
+                table.column_names.index("updated_at"), "updated_at", clock.ts(arrived)
+            )
             out.add("crm", entity, table)
         _save_pending(targets, "pending_crm", withheld)
         # 4. updated CRM records: cancellations, segment / consent changes, archiving
-        out.add("crm", "customers", _crm_updates(rng, p, targets, existing, lo_day, end_day, clock, base))
+        out.add(
+            "crm",
+            "customers",
+            _crm_updates(rng, p, targets, existing, lo_day, end_day, clock, base),
+        )
         if progress:
             progress(3, steps)
         # 5. late survey files: part of today's responses is exported tomorrow, into today's folder
@@ -291,11 +381,15 @@ def generate_next_day(targets: Targets, params: GeneratorParams = DEFAULT_PARAMS
             held = None
         previous = _load_pending(targets, "pending_surveys").get("responses")
         if previous is not None and previous.num_rows:
-            writers.landing.write("responses", previous, export_date(p, end_day - 1), f"responses-{part}-late", "csv")
+            writers.landing.write(
+                "responses", previous, export_date(p, end_day - 1), f"responses-{part}-late", "csv"
+            )
             result.rows["surveys.responses_late"] = previous.num_rows
         _save_pending(targets, "pending_surveys", {"responses": held} if held is not None else {})
         if bad_rate > 0:
-            catalog.mix(out, np.random.default_rng([seed, 1_000_000 + day, 7]), bad_rate, clock, end_day)
+            catalog.mix(
+                out, np.random.default_rng([seed, 1_000_000 + day, 7]), bad_rate, clock, end_day
+            )
         result.count(out)
         writers.write(out, part, export, day)
         writers.wait()
@@ -309,7 +403,9 @@ def generate_next_day(targets: Targets, params: GeneratorParams = DEFAULT_PARAMS
         n_ref = max(1, round(base * p.refunds_per_day))
         picked = np.unique(rng.integers(1, ids.order, n_ref))
         at = clock.start_us + ((lo_day + rng.random(len(picked))) * model.DAY_US).astype(np.int64)
-        refunds, changes = writers.sales.refund_old_orders(picked, at - at % 1_000_000, ids.refund, ids.status_change)
+        refunds, changes = writers.sales.refund_old_orders(
+            picked, at - at % 1_000_000, ids.refund, ids.status_change
+        )
         ids.take("refund", refunds)
         ids.take("status_change", changes)
         result.rows["sales.orders_delivered_today"] = moved
@@ -331,15 +427,27 @@ def generate_next_day(targets: Targets, params: GeneratorParams = DEFAULT_PARAMS
     return result
 
 
-def _crm_updates(rng: np.random.Generator, p: GeneratorParams, targets: Targets, existing: model.Cohort,
-                 lo_day: float, end_day: float, clock: model.Clock, base: int) -> pa.Table:
+def _crm_updates(
+    rng: np.random.Generator,
+    p: GeneratorParams,
+    targets: Targets,
+    existing: model.Cohort,
+    lo_day: float,
+    end_day: float,
+    clock: model.Clock,
+    base: int,
+) -> pa.Table:
     current = CrmStore(targets.crm_store).read("customers")
     if current.num_rows == 0:
         return current
     n = current.num_rows
     ids = current.column("customer_id").to_numpy() - model.CRM_ID_OFFSET
-    leaving = (existing.churn_day[ids] >= lo_day) & (existing.churn_day[ids] < end_day) \
-        & (rng.random(n) < p.explicit_cancel_share) & current.column("cancelled_at").is_null().to_numpy(zero_copy_only=False)
+    leaving = (
+        (existing.churn_day[ids] >= lo_day)
+        & (existing.churn_day[ids] < end_day)
+        & (rng.random(n) < p.explicit_cancel_share)
+        & current.column("cancelled_at").is_null().to_numpy(zero_copy_only=False)
+    )
     changed = rng.random(n) < p.crm_updates_per_day
     archived = rng.random(n) < p.archive_per_day
     touched = leaving | changed | archived
@@ -348,13 +456,26 @@ def _crm_updates(rng: np.random.Generator, p: GeneratorParams, targets: Targets,
     when = rng.uniform(lo_day, end_day, len(t))
     cancel_at = np.where(leaving[t], existing.churn_day[ids[t]], np.nan)
     old_cancel = rows.column("cancelled_at")
-    new_cancel = pc.if_else(pa.array(leaving[t]), clock.ts_masked(cancel_at, leaving[t]), old_cancel)
-    seg = pc.if_else(pa.array(changed[t] & (rng.random(len(t)) < 0.5)),
-                     model._take(model.SEGMENTS, rng.integers(0, 3, len(t))), rows.column("segment"))
-    consent = pc.if_else(pa.array(changed[t] & (rng.random(len(t)) < 0.5)),
-                         pc.invert(rows.column("email_consent")), rows.column("email_consent"))
+    new_cancel = pc.if_else(
+        pa.array(leaving[t]), clock.ts_masked(cancel_at, leaving[t]), old_cancel
+    )
+    seg = pc.if_else(
+        pa.array(changed[t] & (rng.random(len(t)) < 0.5)),
+        model._take(model.SEGMENTS, rng.integers(0, 3, len(t))),
+        rows.column("segment"),
+    )
+    consent = pc.if_else(
+        pa.array(changed[t] & (rng.random(len(t)) < 0.5)),
+        pc.invert(rows.column("email_consent")),
+        rows.column("email_consent"),
+    )
     archived_col = pc.or_(rows.column("is_archived"), pa.array(archived[t]))
-    for name, column in (("cancelled_at", new_cancel), ("segment", seg), ("email_consent", consent),
-                         ("is_archived", archived_col), ("updated_at", clock.ts(when))):
+    for name, column in (
+        ("cancelled_at", new_cancel),
+        ("segment", seg),
+        ("email_consent", consent),
+        ("is_archived", archived_col),
+        ("updated_at", clock.ts(when)),
+    ):
         rows = rows.set_column(rows.column_names.index(name), name, column)
     return rows
