@@ -7,7 +7,9 @@ Each test that asks for ``fresh_database`` gets a database of its own, dropped a
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import socket
 import tempfile
 import uuid
@@ -17,7 +19,9 @@ from pathlib import Path
 import pytest
 
 # Airflow reads its home at import: give the test session a private one, never ~/airflow.
-os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="cem_test_airflow_"))
+if "AIRFLOW_HOME" not in os.environ:
+    os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="cem_test_airflow_")
+    atexit.register(shutil.rmtree, os.environ["AIRFLOW_HOME"], True)
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
 from cem_warehouse.warehouse.connection import connect
@@ -31,7 +35,7 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WarehouseLocation]:
+def server() -> Iterator[WarehouseLocation]:
     """A PostgreSQL server: the configured one, or an embedded one for this test session."""
     configured = configured_warehouse()
     if configured is not None:
@@ -39,7 +43,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WarehouseLocati
         return
     from cem_warehouse.warehouse.embedded import EmbeddedWarehouse
 
-    state = tmp_path_factory.mktemp("cem_state")
+    # Not under pytest's basetemp: another pytest session rotating old basetemps would delete it.
+    state = Path(tempfile.mkdtemp(prefix="cem_test_pg_"))
     previous = os.environ.get("CEM_EMBEDDED_PORT")
     os.environ["CEM_EMBEDDED_PORT"] = str(free_port())
     embedded = EmbeddedWarehouse(state_dir=state)
@@ -47,6 +52,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WarehouseLocati
         yield embedded.up()
     finally:
         embedded.down()
+        shutil.rmtree(state, ignore_errors=True)
         if previous is None:
             os.environ.pop("CEM_EMBEDDED_PORT", None)
         else:

@@ -289,3 +289,21 @@ def test_promoters_give_more_feedback(data: dict) -> None:
     rate = later.groupby("category", observed=True)["answered"].mean()
     assert rate["promoter"] > rate["passive"] > rate["detractor"], rate
     assert rate["promoter"] - rate["detractor"] > 0.1, rate
+
+
+def _winback_share(params) -> float:
+    """Share of explicitly cancelled customers who bought again after cancelling: won back."""
+    out, _, _ = model.generate_chunk(
+        params, 12, 0, 8_000, model.Counters(), run._clock(params), float(params.history_days)
+    )
+    crm = out.tables["crm"]["customers"].to_pandas().dropna(subset=["cancelled_at"])
+    orders = out.tables["sales"]["orders"].to_pandas()
+    last = orders.assign(email=_norm(orders["customer_email"])).groupby("email")["ordered_at"].max()
+    return float((last.reindex(crm["email"]).to_numpy() > crm["cancelled_at"].to_numpy()).mean())
+
+
+def test_some_churned_customers_are_won_back() -> None:
+    from dataclasses import replace
+
+    assert _winback_share(replace(DEFAULT_PARAMS, winback_rate=0.0)) == 0.0
+    assert 0.03 < _winback_share(DEFAULT_PARAMS) < 0.12

@@ -626,15 +626,40 @@ def history_orders(
     ids: Counters,
     out: Output,
 ) -> dict[str, np.ndarray]:
-    """First order right after acquisition, then a Poisson process until the customer leaves."""
+    """First order right after acquisition, then a Poisson process until the customer leaves.
+
+    A share ``winback_rate`` of leavers comes back after a pause and buys again at their old
+    rhythm (won back); they answer no more surveys.
+    """
+    gap = _by_category(p.purchase_gap_days, cohort.category)
     active_end = np.minimum(cohort.churn_day, end_day)
     first_day = np.minimum(cohort.acq_day + rng.random(len(cohort)) * 0.5, end_day - 1e-4)
+    first_day = np.maximum(
+        np.minimum(first_day, cohort.churn_day - 1e-4), cohort.acq_day
+    )  # before leaving
     span = np.maximum(active_end - first_day, 0.0)
-    repeat = rng.poisson(span / _by_category(p.purchase_gap_days, cohort.category))
-    n_orders = 1 + repeat
+    n_orders = 1 + rng.poisson(span / gap)
     cust, pos = _ragged(n_orders)
     day = np.where(pos == 0, first_day[cust], first_day[cust] + rng.random(len(cust)) * span[cust])
-    return orders_for(rng, p, cohort, cust, day, end_day, clock, ids, out)
+    back_day = cohort.churn_day + rng.exponential(p.winback_pause_days, len(cohort))
+    back = (rng.random(len(cohort)) < p.winback_rate) & (back_day < end_day)
+    back_span = np.where(back, end_day - back_day, 0.0)
+    n_back = np.where(back, 1 + rng.poisson(back_span / gap), 0)
+    bcust, bpos = _ragged(n_back)
+    bday = np.where(
+        bpos == 0, back_day[bcust], back_day[bcust] + rng.random(len(bcust)) * back_span[bcust]
+    )
+    return orders_for(
+        rng,
+        p,
+        cohort,
+        np.concatenate([cust, bcust]),
+        np.concatenate([day, bday]),
+        end_day,
+        clock,
+        ids,
+        out,
+    )
 
 
 # --------------------------------------------------------------------------- surveys

@@ -13,6 +13,7 @@ recover, and the parameters that plant them:
 * ~80% of churned customers were satisfied ... ``churned_satisfied_share`` (CSAT >= 4 at their last survey)
 * referred customers have a customer referrer  (by construction: referrers are drawn from earlier customers)
 * loyalty shows in revenue ................... orders x ``premium_tier_probability`` (higher tiers cost more)
+* some leavers are won back .................. ``winback_rate``, ``winback_pause_days``
 
 Per-category tuples are ordered (promoter, passive, detractor).
 """
@@ -54,6 +55,9 @@ class GeneratorParams:
     mean_lifetime_days: tuple[float, float, float] = (1400.0, 700.0, 300.0)
     #: share of leavers who cancel explicitly in the CRM (the rest just stop buying).
     explicit_cancel_share: float = 0.30
+    #: share of leavers who come back (won back) after a pause of ~``winback_pause_days`` (exponential).
+    winback_rate: float = 0.12
+    winback_pause_days: float = 150.0
     #: mean number of product lines owned beyond the first (Poisson, capped at 6 lines).
     extra_product_lines: tuple[float, float, float] = (1.8, 0.9, 0.4)
     #: mean extra lines per order beyond the first (Poisson).
