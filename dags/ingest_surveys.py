@@ -1,12 +1,14 @@
 """
 ### ingest_surveys
 
-Loads survey-tool exports (CSV) from the survey landing folder into `raw.survey_responses`.
+Survey definitions, invitations and responses from export files in the landing location (connection `cem_source_surveys`): every file not loaded before (by checksum), CSV or JSON Lines.
 
-Each file is one batch: COPY into a batch table, validated by the Great Expectations suite
-`expectations/survey_responses.json`, then upserted on `response_id` in one transaction and
-recorded in `ops.load_batches`. Files already published are skipped, so re-runs are safe.
-Emits the `raw.survey_responses` asset, which schedules `transform_cx_marts`.
+Each entity is one batch: COPY into a batch table, rows that break the contract or the
+Great Expectations suite (`expectations/<entity>.json`) quarantined with the reason, the
+batch validated, then published to `raw.<entity>` in one transaction with its cursor.
+A batch over the bad-row threshold (or empty, or far off its usual volume) publishes
+nothing and fails this task, naming the expectation. Re-runs are safe. Policy (schedule,
+drift, thresholds) lives in `dags/sources.yml`.
 """
 
 from datetime import timedelta
@@ -14,35 +16,27 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import dag, task
 
-from cem_warehouse.assets import RAW_SURVEY_RESPONSES
+from cem_warehouse.assets import RAW_BY_SOURCE
+from cem_warehouse.load.schedules import schedule_for
 
 
 @dag(
-    schedule="@daily",
+    schedule=schedule_for("surveys"),
     start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
     tags=["cem", "ingest", "surveys"],
-    default_args={
-        "owner": "cem-data-engineering",
-        "retries": 2,
-        "retry_delay": timedelta(minutes=2),
-    },
+    default_args={"owner": "cem-data-engineering", "retries": 2, "retry_delay": timedelta(minutes=2)},
     doc_md=__doc__,
 )
 def ingest_surveys():
-    @task(outlets=[RAW_SURVEY_RESPONSES])
-    def load_survey_responses() -> dict:
-        from cem_warehouse.load.landing import (
-            SURVEY_RESPONSES,
-            load_landed_files,
-            survey_landing_dir,
-        )
-        from cem_warehouse.orchestration.warehouse_conn import warehouse_from_airflow
+    @task(outlets=RAW_BY_SOURCE["surveys"])
+    def load_surveys() -> dict:
+        from cem_warehouse.orchestration.tasks import ingest
 
-        return load_landed_files(warehouse_from_airflow(), SURVEY_RESPONSES, survey_landing_dir())
+        return ingest("surveys")
 
-    load_survey_responses()
+    load_surveys()
 
 
 ingest_surveys()

@@ -8,16 +8,18 @@ from __future__ import annotations
 
 from airflow.sdk import Asset
 
+from cem_warehouse.sources.contracts import BY_SOURCE
+
 
 def warehouse_table(schema: str, table: str) -> Asset:
-    return Asset(
-        name=f"{schema}.{table}", uri=f"cem-warehouse://{schema}/{table}", group="cem_warehouse"
-    )
+    return Asset(name=f"{schema}.{table}", uri=f"cem-warehouse://{schema}/{table}", group="cem_warehouse")
 
 
-RAW_SURVEY_RESPONSES = warehouse_table("raw", "survey_responses")
-
-# What the transform DAG waits for: every raw table the marts read.
-RAW_TABLES_FOR_MARTS = [RAW_SURVEY_RESPONSES]
+# raw.<entity> for every entity, grouped by the source that loads it.
+RAW_BY_SOURCE: dict[str, list[Asset]] = {
+    source: [warehouse_table("raw", contract.raw_table) for contract in contracts]
+    for source, contracts in BY_SOURCE.items()
+}
+RAW_TABLES = [asset for assets in RAW_BY_SOURCE.values() for asset in assets]
 
 MARTS = warehouse_table("marts", "cx_marts")

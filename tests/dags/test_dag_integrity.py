@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-EXPECTED_DAGS = {"ingest_surveys", "transform_cx_marts"}
+EXPECTED_DAGS = {"ingest_crm", "ingest_sales", "ingest_surveys", "transform_cx_marts"}
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ from cem_warehouse import paths
 from cem_warehouse.errors import CemError
 from cem_warehouse.orchestration.airflow_env import airflow_home, merged_environment
 from cem_warehouse.orchestration.dag_runner import RESULT_PREFIX
+from cem_warehouse.orchestration.stand_ins import crm_stand_in
 from cem_warehouse.warehouse.bootstrap import bootstrap
 from cem_warehouse.warehouse.connection import check_warehouse
 from cem_warehouse.warehouse.embedded import ensure_warehouse
@@ -85,7 +86,7 @@ def run_pipeline(
 
     outcome: dict[str, dict] = {}
     failure: str | None = None
-    with log.open("a") as out, console.status("Starting Airflow...") as status:
+    with crm_stand_in(), log.open("a") as out, console.status("Starting Airflow...") as status:
         process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=out, text=True)
         assert process.stdout is not None
         for line in process.stdout:

@@ -61,15 +61,6 @@ def load_suite_definition(suite: str) -> dict:
     return json.loads(path.read_text())
 
 
-def validate_table(
-    location: WarehouseLocation, *, schema: str, table: str, suite: str, batch_id: str
-) -> ValidationOutcome:
-    definition = load_suite_definition(suite)
-    outcome = run_suite(location, schema=schema, table=table, name=definition["name"], expectations=definition["expectations"])
-    _record(location, batch_id, outcome)
-    return outcome
-
-
 def run_suite(
     location: WarehouseLocation, *, schema: str, table: str, name: str, expectations: list[dict]
 ) -> ValidationOutcome:

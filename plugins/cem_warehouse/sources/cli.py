@@ -32,7 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="random seed; the same seed gives the same data",
     )
     gen.add_argument(
-        "--next-day", action="store_true", help="write one more day's delta instead of day 0"
+        "--next-day",
+        action="store_true",
+        help="write one more day's delta instead of day 0 (customers and seed come from day 0)",
     )
     gen.add_argument(
         "--bad-rate",

@@ -10,10 +10,13 @@ renamed as (
 
     select
         response_id,
+        invitation_id,
+        survey_id,
         lower(trim(respondent_email)) as respondent_email,
         touchpoint,
         ltr as likelihood_to_recommend,
         csat as csat_score,
+        ces as ces_score,
         {{ nps_category('ltr') }} as nps_category,
         csat >= 4 as is_satisfied,
         responded_at,

@@ -9,7 +9,7 @@ them, so a test can find each case by name. API behaviours (repeated pages, time
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from cem_warehouse.sources.generator import model
+from cem_warehouse.sources.generator.params import DEFAULT_PARAMS
 from cem_warehouse.sources.surveys import to_csv
 
 if TYPE_CHECKING:
@@ -95,6 +96,10 @@ CASES: dict[str, BadCase] = {
 }
 
 BURST_SIZE = 2_500
+# catalog orders: no cancellations, refunds or email noise, so the rows are exactly as named
+_NO_NOISE = replace(
+    DEFAULT_PARAMS, order_cancel_rate=0.0, refund_rate=(0.0, 0.0, 0.0), email_variant_rate=0.0
+)
 BAD_LTR = ["11", "-1", "10 - very likely", ""]
 
 
@@ -249,7 +254,6 @@ def produce_all(
         ids,
         out,
     )
-    known = ghost
     known_index = np.array([0], dtype=np.int64)
     known = model.Cohort(**{**ghost.__dict__, "index": known_index})
     variant_orders = model.orders_for(
@@ -333,24 +337,6 @@ def produce_all(
                 {"case": case.name, "source": "crm_api", "location": "cem sources serve --faults"}
             )
     return produced
-
-
-class _NoNoise:
-    """Params for catalog orders: no cancellations or refunds, so the rows are exactly as named."""
-
-    def __getattr__(self, name: str):
-        from cem_warehouse.sources.generator.params import DEFAULT_PARAMS
-
-        if name in ("order_cancel_rate",):
-            return 0.0
-        if name == "refund_rate":
-            return (0.0, 0.0, 0.0)
-        if name == "email_variant_rate":
-            return 0.0
-        return getattr(DEFAULT_PARAMS, name)
-
-
-_NO_NOISE = _NoNoise()
 
 
 def mix(
