@@ -71,6 +71,9 @@ class IncomingBatch:
     on_publish: Callable[[psycopg.Connection, str], None] | None = None
     # Frees the extractor's spool once the batch is done, whatever happened.
     cleanup: Callable[[], None] | None = None
+    # True when values come typed from a database (its own COPY output): COPY straight into
+    # typed columns. Files and APIs send text, which is judged value by value first.
+    trusted_types: bool = False
 
 
 @dataclass
@@ -172,61 +175,82 @@ class BatchLoader:
             raise
 
     def _land(self, conn: psycopg.Connection, incoming: IncomingBatch, names: dict, extra: list[str]) -> int:
-        """COPY into the typed table; on a bad value, land as text and check value by value."""
+        """COPY the batch in; returns rows received.
+
+        Typed sources (a database's own COPY output) go straight into the typed table. Text
+        sources (files, APIs) land as text, so every value can be judged before it is cast.
+        """
         from cem_warehouse.load.tables import create_batch_tables
 
         create_batch_tables(conn, self.contract, names, incoming.columns, extra)
-        target = sql.Identifier(names["typed"])
+        typed = sql.Identifier(names["typed"])
+        text = sql.Identifier(names["text"])
         columns = sql.SQL(", ").join(sql.Identifier(c) for c in incoming.columns)
-        try:
-            with conn.transaction():
-                _copy(conn, sql.SQL("copy staging.{} ({}) from stdin (format csv)").format(target, columns), incoming.chunks())
-        except (psycopg.errors.DataError, psycopg.errors.NotNullViolation, psycopg.errors.BadCopyFileFormat):
-            conn.execute(sql.SQL("truncate staging.{}").format(target))
-            _copy(
-                conn,
-                sql.SQL("copy staging.{} ({}) from stdin (format csv)").format(sql.Identifier(names["text"]), columns),
-                incoming.chunks(),
-            )
-            self._move_valid_text_rows(conn, names, incoming.columns)
+        if incoming.trusted_types:
+            try:
+                with conn.transaction():
+                    _copy(conn, sql.SQL("copy staging.{} ({}) from stdin (format csv)").format(typed, columns), incoming.chunks())
+                return conn.execute(sql.SQL("select count(*) from staging.{}").format(typed)).fetchone()[0]
+            except (psycopg.errors.DataError, psycopg.errors.NotNullViolation, psycopg.errors.BadCopyFileFormat):
+                conn.execute(sql.SQL("truncate staging.{}").format(typed))
+        _copy(conn, sql.SQL("copy staging.{} ({}) from stdin (format csv)").format(text, columns), incoming.chunks())
+        self._move_valid_text_rows(conn, names, incoming.columns)
         counts = conn.execute(
             sql.SQL("select (select count(*) from staging.{}) + (select count(*) from staging.{} where _invalid)").format(
-                target, sql.Identifier(names["text"])
+                typed, text
             )
         ).fetchone()
         return int(counts[0])
 
-    def _move_valid_text_rows(self, conn: psycopg.Connection, names: dict, columns: list[str]) -> None:
-        text = sql.Identifier(names["text"])
-        checks = [
-            (name, validity_predicate(conn, name, self.contract.column(name).type))
-            for name in columns
-            if name in self.contract.column_names and self.contract.column(name).type != "text"
-        ]
-        if checks:
-            reason = sql.SQL("concat_ws('; ', {})").format(
-                sql.SQL(", ").join(
-                    sql.SQL("case when not {ok} then {msg} || coalesce(quote_literal({col}), 'null') end").format(
-                        ok=predicate,
-                        msg=sql.Literal(f"{name}: not a valid {self.contract.column(name).type}: "),
-                        col=sql.Identifier(name),
-                    )
-                    for name, predicate in checks
+    def _flag_invalid(self, conn: psycopg.Connection, text: sql.Identifier, checks: list[tuple[str, sql.Composable, str]]) -> None:
+        """Mark text rows whose values fail ``checks`` (column, predicate that holds when fine, problem)."""
+        if not checks:
+            return
+        reason = sql.SQL("concat_ws('; ', {})").format(
+            sql.SQL(", ").join(
+                sql.SQL("case when not {ok} then {msg} || coalesce(quote_literal({col}), 'null') end").format(
+                    ok=predicate, msg=sql.Literal(f"{name}: {problem}: "), col=sql.Identifier(name)
                 )
-            )
-            conn.execute(
-                sql.SQL("update staging.{t} set _invalid = true, _reject_reason = {r} where not ({ok})").format(
-                    t=text, r=reason, ok=sql.SQL(" and ").join(p for _, p in checks)
-                )
-            )
-        conn.execute(
-            sql.SQL("insert into staging.{typed} ({cols}) select {exprs} from staging.{text} where not _invalid").format(
-                typed=sql.Identifier(names["typed"]),
-                cols=sql.SQL(", ").join(sql.Identifier(c) for c in columns),
-                exprs=sql.SQL(", ").join(typed_expression(self.contract, c) for c in columns),
-                text=text,
+                for name, predicate, problem in checks
             )
         )
+        conn.execute(
+            sql.SQL(
+                "update staging.{t} set _invalid = true, _reject_reason = concat_ws('; ', _reject_reason, {r}) "
+                "where not ({ok})"
+            ).format(t=text, r=reason, ok=sql.SQL(" and ").join(p for _, p, _ in checks))
+        )
+
+    def _move_valid_text_rows(self, conn: psycopg.Connection, names: dict, columns: list[str]) -> None:
+        text = sql.Identifier(names["text"])
+        typed_columns = [
+            c for c in columns if c in self.contract.column_names and self.contract.column(c).type != "text"
+        ]
+        # PostgreSQL reads 'yesterday', 'now', 'epoch' and 'infinity' as times; no source means them.
+        temporal = [c for c in typed_columns if self.contract.column(c).type.startswith(("timestamp", "date", "time"))]
+        self._flag_invalid(
+            conn, text,
+            [(c, sql.SQL("({0} is null or {0} ~ '^\s*[0-9]')").format(sql.Identifier(c)), "not an ISO date/time") for c in temporal],
+        )
+        insert = sql.SQL("insert into staging.{typed} ({cols}) select {exprs} from staging.{text} where not _invalid").format(
+            typed=sql.Identifier(names["typed"]),
+            cols=sql.SQL(", ").join(sql.Identifier(c) for c in columns),
+            exprs=sql.SQL(", ").join(typed_expression(self.contract, c) for c in columns),
+            text=text,
+        )
+        try:
+            # Usually every value casts: one set-based insert, no per-value checks.
+            with conn.transaction():
+                conn.execute(insert)
+            return
+        except psycopg.errors.DataError:
+            pass
+        self._flag_invalid(
+            conn, text,
+            [(c, validity_predicate(conn, c, self.contract.column(c).type), f"not a valid {self.contract.column(c).type}")
+             for c in typed_columns],
+        )
+        conn.execute(insert)
 
     def _invalid_count(self, conn: psycopg.Connection, names: dict) -> int:
         return conn.execute(

@@ -158,6 +158,13 @@ def test_next_day_adds_changes_and_late_arrivals(targets) -> None:
     updated_old = crm[(crm["updated_at"] >= END) & (crm["created_at"] < END - timedelta(days=5))]
     assert len(updated_old) > 0
     assert crm["customer_id"].is_unique
+    # support cases left open on day 0 progress on day 1: a new contact, many now solved or closed
+    cases = CrmStore(targets.crm_store).read("support_cases").to_pandas()
+    progressed = cases[(cases["updated_at"] >= END) & (cases["opened_at"] < END)]
+    assert len(progressed) > 0 and progressed["status"].isin(["solved", "closed"]).all()
+    assert progressed["closed_at"].notna().all()
+    contacts = CrmStore(targets.crm_store).read("interactions").to_pandas()
+    assert set(progressed["case_id"]) <= set(contacts.loc[contacts["started_at"] >= END, "case_id"])
     # surveys: day 1's responses are exported late, by the day-2 run, into day 1's folder
     held = run._load_pending(targets, "pending_surveys")["responses"]
     assert held.num_rows > 0

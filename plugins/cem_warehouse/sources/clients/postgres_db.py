@@ -88,6 +88,7 @@ def extract_table(
         chunks=spool.chunks,
         cursor_from=cursor,
         source_types=columns,
+        trusted_types=True,
         cleanup=spool.discard,
         description=f"{schema}.{contract.entity} since {cursor or 'the beginning'}",
     )

@@ -369,6 +369,9 @@ def generate_next_day(
             "customers",
             _crm_updates(rng, p, targets, existing, lo_day, end_day, clock, base),
         )
+        cases, contacts = _progress_open_cases(rng, targets, lo_day, end_day, clock, ids)
+        out.add("crm", "support_cases", cases)
+        out.add("crm", "interactions", contacts)
         if progress:
             progress(3, steps)
         # 5. late survey files: part of today's responses is exported tomorrow, into today's folder
@@ -479,3 +482,57 @@ def _crm_updates(
     ):
         rows = rows.set_column(rows.column_names.index(name), name, column)
     return rows
+
+
+def _progress_open_cases(
+    rng: np.random.Generator,
+    targets: Targets,
+    lo_day: float,
+    end_day: float,
+    clock: model.Clock,
+    ids: model.Counters,
+) -> tuple[pa.Table, pa.Table]:
+    """Cases still open from earlier days get a contact today; half of them end: mostly solved,
+    some closed unresolved. Returns the updated cases and the new interactions."""
+    store = CrmStore(targets.crm_store)
+    cases = store.read("support_cases")
+    if cases.num_rows == 0:
+        return cases, store.read("interactions").slice(0, 0)
+    lo_ts = pa.scalar(clock.start_us + int(lo_day * model.DAY_US), pa.timestamp("us", tz="UTC"))
+    still_open = pc.and_(
+        pc.is_in(cases.column("status"), value_set=pa.array(["open", "reopened"])),
+        pc.less(cases.column("opened_at"), lo_ts),
+    )
+    cases = cases.filter(still_open)
+    cases = cases.filter(pa.array(rng.random(cases.num_rows) < 0.5))
+    n = cases.num_rows
+    start = rng.uniform(lo_day, end_day - 0.05, n)
+    handle = np.round(rng.lognormal(np.log(420), 0.6, n)).astype(np.int32)
+    end = start + handle / 86400.0
+    solved = rng.random(n) < 0.8
+    interactions = pa.table(
+        {
+            "interaction_id": ids.take("interaction", n),
+            "case_id": cases.column("case_id"),
+            "customer_id": cases.column("customer_id"),
+            "channel": cases.column("channel"),
+            "direction": pa.array(np.full(n, "inbound")),
+            "agent_id": pa.array(rng.integers(1000, 1400, n)),
+            "started_at": clock.ts(start),
+            "ended_at": clock.ts(end),
+            "handle_seconds": pa.array(handle, pa.int32()),
+            "created_at": clock.ts(start),
+            "updated_at": clock.ts(end),
+        }
+    )
+    changes = {
+        "status": pa.array(np.where(solved, "solved", "closed")),
+        "resolved_at": pc.if_else(pa.array(solved), clock.ts(end), cases.column("resolved_at")),
+        "closed_at": clock.ts(end),
+        "is_resolved": pc.or_(cases.column("is_resolved"), pa.array(solved)),
+        "contact_count": pc.add(cases.column("contact_count"), pa.scalar(1, pa.int32())),
+        "updated_at": clock.ts(end),
+    }
+    for name, column in changes.items():
+        cases = cases.set_column(cases.column_names.index(name), name, column)
+    return cases, interactions
