@@ -30,6 +30,7 @@ import psycopg
 from psycopg import sql
 
 from cem_warehouse.errors import CemError
+from cem_warehouse.load import failpoints
 from cem_warehouse.load.contracts import EntityContract
 from cem_warehouse.load.policy import SourcePolicy
 from cem_warehouse.load.tables import (
@@ -165,6 +166,7 @@ class BatchLoader:
             )
             if not validation.success:
                 raise BatchBlocked(f"{contract.entity}: {received} rows not published: {validation.summary}")
+            failpoints.reach("before_publish")
             return self._publish(incoming, names, received, validation, extra_columns)
         except BatchBlocked as blocked:
             self._finish_blocked(incoming.batch_id, names, str(blocked))
@@ -230,7 +232,7 @@ class BatchLoader:
         temporal = [c for c in typed_columns if self.contract.column(c).type.startswith(("timestamp", "date", "time"))]
         self._flag_invalid(
             conn, text,
-            [(c, sql.SQL("({0} is null or {0} ~ '^\s*[0-9]')").format(sql.Identifier(c)), "not an ISO date/time") for c in temporal],
+            [(c, sql.SQL(r"({0} is null or {0} ~ '^\s*[0-9]')").format(sql.Identifier(c)), "not an ISO date/time") for c in temporal],
         )
         insert = sql.SQL("insert into staging.{typed} ({cols}) select {exprs} from staging.{text} where not _invalid").format(
             typed=sql.Identifier(names["typed"]),
@@ -308,6 +310,7 @@ class BatchLoader:
                 )
             ).fetchone()[0]
             changed = conn.execute(*statements["upsert"]).rowcount
+            failpoints.reach("during_publish")
             cursor_to = None
             if contract.cursor_column:
                 value = conn.execute(
@@ -368,6 +371,7 @@ def _copy(conn: psycopg.Connection, statement: sql.Composable, chunks: Iterable[
     with conn.cursor() as cur, cur.copy(statement) as copy:
         for chunk in chunks:
             copy.write(chunk)
+            failpoints.reach("during_copy")
 
 
 def utcnow() -> datetime:

@@ -31,7 +31,8 @@ class EntityContract:
     # Where the source deletes, raw keeps the row and sets this flag.
     soft_delete_column: str | None = None
     description: str = ""
-    extra_checks: tuple[str, ...] = field(default_factory=tuple)
+    # Event times that cannot be later than the load (a day of clock skew allowed).
+    not_in_future: tuple[str, ...] = field(default_factory=tuple)
 
     @property
     def column_names(self) -> list[str]:

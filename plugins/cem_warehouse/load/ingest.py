@@ -60,6 +60,7 @@ def run_source(
     extract: Extract,
     *,
     policy: SourcePolicy | None = None,
+    lock_wait_seconds: int = 600,
 ) -> SourceRun:
     policy = policy or source_policy(source)
     run = SourceRun(source)
@@ -67,7 +68,7 @@ def run_source(
         run.enabled = False
         return run
     bootstrap(location)
-    with source_writer_lock(location, source):
+    with source_writer_lock(location, source, wait_seconds=lock_wait_seconds):
         with connect(location, autocommit=True) as conn:
             run.abandoned = abandon_dead_batches(conn, source, {c.entity: c for c in contracts})
         for contract in contracts:

@@ -174,6 +174,10 @@ def row_rule_reasons(contract: EntityContract) -> list[tuple[sql.Composable, str
     for column in contract.columns:
         if not column.nullable and column.name not in contract.natural_key:
             rules.append((sql.SQL("{} is null").format(_ident(column.name)), f"{column.name} is required but missing"))
+    for column in contract.not_in_future:
+        rules.append(
+            (sql.SQL("{} > now() + interval '1 day'").format(_ident(column)), f"{column} is in the future (after the load)")
+        )
     for expectation in _suite_rules(contract.entity):
         kwargs = expectation["kwargs"]
         column = kwargs.get("column")

@@ -14,30 +14,17 @@ TS = "timestamptz"
 _AUDIT = (C("created_at", TS), C("updated_at", TS, nullable=False, locked=True))
 
 
-def _crm(
-    entity: str, key: str, *columns: C, soft_delete: str | None = None, description: str = ""
-) -> EntityContract:
+def _crm(entity: str, key: str, *columns: C, **options) -> EntityContract:
     return EntityContract(
-        source="crm",
-        entity=entity,
-        columns=(*columns, *_AUDIT),
-        natural_key=(key,),
-        version_column="updated_at",
-        cursor_column="updated_at",
-        soft_delete_column=soft_delete,
-        description=description,
+        source="crm", entity=entity, columns=(*columns, *_AUDIT), natural_key=(key,),
+        version_column="updated_at", cursor_column="updated_at", **options,
     )
 
 
-def _sales(entity: str, key: str, *columns: C, description: str = "") -> EntityContract:
+def _sales(entity: str, key: str, *columns: C, **options) -> EntityContract:
     return EntityContract(
-        source="sales",
-        entity=entity,
-        columns=(*columns, *_AUDIT),
-        natural_key=(key,),
-        version_column="updated_at",
-        cursor_column="updated_at",
-        description=description,
+        source="sales", entity=entity, columns=(*columns, *_AUDIT), natural_key=(key,),
+        version_column="updated_at", cursor_column="updated_at", **options,
     )
 
 
@@ -46,15 +33,10 @@ def _sales(entity: str, key: str, *columns: C, description: str = "") -> EntityC
 SOURCE_FILE = C("_source_file", "text", nullable=False)
 
 
-def _surveys(entity: str, key: str, *columns: C, description: str = "") -> EntityContract:
+def _surveys(entity: str, key: str, *columns: C, **options) -> EntityContract:
     return EntityContract(
-        source="surveys",
-        entity=entity,
-        columns=(*columns, SOURCE_FILE),
-        natural_key=(key,),
-        version_column="_source_file",
-        cursor_column=None,
-        description=description,
+        source="surveys", entity=entity, columns=(*columns, SOURCE_FILE), natural_key=(key,),
+        version_column="_source_file", cursor_column=None, **options,
     )
 
 
@@ -74,7 +56,7 @@ CRM = [
         C("email_consent", "boolean"),
         C("cancelled_at", TS, locked=True),
         C("is_archived", "boolean"),
-        soft_delete="is_archived",
+        soft_delete_column="is_archived",
         description="CRM customers (identity, segment, region, acquisition, consent); is_archived marks CRM deletes.",
     ),
     _crm(
@@ -93,6 +75,7 @@ CRM = [
         C("resolved_first_contact", "boolean"),
         C("contact_count", "integer"),
         description="Contact-center support cases.",
+        not_in_future=("opened_at",),
     ),
     _crm(
         "interactions",
@@ -145,6 +128,7 @@ SALES = [
         C("order_total", "numeric(12,2)", locked=True),
         C("ordered_at", TS, nullable=False, locked=True),
         description="Orders; status changes and refunds update the row.",
+        not_in_future=("ordered_at",),
     ),
     _sales(
         "order_lines",
@@ -205,6 +189,7 @@ SURVEYS = [
         C("related_interaction_id", "bigint"),
         C("sent_at", TS, locked=True),
         description="Survey invitations sent (denominator of the response rate).",
+        not_in_future=("sent_at",),
     ),
     _surveys(
         "survey_responses",
@@ -227,6 +212,7 @@ SURVEYS = [
         C("sent_at", TS),
         C("responded_at", TS, locked=True),
         description="Survey responses: LTR, CSAT, CES, loyalty-index items, comment.",
+        not_in_future=("responded_at", "sent_at"),
     ),
 ]
 

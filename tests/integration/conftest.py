@@ -1,0 +1,84 @@
+"""Source stand-ins for ingestion tests: generated data in a sales database of its own, a
+CRM store and a survey landing folder per test, and a CRM API server on a free port."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from cem_warehouse.load.contracts import EntityContract
+from cem_warehouse.sources.connections import SourceConnection
+from cem_warehouse.sources.contracts import BY_SOURCE
+from cem_warehouse.warehouse.connection import connect
+from cem_warehouse.warehouse.settings import WarehouseLocation
+
+TOKEN = "test-token-not-a-secret"
+
+
+@dataclass
+class StandIns:
+    warehouse: WarehouseLocation
+    sales_db: WarehouseLocation
+    crm_store: Path
+    landing: Path
+    targets: object
+    token: str = TOKEN
+
+    @staticmethod
+    def fingerprint(location: WarehouseLocation, contracts: list[EntityContract] | None = None, schema: str = "raw"):
+        return raw_fingerprint(location, contracts, schema)
+
+    @property
+    def sales(self) -> SourceConnection:
+        db = self.sales_db
+        return SourceConnection("cem_source_sales", "postgres", db.host, db.port, db.user, db.password, db.dbname)
+
+    @property
+    def surveys(self) -> SourceConnection:
+        return SourceConnection("cem_source_surveys", "fs", extra={"path": str(self.landing)})
+
+    @contextmanager
+    def crm(self, **faults) -> Iterator[SourceConnection]:
+        from cem_warehouse.sources.crm_server import CrmServer, Faults
+
+        server = CrmServer(self.crm_store, TOKEN, faults=Faults(**faults)).start()
+        try:
+            host, port = server.httpd.server_address[:2]
+            yield SourceConnection("cem_source_crm", "http", host, port, password=TOKEN)
+        finally:
+            server.stop()
+
+
+@pytest.fixture
+def stand_ins(database_factory, tmp_path) -> StandIns:
+    from cem_warehouse.sources.generator.run import Targets, generate
+
+    warehouse = database_factory("cem_test_wh")
+    sales_db = database_factory("cem_test_sales")
+    targets = Targets(sales_db, tmp_path / "crm_store", str(tmp_path / "landing"), tmp_path / "generator")
+    generate(300, 7, targets)
+    return StandIns(warehouse, sales_db, tmp_path / "crm_store", tmp_path / "landing", targets)
+
+
+def raw_fingerprint(
+    location: WarehouseLocation, contracts: list[EntityContract] | None = None, schema: str = "raw"
+) -> dict[str, tuple]:
+    """Row count and a content hash of every table (data columns only, in key order)."""
+    contracts = contracts or [c for group in BY_SOURCE.values() for c in group]
+    result = {}
+    with connect(location) as conn:
+        for contract in contracts:
+            if conn.execute("select to_regclass(%s)", (f"{schema}.{contract.raw_table}",)).fetchone()[0] is None:
+                result[contract.entity] = (0, None)
+                continue
+            columns = ", ".join(f'"{c}"' for c in contract.column_names)
+            key = ", ".join(contract.natural_key)
+            result[contract.entity] = conn.execute(
+                f"select count(*), md5(string_agg(md5(row({columns})::text), '' order by {key})) "
+                f"from {schema}.{contract.raw_table}"
+            ).fetchone()
+    return result
