@@ -251,5 +251,5 @@ def test_quarantine_keeps_the_payload_and_reason(stand_ins):
             "select reason, payload from quarantine.survey_responses where payload->>'ltr' = '11'"
         ).fetchone()
     assert "expect_column_values_to_be_between on ltr" in reason
-    assert payload["response_id"] == row["response_id"]
+    assert str(payload["response_id"]) == row["response_id"]
     assert payload["_source_file"].endswith("extra-bad.csv")
