@@ -141,7 +141,16 @@ class BatchLoader:
         with connect(self.location, autocommit=True) as conn:
             ensure_entity_tables(conn, contract)
             record_batch_start(conn, contract, incoming.batch_id, incoming.cursor_from)
+        where = f"{contract.entity} ({incoming.description})" if incoming.description else contract.entity
+        received = bad_total = 0
         try:
+            if not incoming.columns and not incoming.rejected:
+                if not self.policy.allow_empty:
+                    raise BatchBlocked(
+                        f"{where}: the batch is empty (no header, no rows) and source {self.policy.name} must not "
+                        "be empty (allow_empty: false): check the export, then remove or replace the file."
+                    )
+                incoming.columns = list(contract.natural_key)
             extra_columns = self._check_drift(incoming)
             with connect(self.location, autocommit=True) as conn:
                 received = self._land(conn, incoming, names, extra_columns)
@@ -165,11 +174,11 @@ class BatchLoader:
                 rows_rejected=bad_total,
             )
             if not validation.success:
-                raise BatchBlocked(f"{contract.entity}: {received} rows not published: {validation.summary}")
+                raise BatchBlocked(f"{where}: {received} rows not published: {validation.summary}")
             failpoints.reach("before_publish")
             return self._publish(incoming, names, received, validation, extra_columns)
         except BatchBlocked as blocked:
-            self._finish_blocked(incoming.batch_id, names, str(blocked))
+            self._finish_blocked(incoming.batch_id, names, str(blocked), received, bad_total)
             raise
         except BaseException:
             # Leave the ledger honest; tables are dropped by the next run of this source.
@@ -346,12 +355,12 @@ class BatchLoader:
             incoming.batch_id, contract.entity, "published", received, accepted, quarantined, changed, cursor_to, validation
         )
 
-    def _finish_blocked(self, batch_id: str, names: dict, message: str) -> None:
+    def _finish_blocked(self, batch_id: str, names: dict, message: str, received: int, rejected: int) -> None:
         with connect(self.location, autocommit=True) as conn:
             conn.execute(
-                "update ops.load_batches set status = 'blocked', gx_success = false, message = %s, finished_at = now() "
-                "where batch_id = %s",
-                (message, batch_id),
+                "update ops.load_batches set status = 'blocked', gx_success = false, message = %s, "
+                "rows_received = %s, rows_quarantined = 0, finished_at = now() where batch_id = %s",
+                (f"{message} [{rejected} bad rows found; none quarantined, nothing published]", received, batch_id),
             )
             drop_batch_tables(conn, names)
 

@@ -12,11 +12,11 @@ from cem_warehouse.load.batch import IncomingBatch
 from cem_warehouse.load.contracts import EntityContract
 from cem_warehouse.load.ingest import SourceRun, run_source
 from cem_warehouse.load.policy import SourcePolicy
+from cem_warehouse.load.tables import ensure_entity_tables
 from cem_warehouse.sources.clients import crm as crm_client
 from cem_warehouse.sources.clients import landing_files, postgres_db
 from cem_warehouse.sources.clients.http_api import ApiClient
 from cem_warehouse.sources.connections import SourceConnection
-from cem_warehouse.load.tables import ensure_entity_tables
 from cem_warehouse.sources.contracts import BY_SOURCE, CRM, SALES, SURVEY_FOLDERS, SURVEYS
 from cem_warehouse.warehouse.bootstrap import bootstrap
 from cem_warehouse.warehouse.connection import connect
@@ -26,17 +26,17 @@ from cem_warehouse.warehouse.settings import WarehouseLocation
 LATE_ARRIVING_VIEW = """
 create or replace view ops.late_arriving_customers as
 with known as (
-    select distinct lower(trim(email)) as email from raw.customers where email is not null
+    select distinct lower(btrim(email, E' \\t\\r\\n')) as email from raw.customers where email is not null
 )
 select 'sales' as source, 'orders' as entity, orders.order_id::text as record_id,
-       lower(trim(orders.customer_email)) as customer_email, orders._loaded_at
+       lower(btrim(orders.customer_email, E' \\t\\r\\n')) as customer_email, orders._loaded_at
 from raw.orders as orders
-where not exists (select 1 from known where known.email = lower(trim(orders.customer_email)))
+where not exists (select 1 from known where known.email = lower(btrim(orders.customer_email, E' \\t\\r\\n')))
 union all
 select 'surveys', 'survey_responses', responses.response_id::text,
-       lower(trim(responses.respondent_email)), responses._loaded_at
+       lower(btrim(responses.respondent_email, E' \\t\\r\\n')), responses._loaded_at
 from raw.survey_responses as responses
-where not exists (select 1 from known where known.email = lower(trim(responses.respondent_email)))
+where not exists (select 1 from known where known.email = lower(btrim(responses.respondent_email, E' \\t\\r\\n')))
 """
 
 

@@ -55,9 +55,11 @@ class ApiClient:
         *,
         retry: RetryPolicy | None = None,
         timeout: float = 30.0,
+        page_size: int = 500,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.page_size = page_size
         self.retry = retry or RetryPolicy()
         self.sleep = sleep
         self.requests = 0
@@ -129,9 +131,9 @@ class ApiClient:
             return body
         raise AssertionError("unreachable")
 
-    def paginate(self, path: str, params: dict, page_size: int = 500) -> Iterator[list[dict]]:
+    def paginate(self, path: str, params: dict) -> Iterator[list[dict]]:
         """Pages of records, following ``paging.next_cursor`` until ``has_more`` is false."""
-        query = {**params, "limit": page_size}
+        query = {**params, "limit": self.page_size}
         while True:
             body = self.get_json(path, query)
             yield body["results"]
@@ -141,7 +143,7 @@ class ApiClient:
             cursor = paging.get("next_cursor")
             if not cursor:
                 raise SourceContractError(f"{path}: has_more is true but no next_cursor was given.")
-            query = {"cursor": cursor, "limit": page_size}
+            query = {"cursor": cursor, "limit": self.page_size}
 
 
 def _retry_after(response: httpx.Response) -> float | None:

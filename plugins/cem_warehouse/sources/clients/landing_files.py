@@ -91,7 +91,8 @@ def spool_csv(
         header = _clean_header(next(reader))
     except StopIteration:
         header = []
-    spool = CsvSpool([*header, *append])
+    # No header at all is an empty export: no constant columns to pretend otherwise.
+    spool = CsvSpool([*header, *append] if header else [])
     suffix = list(append.values())
     for row in reader:
         if not row:
@@ -146,7 +147,8 @@ def spool_jsonl(open_file, rejected: list[tuple[str, str]], append: dict[str, st
         for record in _records(handle, None):
             keys.update(dict.fromkeys(record))
     header = [k for k in keys if k not in append]
-    spool = CsvSpool([*header, *append])
+    # No header at all is an empty export: no constant columns to pretend otherwise.
+    spool = CsvSpool([*header, *append] if header else [])
     suffix = list(append.values())
     with open_file() as handle:
         for record in _records(handle, rejected):
