@@ -101,6 +101,20 @@ def _register_airflow(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_cmd_airflow)
 
 
+def _cmd_bench_ingest(args: argparse.Namespace) -> int:
+    from cem_warehouse.load.benchmark import run
+
+    return run(args.rows)
+
+
+def _register_bench(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("bench", help="benchmarks that print figures (JSON)")
+    kinds = parser.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
+    ingest = kinds.add_parser("ingest", help="publish path vs psql \\copy of the same order-lines file")
+    ingest.add_argument("--rows", type=int, default=1_000_000)
+    ingest.set_defaults(handler=_cmd_bench_ingest)
+
+
 def _optional_registrations() -> list[Callable[[argparse._SubParsersAction], None]]:
     """Sub-commands owned by other capabilities (sources, load, ...), when present."""
     registrations = []
@@ -122,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
         _register_demo,
         _register_status,
         _register_airflow,
+        _register_bench,
         *_optional_registrations(),
     ):
         register(subparsers)

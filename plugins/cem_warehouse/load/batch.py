@@ -21,6 +21,7 @@ Invariant, recorded per batch: rows received = rows published + rows quarantined
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -89,6 +90,7 @@ class BatchOutcome:
     cursor_to: str | None
     validation: ValidationOutcome | None
     message: str = ""
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 class BatchLoader:
@@ -152,6 +154,7 @@ class BatchLoader:
                     )
                 incoming.columns = list(contract.natural_key)
             extra_columns = self._check_drift(incoming)
+            clock = time.perf_counter()
             with connect(self.location, autocommit=True) as conn:
                 received = self._land(conn, incoming, names, extra_columns)
                 received += len(incoming.rejected)
@@ -164,6 +167,8 @@ class BatchLoader:
                     ).format(sql.Identifier(names["typed"]))
                 ).fetchone()[0]
                 bad_total = rejected_rows + len(incoming.rejected) + self._invalid_count(conn, names)
+            self._timings = {"land_seconds": time.perf_counter() - clock}
+            clock = time.perf_counter()
             validation = validate_batch(
                 self.location,
                 contract=contract,
@@ -175,8 +180,19 @@ class BatchLoader:
             )
             if not validation.success:
                 raise BatchBlocked(f"{where}: {received} rows not published: {validation.summary}")
+            self._timings["validate_seconds"] = time.perf_counter() - clock
             failpoints.reach("before_publish")
-            return self._publish(incoming, names, received, validation, extra_columns)
+            clock = time.perf_counter()
+            outcome = self._publish(incoming, names, received, validation, extra_columns)
+            outcome.timings = {**self._timings, "publish_seconds": time.perf_counter() - clock}
+            with connect(self.location, autocommit=True) as conn:
+                conn.execute(
+                    "update ops.load_batches set land_seconds = %s, validate_seconds = %s, publish_seconds = %s "
+                    "where batch_id = %s",
+                    (*(round(outcome.timings[k], 3) for k in ("land_seconds", "validate_seconds", "publish_seconds")),
+                     incoming.batch_id),
+                )
+            return outcome
         except BatchBlocked as blocked:
             self._finish_blocked(incoming.batch_id, names, str(blocked), received, bad_total)
             raise
@@ -273,13 +289,25 @@ class BatchLoader:
         from cem_warehouse.load.tables import content_hash, data_columns, row_rule_reasons
 
         table = sql.Identifier(typed_table)
-        for predicate, reason in row_rule_reasons(self.contract):
+        rules = row_rule_reasons(self.contract)
+        if rules:
+            # One pass over the batch: the first rule a row breaks is its reason.
+            first_broken = sql.SQL("case {} end").format(
+                sql.SQL(" ").join(sql.SQL("when {} then {}").format(p, sql.Literal(r)) for p, r in rules)
+            )
             conn.execute(
-                sql.SQL("update staging.{} set _reject_reason = {} where _reject_reason is null and {}").format(
-                    table, sql.Literal(reason), predicate
+                sql.SQL("update staging.{t} set _reject_reason = {reason} where _reject_reason is null and ({any})").format(
+                    t=table, reason=first_broken, any=sql.SQL(" or ").join(p for p, _ in rules)
                 )
             )
         key = sql.SQL(", ").join(sql.Identifier(k) for k in self.contract.natural_key)
+        duplicated = conn.execute(
+            sql.SQL(
+                "select exists (select 1 from staging.{t} where _reject_reason is null group by {key} having count(*) > 1)"
+            ).format(t=table, key=key)
+        ).fetchone()[0]
+        if not duplicated:
+            return
         version = (
             sql.SQL("{} desc nulls last, ").format(sql.Identifier(self.contract.version_column))
             if self.contract.version_column
@@ -289,9 +317,9 @@ class BatchLoader:
         conn.execute(
             sql.SQL(
                 "update staging.{t} as b set _reject_reason = 'duplicate key in batch: a newer or equal version of this record is in the same batch' "
-                "from (select _row, row_number() over (partition by {key} order by {version} {content} desc) as rank "
+                "from (select ctid as row_ref, row_number() over (partition by {key} order by {version} {content} desc) as rank "
                 "      from staging.{t} where _reject_reason is null) as ranked "
-                "where b._row = ranked._row and ranked.rank > 1"
+                "where b.ctid = ranked.row_ref and ranked.rank > 1"
             ).format(t=table, key=key, version=version, content=content_hash(None, data_columns(self.contract, extra)))
         )
 

@@ -14,7 +14,6 @@ from psycopg import sql
 from cem_warehouse import paths
 from cem_warehouse.load.contracts import EntityContract
 
-INTERNAL_COLUMNS = ("_row", "_reject_reason", "_invalid")
 _SQL_RULES = {
     "expect_column_values_to_not_be_null": "{col} is null",
     "expect_column_values_to_be_between": "{col} is not null and not ({col} between {min} and {max})",
@@ -88,14 +87,13 @@ def create_batch_tables(
     typed_columns += [sql.SQL("{} text").format(_ident(c)) for c in extra]
     conn.execute(
         sql.SQL(
-            "create unlogged table staging.{} ({}, _row bigint generated always as identity, _reject_reason text)"
+            "create unlogged table staging.{} ({}, _reject_reason text)"
         ).format(_ident(names["typed"]), sql.SQL(", ").join(typed_columns))
     )
     text_columns = [sql.SQL("{} text").format(_ident(c)) for c in data_columns(contract, extra)]
     conn.execute(
         sql.SQL(
-            "create unlogged table staging.{} ({}, _row bigint generated always as identity, "
-            "_invalid boolean not null default false, _reject_reason text)"
+            "create unlogged table staging.{} ({}, _invalid boolean not null default false, _reject_reason text)"
         ).format(_ident(names["text"]), sql.SQL(", ").join(text_columns))
     )
     conn.execute(

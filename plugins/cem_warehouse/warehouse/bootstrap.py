@@ -52,6 +52,9 @@ create table if not exists ops.dq_results (
     checked_at timestamptz not null default now()
 );
 create index if not exists dq_results_batch_idx on ops.dq_results (batch_id);
+alter table ops.load_batches add column if not exists land_seconds numeric;
+alter table ops.load_batches add column if not exists validate_seconds numeric;
+alter table ops.load_batches add column if not exists publish_seconds numeric;
 create index if not exists load_batches_entity_idx on ops.load_batches (source, entity, started_at desc);
 create table if not exists ops.source_cursors (
     source text not null,
