@@ -12,7 +12,6 @@ import urllib.request
 
 import pytest
 
-from cem_warehouse.sources.thin_slice import write_survey_responses
 from cem_warehouse.warehouse.connection import connect
 
 pytestmark = pytest.mark.slow
@@ -29,37 +28,44 @@ def _cem(*args: str, env: dict[str, str], timeout: int = 600) -> subprocess.Comp
 
 
 @pytest.fixture
-def project_env(fresh_database, tmp_path):
-    """A private state folder (Airflow home, landing files) and a warehouse of its own."""
-    return {"CEM_HOME": str(tmp_path), "CEM_WAREHOUSE_URL": fresh_database.url}
+def project_env(database_factory, tmp_path):
+    """A private state folder (Airflow home, stand-ins) and a warehouse and sales database of its own."""
+    warehouse, sales = database_factory("cem_test_wh"), database_factory("cem_test_sales")
+    return {
+        "CEM_HOME": str(tmp_path),
+        "CEM_WAREHOUSE_URL": warehouse.url,
+        "AIRFLOW_CONN_CEM_SOURCE_SALES": sales.url,
+        "CEM_CRM_PORT": str(_free_port()),
+    }
 
 
-def test_cem_run_loads_and_builds_then_names_the_failed_task(project_env, fresh_database, tmp_path):
-    landing = tmp_path / "landing" / "surveys"
-    write_survey_responses(landing / "2026-10.csv", responses=400, seed=21)
+def test_cem_run_loads_all_sources_and_builds_then_names_the_failed_task(project_env, tmp_path):
+    generated = _cem("generate", "--customers", "200", "--seed", "21", env=project_env)
+    assert generated.returncode == 0, generated.stderr[-2000:]
 
     first = _cem("run", "--logical-date", "2026-11-01", env=project_env)
-    assert first.returncode == 0, first.stderr[-2000:]
-    assert "ingest_surveys -> transform_cx_marts" in first.stderr
-    with connect(fresh_database) as conn:
-        assert conn.execute("select count(*) from raw.survey_responses").fetchone() == (400,)
-        assert conn.execute("select sum(responses) from marts.fct_nps_monthly").fetchone() == (400,)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "ingest_crm -> ingest_sales -> ingest_surveys -> transform_cx_marts" in first.stderr.replace("\n", " ")
+    warehouse = project_env["CEM_WAREHOUSE_URL"]
+    with connect(warehouse) as conn:
+        for table in ("customers", "orders", "order_lines", "survey_responses", "support_cases"):
+            assert conn.execute(f"select count(*) from raw.{table}").fetchone()[0] > 0, table
+        responses = conn.execute("select count(*) from raw.survey_responses where ltr is not null").fetchone()[0]
+        assert conn.execute("select sum(responses) from marts.fct_nps_monthly").fetchone() == (responses,)
+        before = conn.execute("select count(*) from raw.survey_responses").fetchone()[0]
 
-    # A file with an out-of-range answer: the run must fail and say where.
-    bad = landing / "2026-11.csv"
-    write_survey_responses(bad, responses=10, seed=22)
-    lines = bad.read_text().splitlines()
-    fields = lines[1].split(",")
-    fields[4] = "11"
-    lines[1] = ",".join(fields)
-    bad.write_text("\n".join(lines) + "\n")
-
+    # An export whose rows are all out of range: the run must fail and say where.
+    bad_dir = tmp_path / "landing" / "surveys" / "responses" / "export_date=2026-11-02"
+    bad_dir.mkdir(parents=True)
+    (bad_dir / "broken.csv").write_text("response_id,touchpoint,ltr,responded_at\n1,relationship,11,2026-11-01T10:00:00Z\n")
     second = _cem("run", "--logical-date", "2026-11-02", env=project_env)
     assert second.returncode == 2
     last = second.stderr.strip().splitlines()[-1]
-    assert "DAG ingest_surveys failed at task load_survey_responses" in last
-    with connect(fresh_database) as conn:
-        assert conn.execute("select count(*) from raw.survey_responses").fetchone() == (400,)
+    assert "DAG ingest_surveys failed at task load_surveys" in last
+    with connect(warehouse) as conn:
+        assert conn.execute("select count(*) from raw.survey_responses").fetchone()[0] == before
+        blocked = conn.execute("select message from ops.load_batches where status = 'blocked'").fetchone()[0]
+    assert "broken.csv" in blocked
 
 
 def test_cem_run_rejects_a_bad_date_in_one_line(project_env):
@@ -105,4 +111,4 @@ def test_airflow_api_server_lists_the_project_dags(fresh_database, tmp_path, mon
             time.sleep(2)
     finally:
         stop_components(processes)
-    assert {"ingest_surveys", "transform_cx_marts"} <= dag_ids
+    assert {"ingest_crm", "ingest_sales", "ingest_surveys", "transform_cx_marts"} <= dag_ids

@@ -19,7 +19,7 @@ from cem_warehouse.warehouse.bootstrap import bootstrap
 from cem_warehouse.warehouse.connection import check_warehouse
 from cem_warehouse.warehouse.embedded import ensure_warehouse
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 
 
 def _parse_date(value: str | None, name: str) -> str | None:
