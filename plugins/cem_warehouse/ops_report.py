@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from psycopg import sql
 from rich.console import Console
 from rich.table import Table
 
@@ -69,4 +70,30 @@ def print_status(limit_per_source: int = 5) -> int:
             message[:80],
         )
     console.print(table)
+    print_quarantine(location)
     return 0
+
+
+def print_quarantine(location) -> None:
+    """Rows held back per entity, with the most frequent reasons: what to look at first."""
+    with connect(location) as conn:
+        tables = [r[0] for r in conn.execute(
+            "select tablename from pg_tables where schemaname = 'quarantine' order by tablename"
+        )]
+        rows = []
+        for name in tables:
+            rows += conn.execute(
+                sql.SQL(
+                    "select {name}, reason, count(*), max(quarantined_at) from quarantine.{table} "
+                    "group by reason order by count(*) desc limit 3"
+                ).format(name=sql.Literal(name), table=sql.Identifier(name))
+            ).fetchall()
+    if not rows:
+        console.print("No quarantined rows.")
+        return
+    table = Table(title="Quarantined rows (quarantine.<entity>; payload and batch id kept there)")
+    for column in ("entity", "reason", "rows", "latest"):
+        table.add_column(column)
+    for entity, reason, count, latest in rows:
+        table.add_row(entity, reason[:90], f"{count:,}", f"{latest:%Y-%m-%d %H:%M}")
+    console.print(table)
