@@ -23,6 +23,10 @@ if "AIRFLOW_HOME" not in os.environ:
     os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="cem_test_airflow_")
     atexit.register(shutil.rmtree, os.environ["AIRFLOW_HOME"], True)
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+# GX Data Docs built by tests go to a throw-away folder, never into the checkout's .cem.
+if "CEM_GX_DOCS_DIR" not in os.environ:
+    os.environ["CEM_GX_DOCS_DIR"] = tempfile.mkdtemp(prefix="cem_test_gx_docs_")
+    atexit.register(shutil.rmtree, os.environ["CEM_GX_DOCS_DIR"], True)
 
 from cem_warehouse.warehouse.connection import connect
 from cem_warehouse.warehouse.settings import WarehouseLocation, configured_warehouse

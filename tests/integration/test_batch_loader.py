@@ -67,6 +67,12 @@ def test_clean_batch_publishes_every_row(loader):
         cursor = conn.execute("select cursor_value from ops.source_cursors").fetchone()
     assert ledger[:4] == ("published", 200, 200, 0)
     assert cursor[0].startswith("2026-10-01")
+    # The validation is browsable as GX Data Docs, linked from the front page.
+    from cem_warehouse.quality.gx_runner import data_docs_dir
+
+    assert "survey_responses/index.html" in (data_docs_dir() / "index.html").read_text()
+    pages = list((data_docs_dir() / "survey_responses" / "validations").rglob("*.html"))
+    assert pages and "ltr" in pages[0].read_text()
 
 
 def test_bad_rows_are_quarantined_and_the_rest_published(loader):

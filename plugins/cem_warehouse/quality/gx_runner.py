@@ -6,9 +6,13 @@ Each expectation's outcome is written to ``ops.dq_results`` for the batch.
 
 from __future__ import annotations
 
+import html
 import json
 import logging
+import os
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
 
 from psycopg.types.json import Jsonb
 
@@ -54,6 +58,32 @@ class ValidationOutcome:
         return f"suite {self.suite}: " + "; ".join(parts)
 
 
+DATA_DOCS_ENV = "CEM_GX_DOCS_DIR"
+
+
+def data_docs_dir() -> Path:
+    """Where GX Data Docs are built: ``.cem/gx_data_docs`` (or ``CEM_GX_DOCS_DIR``)."""
+    override = os.environ.get(DATA_DOCS_ENV)
+    return Path(override) if override else paths.state_dir() / "gx_data_docs"
+
+
+def _write_docs_index() -> None:
+    """A front page linking each suite's Data Docs (GX builds one site per suite here)."""
+    root = data_docs_dir()
+    sites = sorted(p.parent for p in root.glob("*/index.html"))
+    items = "\n".join(
+        f'<li><a href="{site.name}/index.html">{html.escape(site.name)}</a> '
+        f"<small>updated {datetime.fromtimestamp(site.joinpath('index.html').stat().st_mtime, UTC):%Y-%m-%d %H:%M} UTC</small></li>"
+        for site in sites
+    )
+    root.joinpath("index.html").write_text(
+        "<!doctype html><meta charset='utf-8'><title>cem-warehouse data quality</title>"
+        "<h1>cem-warehouse: Great Expectations Data Docs</h1>"
+        "<p>The latest validation of each raw entity's batches. History of every batch: <code>ops.dq_results</code>.</p>"
+        f"<ul>{items}</ul>"
+    )
+
+
 def load_suite_definition(suite: str) -> dict:
     path = paths.expectations_dir() / f"{suite}.json"
     if not path.exists():
@@ -70,15 +100,32 @@ def run_suite(
 
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = {"globally": False}
+    docs = data_docs_dir() / name
+    # Data Docs: one site per suite, so every entity's latest validation stays browsable.
+    context.add_data_docs_site(
+        site_name="cem",
+        site_config={
+            "class_name": "SiteBuilder",
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs)},
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        },
+    )
     source = context.data_sources.add_postgres("warehouse", connection_string=location.url)
     asset = source.add_table_asset(table, table_name=table, schema_name=schema)
     batch = asset.add_batch_definition_whole_table("batch")
-    gx_suite = context.suites.add(
-        ExpectationSuite(name=name, expectations=expectations)
-    )
-    run = context.validation_definitions.add(
+    gx_suite = context.suites.add(ExpectationSuite(name=name, expectations=expectations))
+    definition = context.validation_definitions.add(
         gx.ValidationDefinition(name=f"{name}-{table}", data=batch, suite=gx_suite)
-    ).run()
+    )
+    checkpoint = context.checkpoints.add(
+        gx.Checkpoint(
+            name=f"{name}-checkpoint",
+            validation_definitions=[definition],
+            actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs", site_names=["cem"])],
+        )
+    )
+    run = next(iter(checkpoint.run().run_results.values()))
+    _write_docs_index()
 
     outcomes = []
     for result in run.results:
