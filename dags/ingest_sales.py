@@ -1,32 +1,29 @@
 """
 ### ingest_sales
 
-Products, orders, order lines, refunds and status changes from the operational sales database (connection `cem_source_sales`): rows with `updated_at` since the cursor minus the look-back window, read with COPY.
+Products, orders, order lines, refunds and status changes from the operational sales database
+(connection `cem_source_sales`): rows with `updated_at` since the cursor minus the look-back window.
 
-Each entity is one batch: COPY into a batch table, rows that break the contract or the
-Great Expectations suite (`expectations/<entity>.json`) quarantined with the reason, the
-batch validated, then published to `raw.<entity>` in one transaction with its cursor.
-A batch over the bad-row threshold (or empty, or far off its usual volume) publishes
-nothing and fails this task, naming the expectation. Re-runs are safe. Policy (schedule,
-drift, thresholds) lives in `dags/sources.yml`.
+Each entity is one batch: landed with COPY, bad rows quarantined with their reason, the
+batch validated by `expectations/<entity>.json`, then published to `raw.<entity>` in one
+transaction. How batches work and what to do when one is blocked:
+docs/operations/ingestion.md. Policy (schedule, drift, thresholds): `dags/sources.yml`.
 """
 
-from datetime import timedelta
-
-import pendulum
 from airflow.sdk import dag, task
 
 from cem_warehouse.assets import RAW_BY_SOURCE
 from cem_warehouse.load.schedules import schedule_for
+from cem_warehouse.orchestration.dag_defaults import START_DATE, default_args
 
 
 @dag(
     schedule=schedule_for("sales"),
-    start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
+    start_date=START_DATE,
     catchup=False,
     max_active_runs=1,
     tags=["cem", "ingest", "sales"],
-    default_args={"owner": "cem-data-engineering", "retries": 2, "retry_delay": timedelta(minutes=2)},
+    default_args=default_args("cem-data-engineering"),
     doc_md=__doc__,
 )
 def ingest_sales():

@@ -5,21 +5,19 @@ Builds the customer-experience marts with dbt (`dbt build`: models, then their t
 whenever any raw table they read has new data. Runs on the raw tables' assets, not a clock.
 """
 
-from datetime import timedelta
-
-import pendulum
 from airflow.sdk import AssetAny, dag, task
 
 from cem_warehouse.assets import MARTS, RAW_TABLES
+from cem_warehouse.orchestration.dag_defaults import START_DATE, default_args
 
 
 @dag(
     schedule=AssetAny(*RAW_TABLES),
-    start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
+    start_date=START_DATE,
     catchup=False,
     max_active_runs=1,
     tags=["cem", "transform", "dbt"],
-    default_args={"owner": "cem-analytics-engineering", "retries": 2, "retry_delay": timedelta(minutes=2)},
+    default_args=default_args("cem-analytics-engineering"),
     doc_md=__doc__,
 )
 def transform_cx_marts():
