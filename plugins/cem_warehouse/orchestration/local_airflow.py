@@ -17,6 +17,7 @@ from rich.console import Console
 from cem_warehouse import paths
 from cem_warehouse.orchestration.airflow_env import merged_environment
 from cem_warehouse.orchestration.runner import ensure_metadata_db
+from cem_warehouse.orchestration.stand_ins import crm_stand_in
 from cem_warehouse.warehouse.bootstrap import bootstrap
 from cem_warehouse.warehouse.embedded import ensure_warehouse
 
@@ -60,7 +61,11 @@ def serve(port: int = 8080) -> int:
     env = merged_environment(location, api_port=port)
     paths.logs_dir().mkdir(parents=True, exist_ok=True)
     ensure_metadata_db(env, paths.logs_dir() / "airflow-db-migrate.log")
+    stand_in = crm_stand_in()
+    crm_url = stand_in.__enter__()
     processes = start_components(env)
+    if crm_url:
+        console.print(f"CRM stand-in API: {crm_url} (the local default for cem_source_crm)")
     console.print(
         f"Airflow UI: http://127.0.0.1:{port}  (no login for the local stack)\n"
         f"Logs: {paths.logs_dir() / 'airflow'}; press Ctrl-C to stop."
@@ -77,3 +82,4 @@ def serve(port: int = 8080) -> int:
         return 0
     finally:
         stop_components(processes)
+        stand_in.__exit__(None, None, None)
