@@ -61,25 +61,21 @@ def serve(port: int = 8080) -> int:
     env = merged_environment(location, api_port=port)
     paths.logs_dir().mkdir(parents=True, exist_ok=True)
     ensure_metadata_db(env, paths.logs_dir() / "airflow-db-migrate.log")
-    stand_in = crm_stand_in()
-    crm_url = stand_in.__enter__()
-    processes = start_components(env)
-    if crm_url:
-        console.print(f"CRM stand-in API: {crm_url} (the local default for cem_source_crm)")
-    console.print(
-        f"Airflow UI: http://127.0.0.1:{port}  (no login for the local stack)\n"
-        f"Logs: {paths.logs_dir() / 'airflow'}; press Ctrl-C to stop."
-    )
-    try:
-        while all(p.poll() is None for p in processes):
-            time.sleep(1)
-        failed = [c for c, p in zip(COMPONENTS, processes, strict=True) if p.poll() is not None]
+    with crm_stand_in() as crm_url:
+        processes = start_components(env)
+        if crm_url:
+            console.print(f"CRM stand-in API: {crm_url} (the local default for cem_source_crm)")
         console.print(
-            f"[red]Airflow {', '.join(failed)} stopped; see {paths.logs_dir() / 'airflow'}[/red]"
+            f"Airflow UI: http://127.0.0.1:{port}  (no login for the local stack)\n"
+            f"Logs: {paths.logs_dir() / 'airflow'}; press Ctrl-C to stop."
         )
-        return 1
-    except KeyboardInterrupt:
-        return 0
-    finally:
-        stop_components(processes)
-        stand_in.__exit__(None, None, None)
+        try:
+            while all(p.poll() is None for p in processes):
+                time.sleep(1)
+            failed = [c for c, p in zip(COMPONENTS, processes, strict=True) if p.poll() is not None]
+            console.print(f"[red]Airflow {', '.join(failed)} stopped; see {paths.logs_dir() / 'airflow'}[/red]")
+            return 1
+        except KeyboardInterrupt:
+            return 0
+        finally:
+            stop_components(processes)
