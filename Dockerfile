@@ -26,7 +26,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     DBT_LOG_PATH=/opt/airflow/cem/dbt/logs \
     AIRFLOW__CORE__DAGS_FOLDER=/opt/cem/dags \
     AIRFLOW__CORE__PLUGINS_FOLDER=/opt/cem/plugins \
-    AIRFLOW__CORE__LOAD_EXAMPLES=false
+    AIRFLOW__CORE__LOAD_EXAMPLES=false \
+    AIRFLOW__COSMOS__ENABLE_TELEMETRY=false \
+    DO_NOT_TRACK=1 \
+    CEM_DBT_MANIFEST=/opt/cem/dbt_manifest/manifest.json
 
 # Non-root runtime user. Group 0 (like the official Airflow image) so that an arbitrary
 # `user: "<uid>:0"` in docker-compose can still write AIRFLOW_HOME.
@@ -53,6 +56,10 @@ RUN uv pip install --system --no-deps --no-build-isolation -e .
 COPY --chown=${AIRFLOW_UID}:0 dags/ ./dags/
 COPY --chown=${AIRFLOW_UID}:0 dbt_project/ ./dbt_project/
 COPY --chown=${AIRFLOW_UID}:0 expectations/ ./expectations/
+# The transform DAG is rendered from the dbt manifest: parse the project into the image.
+# (dbt models changed in the mounted dbt_project/ need `docker compose build` to re-parse.)
+RUN mkdir -p /opt/cem/dbt_manifest && python -m cem_warehouse.transform.manifest \
+    && chown -R ${AIRFLOW_UID}:0 /opt/cem/dbt_manifest "${CEM_HOME}"
 
 USER airflow
 WORKDIR /opt/airflow

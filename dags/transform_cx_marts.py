@@ -1,14 +1,17 @@
 """
 ### transform_cx_marts
 
-Builds the customer-experience marts with dbt (`dbt build`: models, then their tests)
-whenever any raw table they read has new data. Runs on the raw tables' assets, not a clock.
+Builds the customer-experience marts with dbt whenever any raw table they read has new
+data: scheduled on the raw tables' assets, not a clock. Each dbt model is a task (rendered
+by Cosmos from the parsed manifest, so parsing this file runs no dbt) with its tests right
+after it.
 """
 
-from airflow.sdk import AssetAny, dag, task
+from airflow.sdk import AssetAny, dag
 
-from cem_warehouse.assets import MARTS, RAW_TABLES
+from cem_warehouse.assets import RAW_TABLES
 from cem_warehouse.orchestration.dag_defaults import START_DATE, default_args
+from cem_warehouse.transform.cosmos_graph import dbt_models_task_group
 
 
 @dag(
@@ -21,13 +24,7 @@ from cem_warehouse.orchestration.dag_defaults import START_DATE, default_args
     doc_md=__doc__,
 )
 def transform_cx_marts():
-    @task(outlets=[MARTS])
-    def build_marts() -> None:
-        from cem_warehouse.orchestration.tasks import build_marts
-
-        build_marts()
-
-    build_marts()
+    dbt_models_task_group()
 
 
 transform_cx_marts()

@@ -23,6 +23,11 @@ if "AIRFLOW_HOME" not in os.environ:
     os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="cem_test_airflow_")
     atexit.register(shutil.rmtree, os.environ["AIRFLOW_HOME"], True)
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+# The dbt manifest the transform DAG is rendered from: parsed once per test session.
+if "CEM_DBT_MANIFEST" not in os.environ:
+    _manifest_dir = tempfile.mkdtemp(prefix="cem_test_manifest_")
+    os.environ["CEM_DBT_MANIFEST"] = os.path.join(_manifest_dir, "manifest.json")
+    atexit.register(shutil.rmtree, _manifest_dir, True)
 # GX Data Docs built by tests go to a throw-away folder, never into the checkout's .cem.
 if "CEM_GX_DOCS_DIR" not in os.environ:
     os.environ["CEM_GX_DOCS_DIR"] = tempfile.mkdtemp(prefix="cem_test_gx_docs_")

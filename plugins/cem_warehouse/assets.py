@@ -21,5 +21,3 @@ RAW_BY_SOURCE: dict[str, list[Asset]] = {
     for source, contracts in BY_SOURCE.items()
 }
 RAW_TABLES = [asset for assets in RAW_BY_SOURCE.values() for asset in assets]
-
-MARTS = warehouse_table("marts", "cx_marts")

@@ -11,6 +11,9 @@ EXPECTED_DAGS = {"ingest_crm", "ingest_sales", "ingest_surveys", "transform_cx_m
 
 @pytest.fixture(scope="module")
 def dagbag(project_root):
+    from cem_warehouse.transform.manifest import ensure_manifest
+
+    ensure_manifest()
     from airflow.dag_processing.dagbag import DagBag
 
     return DagBag(dag_folder=str(project_root / "dags"))

@@ -74,6 +74,10 @@ def airflow_environment(location: WarehouseLocation, *, api_port: int = 8080) ->
         "AIRFLOW__API_AUTH__JWT_SECRET": local["jwt_secret"],
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
+        # No usage telemetry leaves the machine (Cosmos would post to its analytics endpoint).
+        "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
+        "DO_NOT_TRACK": "1",
+        "SCARF_NO_ANALYTICS": "true",
         # The plugins folder is on sys.path for Airflow; make it so for every child too.
         "PYTHONPATH": os.pathsep.join(
             filter(None, [str(paths.plugins_dir()), os.environ.get("PYTHONPATH")])

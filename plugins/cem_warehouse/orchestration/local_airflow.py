@@ -18,6 +18,7 @@ from cem_warehouse import paths
 from cem_warehouse.orchestration.airflow_env import merged_environment
 from cem_warehouse.orchestration.runner import ensure_metadata_db
 from cem_warehouse.orchestration.stand_ins import crm_stand_in
+from cem_warehouse.transform.manifest import ensure_manifest
 from cem_warehouse.warehouse.bootstrap import bootstrap
 from cem_warehouse.warehouse.embedded import ensure_warehouse
 
@@ -61,6 +62,7 @@ def serve(port: int = 8080) -> int:
     env = merged_environment(location, api_port=port)
     paths.logs_dir().mkdir(parents=True, exist_ok=True)
     ensure_metadata_db(env, paths.logs_dir() / "airflow-db-migrate.log")
+    ensure_manifest()
     with crm_stand_in() as crm_url:
         processes = start_components(env)
         if crm_url:

@@ -15,6 +15,7 @@ from cem_warehouse.errors import CemError
 from cem_warehouse.orchestration.airflow_env import airflow_home, merged_environment
 from cem_warehouse.orchestration.dag_runner import RESULT_PREFIX
 from cem_warehouse.orchestration.stand_ins import crm_stand_in
+from cem_warehouse.transform.manifest import ensure_manifest
 from cem_warehouse.warehouse.bootstrap import bootstrap
 from cem_warehouse.warehouse.connection import check_warehouse
 from cem_warehouse.warehouse.embedded import ensure_warehouse
@@ -71,6 +72,8 @@ def run_pipeline(
     logs.mkdir(parents=True, exist_ok=True)
     log = logs / f"run-{datetime.now(UTC):%Y%m%dT%H%M%S}.log"
     ensure_metadata_db(env, log)
+    # The transform DAG is rendered from the dbt manifest; parse the project if it changed.
+    ensure_manifest()
 
     command = [
         sys.executable,

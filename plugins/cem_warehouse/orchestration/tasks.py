@@ -53,9 +53,3 @@ def ingest(source: str) -> dict:
     if not run.enabled:
         log.warning("source %s is disabled in the sources config; nothing was loaded", source)
     return summary
-
-
-def build_marts() -> None:
-    from cem_warehouse.transform.dbt import run_dbt
-
-    run_dbt(warehouse_from_airflow(), ["build"])

@@ -1,0 +1,29 @@
+with
+
+source as (
+
+    select * from {{ source('surveys', 'invitations') }}
+
+),
+
+renamed as (
+
+    select
+        invitation_id,
+        survey_id,
+        related_order_id,
+        related_case_id,
+        related_interaction_id,
+        touchpoint,
+        {{ normalize_email('respondent_email') }} as respondent_email,
+        respondent_email as respondent_email_as_typed,
+        _source_file as source_file,
+        cast(sent_at at time zone 'UTC' as date) as sent_date,
+        sent_at,
+        _loaded_at as loaded_at
+
+    from source
+
+)
+
+select * from renamed

@@ -1,0 +1,45 @@
+"""The dbt project as Airflow tasks (Cosmos), rendered from the parsed manifest.
+
+One task per model that builds it and then runs its tests (``dbt build --select``), so a
+failing test stops what depends on that model and the Airflow UI shows where. The profile comes from the Airflow connection
+``cem_warehouse``, the same place everything else reads the warehouse from.
+"""
+
+from __future__ import annotations
+
+from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
+from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior
+from cosmos.profiles import PostgresUserPasswordProfileMapping
+
+from cem_warehouse import paths
+from cem_warehouse.orchestration.airflow_env import WAREHOUSE_CONN_ID
+from cem_warehouse.transform.dbt import dbt_executable
+from cem_warehouse.transform.manifest import manifest_path
+
+
+def dbt_models_task_group(group_id: str = "dbt") -> DbtTaskGroup:
+    manifest = manifest_path()
+    if not manifest.exists():
+        raise FileNotFoundError(
+            f"dbt manifest {manifest} is missing: run `cem run` or `make airflow` (they parse the dbt project), "
+            "or `python -m cem_warehouse.transform.manifest`."
+        )
+    return DbtTaskGroup(
+        group_id=group_id,
+        project_config=ProjectConfig(
+            dbt_project_path=paths.dbt_project_dir(), manifest_path=manifest, project_name="cem_warehouse"
+        ),
+        profile_config=ProfileConfig(
+            profile_name="cem_warehouse",
+            target_name="warehouse",
+            profile_mapping=PostgresUserPasswordProfileMapping(conn_id=WAREHOUSE_CONN_ID, profile_args={"schema": "public"}),
+        ),
+        render_config=RenderConfig(load_method=LoadMode.DBT_MANIFEST, test_behavior=TestBehavior.BUILD),
+        execution_config=ExecutionConfig(
+            execution_mode=ExecutionMode.LOCAL,
+            # dbt in-process: no interpreter start-up per model.
+            invocation_mode=InvocationMode.DBT_RUNNER,
+            dbt_executable_path=dbt_executable(),
+        ),
+        operator_args={"install_deps": False},
+    )
