@@ -25,7 +25,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 import psycopg
 from psycopg import sql
@@ -409,7 +408,3 @@ def _copy(conn: psycopg.Connection, statement: sql.Composable, chunks: Iterable[
         for chunk in chunks:
             copy.write(chunk)
             failpoints.reach("during_copy")
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
