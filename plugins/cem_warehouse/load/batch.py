@@ -166,7 +166,7 @@ class BatchLoader:
                     ).format(sql.Identifier(names["typed"]))
                 ).fetchone()[0]
                 bad_total = rejected_rows + len(incoming.rejected) + self._invalid_count(conn, names)
-            self._timings = {"land_seconds": time.perf_counter() - clock}
+            timings = {"land_seconds": time.perf_counter() - clock}
             clock = time.perf_counter()
             validation = validate_batch(
                 self.location,
@@ -179,11 +179,11 @@ class BatchLoader:
             )
             if not validation.success:
                 raise BatchBlocked(f"{where}: {received} rows not published: {validation.summary}")
-            self._timings["validate_seconds"] = time.perf_counter() - clock
+            timings["validate_seconds"] = time.perf_counter() - clock
             failpoints.reach("before_publish")
             clock = time.perf_counter()
             outcome = self._publish(incoming, names, received, validation, extra_columns)
-            outcome.timings = {**self._timings, "publish_seconds": time.perf_counter() - clock}
+            outcome.timings = {**timings, "publish_seconds": time.perf_counter() - clock}
             with connect(self.location, autocommit=True) as conn:
                 conn.execute(
                     "update ops.load_batches set land_seconds = %s, validate_seconds = %s, publish_seconds = %s "
