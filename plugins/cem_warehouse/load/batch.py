@@ -345,7 +345,8 @@ class BatchLoader:
                     sql.Identifier(names["typed"])
                 )
             ).fetchone()[0]
-            changed = conn.execute(*statements["upsert"]).rowcount
+            first_load = conn.execute(statements["raw_is_empty"]).fetchone()[0]
+            changed = conn.execute(*statements["insert" if first_load else "upsert"]).rowcount
             failpoints.reach("during_publish")
             cursor_to = None
             if contract.cursor_column:

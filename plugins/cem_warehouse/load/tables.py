@@ -231,16 +231,16 @@ def publish_statements(
         sql.SQL(", ").join(sql.SQL("raw.{}.{}").format(raw, _ident(c)) for c in columns_of_record),
         sql.SQL(", ").join(sql.SQL("excluded.{}").format(_ident(c)) for c in columns_of_record),
     )
-    upsert = (
-        sql.SQL(
-            "insert into raw.{raw} ({cols}, _batch_id, _loaded_at, _source) "
-            "select {cols}, %s, now(), %s from staging.{t} where _reject_reason is null "
-            "on conflict ({key}) do update set {updates} where {newer} and {changed}"
-        ).format(
-            raw=raw, cols=payload_columns, t=_ident(names["typed"]),
-            key=sql.SQL(", ").join(_ident(k) for k in contract.natural_key),
-            updates=updates, newer=newer, changed=changed,
-        ),
-        (batch_id, contract.source),
+    insert = sql.SQL(
+        "insert into raw.{raw} ({cols}, _batch_id, _loaded_at, _source) "
+        "select {cols}, %s, now(), %s from staging.{t} where _reject_reason is null"
+    ).format(raw=raw, cols=payload_columns, t=_ident(names["typed"]))
+    upsert = sql.SQL("{} on conflict ({key}) do update set {updates} where {newer} and {changed}").format(
+        insert, key=sql.SQL(", ").join(_ident(k) for k in contract.natural_key),
+        updates=updates, newer=newer, changed=changed,
     )
-    return {"quarantine": quarantine, "upsert": upsert}
+    params = (batch_id, contract.source)
+    # Into an empty raw table nothing can conflict (keys are unique within the batch and the
+    # source's writer lock is held): a plain insert costs half as much as the upsert.
+    is_empty = sql.SQL("select not exists (select 1 from raw.{})").format(raw)
+    return {"quarantine": quarantine, "upsert": (upsert, params), "insert": (insert, params), "raw_is_empty": is_empty}
