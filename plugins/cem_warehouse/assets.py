@@ -12,7 +12,9 @@ from cem_warehouse.sources.contracts import BY_SOURCE
 
 
 def warehouse_table(schema: str, table: str) -> Asset:
-    return Asset(name=f"{schema}.{table}", uri=f"cem-warehouse://{schema}/{table}", group="cem_warehouse")
+    return Asset(
+        name=f"{schema}.{table}", uri=f"cem-warehouse://{schema}/{table}", group="cem_warehouse"
+    )
 
 
 # raw.<entity> for every entity, grouped by the source that loads it.

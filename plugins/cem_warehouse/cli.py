@@ -110,7 +110,9 @@ def _cmd_bench_ingest(args: argparse.Namespace) -> int:
 def _register_bench(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("bench", help="benchmarks that print figures (JSON)")
     kinds = parser.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
-    ingest = kinds.add_parser("ingest", help="publish path vs psql \\copy of the same order-lines file")
+    ingest = kinds.add_parser(
+        "ingest", help="publish path vs psql \\copy of the same order-lines file"
+    )
     ingest.add_argument("--rows", type=int, default=1_000_000)
     ingest.set_defaults(handler=_cmd_bench_ingest)
 

@@ -21,9 +21,13 @@ def run_demo(*, seed: int, customers: int) -> int:
     major = check_warehouse(location)
     console.print(f"Warehouse: {location.redacted_url} (PostgreSQL {major})")
     bootstrap(location)
-    with console.status(f"Generating sample source data for {customers:,} customers (seed {seed})..."):
+    with console.status(
+        f"Generating sample source data for {customers:,} customers (seed {seed})..."
+    ):
         generate(customers, seed, Targets.default())
-    console.print(f"Sample data: {customers:,} customers in the CRM, sales and survey stand-ins (seed {seed})")
+    console.print(
+        f"Sample data: {customers:,} customers in the CRM, sales and survey stand-ins (seed {seed})"
+    )
     run_pipeline()
     print_loads(location)
     print_answers(location)
@@ -43,7 +47,9 @@ def print_loads(location: WarehouseLocation) -> None:
     for column in ("source", "entity", "batches", "received", "published", "quarantined"):
         table.add_column(column, justify="left" if column in ("source", "entity") else "right")
     for source, entity, batches, received, published, quarantined in rows:
-        table.add_row(source, entity, *(f"{int(v):,}" for v in (batches, received, published, quarantined)))
+        table.add_row(
+            source, entity, *(f"{int(v):,}" for v in (batches, received, published, quarantined))
+        )
     console.print(table)
 
 
@@ -71,9 +77,13 @@ def print_answers(location: WarehouseLocation) -> None:
     for column in ("touchpoint", "n", "NPS ± margin"):
         table.add_column(column, justify="left" if column == "touchpoint" else "right")
     for touchpoint, responses, tp_promoters, tp_detractors in rows:
-        table.add_row(touchpoint, f"{int(responses):,}", _nps(int(tp_promoters), int(tp_detractors), int(responses)))
+        table.add_row(
+            touchpoint,
+            f"{int(responses):,}",
+            _nps(int(tp_promoters), int(tp_detractors), int(responses)),
+        )
     console.print(table)
-    console.print("Query the marts yourself: psql \"$(.venv/bin/cem warehouse url --show-password)\"")
+    console.print('Query the marts yourself: psql "$(.venv/bin/cem warehouse url --show-password)"')
 
 
 def _nps(promoters: int, detractors: int, n: int) -> str:

@@ -77,9 +77,12 @@ def print_status(limit_per_source: int = 5) -> int:
 def print_quarantine(location) -> None:
     """Rows held back per entity, with the most frequent reasons: what to look at first."""
     with connect(location) as conn:
-        tables = [r[0] for r in conn.execute(
-            "select tablename from pg_tables where schemaname = 'quarantine' order by tablename"
-        )]
+        tables = [
+            r[0]
+            for r in conn.execute(
+                "select tablename from pg_tables where schemaname = 'quarantine' order by tablename"
+            )
+        ]
         rows = []
         for name in tables:
             rows += conn.execute(

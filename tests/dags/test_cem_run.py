@@ -45,26 +45,37 @@ def test_cem_run_loads_all_sources_and_builds_then_names_the_failed_task(project
 
     first = _cem("run", "--logical-date", "2026-11-01", env=project_env)
     assert first.returncode == 0, first.stderr[-3000:]
-    assert "ingest_crm -> ingest_sales -> ingest_surveys -> transform_cx_marts" in first.stderr.replace("\n", " ")
+    assert (
+        "ingest_crm -> ingest_sales -> ingest_surveys -> transform_cx_marts"
+        in first.stderr.replace("\n", " ")
+    )
     warehouse = project_env["CEM_WAREHOUSE_URL"]
     with connect(warehouse) as conn:
         for table in ("customers", "orders", "order_lines", "survey_responses", "support_cases"):
             assert conn.execute(f"select count(*) from raw.{table}").fetchone()[0] > 0, table
-        responses = conn.execute("select count(*) from raw.survey_responses where ltr is not null").fetchone()[0]
-        assert conn.execute("select sum(responses) from marts.fct_nps_monthly").fetchone() == (responses,)
+        responses = conn.execute(
+            "select count(*) from raw.survey_responses where ltr is not null"
+        ).fetchone()[0]
+        assert conn.execute("select sum(responses) from marts.fct_nps_monthly").fetchone() == (
+            responses,
+        )
         before = conn.execute("select count(*) from raw.survey_responses").fetchone()[0]
 
     # An export whose rows are all out of range: the run must fail and say where.
     bad_dir = tmp_path / "landing" / "surveys" / "responses" / "export_date=2026-11-02"
     bad_dir.mkdir(parents=True)
-    (bad_dir / "broken.csv").write_text("response_id,touchpoint,ltr,responded_at\n1,relationship,11,2026-11-01T10:00:00Z\n")
+    (bad_dir / "broken.csv").write_text(
+        "response_id,touchpoint,ltr,responded_at\n1,relationship,11,2026-11-01T10:00:00Z\n"
+    )
     second = _cem("run", "--logical-date", "2026-11-02", env=project_env)
     assert second.returncode == 2
     last = second.stderr.strip().splitlines()[-1]
     assert "DAG ingest_surveys failed at task load_surveys" in last
     with connect(warehouse) as conn:
         assert conn.execute("select count(*) from raw.survey_responses").fetchone()[0] == before
-        blocked = conn.execute("select message from ops.load_batches where status = 'blocked'").fetchone()[0]
+        blocked = conn.execute(
+            "select message from ops.load_batches where status = 'blocked'"
+        ).fetchone()[0]
     assert "broken.csv" in blocked
 
 

@@ -29,13 +29,19 @@ class StandIns:
     token: str = TOKEN
 
     @staticmethod
-    def fingerprint(location: WarehouseLocation, contracts: list[EntityContract] | None = None, schema: str = "raw"):
+    def fingerprint(
+        location: WarehouseLocation,
+        contracts: list[EntityContract] | None = None,
+        schema: str = "raw",
+    ):
         return raw_fingerprint(location, contracts, schema)
 
     @property
     def sales(self) -> SourceConnection:
         db = self.sales_db
-        return SourceConnection("cem_source_sales", "postgres", db.host, db.port, db.user, db.password, db.dbname)
+        return SourceConnection(
+            "cem_source_sales", "postgres", db.host, db.port, db.user, db.password, db.dbname
+        )
 
     @property
     def surveys(self) -> SourceConnection:
@@ -59,7 +65,9 @@ def stand_ins(database_factory, tmp_path) -> StandIns:
 
     warehouse = database_factory("cem_test_wh")
     sales_db = database_factory("cem_test_sales")
-    targets = Targets(sales_db, tmp_path / "crm_store", str(tmp_path / "landing"), tmp_path / "generator")
+    targets = Targets(
+        sales_db, tmp_path / "crm_store", str(tmp_path / "landing"), tmp_path / "generator"
+    )
     generate(300, 7, targets)
     return StandIns(warehouse, sales_db, tmp_path / "crm_store", tmp_path / "landing", targets)
 
@@ -72,7 +80,12 @@ def raw_fingerprint(
     result = {}
     with connect(location) as conn:
         for contract in contracts:
-            if conn.execute("select to_regclass(%s)", (f"{schema}.{contract.raw_table}",)).fetchone()[0] is None:
+            if (
+                conn.execute(
+                    "select to_regclass(%s)", (f"{schema}.{contract.raw_table}",)
+                ).fetchone()[0]
+                is None
+            ):
                 result[contract.entity] = (0, None)
                 continue
             columns = ", ".join(f'"{c}"' for c in contract.column_names)

@@ -48,7 +48,9 @@ def good_rows(n: int, start: int = 0, day: int = 1) -> list[list]:
 @pytest.fixture
 def loader(fresh_database):
     bootstrap(fresh_database)
-    return BatchLoader(fresh_database, CONTRACT, SourcePolicy(name="surveys", bad_row_threshold=0.2))
+    return BatchLoader(
+        fresh_database, CONTRACT, SourcePolicy(name="surveys", bad_row_threshold=0.2)
+    )
 
 
 def raw_state(location) -> list[tuple]:
@@ -60,10 +62,16 @@ def raw_state(location) -> list[tuple]:
 
 def test_clean_batch_publishes_every_row(loader):
     outcome = loader.load(batch(good_rows(200)))
-    assert (outcome.rows_received, outcome.rows_published, outcome.rows_quarantined) == (200, 200, 0)
+    assert (outcome.rows_received, outcome.rows_published, outcome.rows_quarantined) == (
+        200,
+        200,
+        0,
+    )
     assert len(raw_state(loader.location)) == 200
     with connect(loader.location) as conn:
-        ledger = conn.execute("select status, rows_received, rows_published, rows_quarantined, cursor_to from ops.load_batches").fetchone()
+        ledger = conn.execute(
+            "select status, rows_received, rows_published, rows_quarantined, cursor_to from ops.load_batches"
+        ).fetchone()
         cursor = conn.execute("select cursor_value from ops.source_cursors").fetchone()
     assert ledger[:4] == ("published", 200, 200, 0)
     assert cursor[0].startswith("2026-10-01")
@@ -87,7 +95,10 @@ def test_bad_rows_are_quarantined_and_the_rest_published(loader):
     assert outcome.rows_quarantined == 5
     assert outcome.rows_published == 45
     with connect(loader.location) as conn:
-        reasons = [r[0] for r in conn.execute("select reason from quarantine.survey_responses order by reason")]
+        reasons = [
+            r[0]
+            for r in conn.execute("select reason from quarantine.survey_responses order by reason")
+        ]
         payload = conn.execute(
             "select payload->>'ltr' from quarantine.survey_responses where reason like 'ltr: not a valid%%'"
         ).fetchone()
@@ -108,7 +119,9 @@ def test_too_many_bad_rows_block_the_batch_and_publish_nothing(loader):
     with connect(loader.location) as conn:
         assert conn.execute("select status from ops.load_batches").fetchone() == ("blocked",)
         assert conn.execute("select count(*) from ops.source_cursors").fetchone() == (0,)
-        leftovers = conn.execute("select count(*) from pg_tables where schemaname = 'staging'").fetchone()
+        leftovers = conn.execute(
+            "select count(*) from pg_tables where schemaname = 'staging'"
+        ).fetchone()
     assert leftovers == (0,)
 
 
@@ -152,17 +165,23 @@ def test_same_version_conflicts_resolve_the_same_way_in_any_order(fresh_database
 def test_new_columns_follow_the_drift_policy(fresh_database):
     bootstrap(fresh_database)
     rows = [r + ["web"] for r in good_rows(10)]
-    blocking = BatchLoader(fresh_database, CONTRACT, SourcePolicy(name="surveys", schema_drift="block"))
+    blocking = BatchLoader(
+        fresh_database, CONTRACT, SourcePolicy(name="surveys", schema_drift="block")
+    )
     with pytest.raises(BatchBlocked, match=r"new column\(s\) \['channel'\]"):
         blocking.load(batch(rows, columns=[*COLUMNS, "channel"]))
     adding = BatchLoader(fresh_database, CONTRACT, SourcePolicy(name="surveys", schema_drift="add"))
     adding.load(batch(rows, columns=[*COLUMNS, "channel"]))
     with connect(fresh_database) as conn:
-        assert conn.execute("select count(*) from raw.survey_responses where channel = 'web'").fetchone() == (10,)
+        assert conn.execute(
+            "select count(*) from raw.survey_responses where channel = 'web'"
+        ).fetchone() == (10,)
 
 
 def test_type_change_on_a_locked_column_blocks(loader):
-    with pytest.raises(BatchBlocked, match=r"type change on locked column\(s\) ltr \(integer -> text\)"):
+    with pytest.raises(
+        BatchBlocked, match=r"type change on locked column\(s\) ltr \(integer -> text\)"
+    ):
         loader.load(batch(good_rows(5), source_types={"ltr": "text"}))
 
 
@@ -175,7 +194,9 @@ def test_missing_required_column_blocks(loader):
 
 def test_empty_batch_blocks_only_when_the_source_must_not_be_empty(fresh_database):
     bootstrap(fresh_database)
-    BatchLoader(fresh_database, CONTRACT, SourcePolicy(name="surveys", allow_empty=True)).load(batch([]))
+    BatchLoader(fresh_database, CONTRACT, SourcePolicy(name="surveys", allow_empty=True)).load(
+        batch([])
+    )
     strict = BatchLoader(fresh_database, CONTRACT, SourcePolicy(name="surveys", allow_empty=False))
     with pytest.raises(BatchBlocked, match="expect_table_row_count_to_be_between"):
         strict.load(batch([]))
@@ -183,16 +204,24 @@ def test_empty_batch_blocks_only_when_the_source_must_not_be_empty(fresh_databas
 
 def test_volume_far_off_the_recent_average_blocks(fresh_database):
     bootstrap(fresh_database)
-    steady = BatchLoader(fresh_database, CONTRACT, SourcePolicy(name="surveys", volume_factor=5, volume_min_rows=100))
-    steady.load(batch(good_rows(5000, start=100_000, day=1)))  # a first full load is not a normal day
+    steady = BatchLoader(
+        fresh_database, CONTRACT, SourcePolicy(name="surveys", volume_factor=5, volume_min_rows=100)
+    )
+    steady.load(
+        batch(good_rows(5000, start=100_000, day=1))
+    )  # a first full load is not a normal day
     for day in (2, 3, 4):
-        steady.load(batch(good_rows(200, start=day * 1000, day=day), cursor_from=f"2026-10-0{day - 1}"))
+        steady.load(
+            batch(good_rows(200, start=day * 1000, day=day), cursor_from=f"2026-10-0{day - 1}")
+        )
     with pytest.raises(BatchBlocked, match="expect_table_row_count_to_be_between.*observed 1500"):
         steady.load(batch(good_rows(1500, start=20_000, day=5), cursor_from="2026-10-04"))
     # A quiet day is normal for a source that may be empty, not for one that must deliver.
     steady.load(batch(good_rows(10, start=9000, day=6), cursor_from="2026-10-05"))
     strict = BatchLoader(
-        fresh_database, CONTRACT, SourcePolicy(name="surveys", volume_factor=5, volume_min_rows=100, allow_empty=False)
+        fresh_database,
+        CONTRACT,
+        SourcePolicy(name="surveys", volume_factor=5, volume_min_rows=100, allow_empty=False),
     )
     with pytest.raises(BatchBlocked, match="expect_table_row_count_to_be_between.*observed 10"):
         strict.load(batch(good_rows(10, start=9100, day=7), cursor_from="2026-10-06"))

@@ -91,12 +91,18 @@ def test_rows_at_the_watermark_and_late_commits_all_arrive(stand_ins):
     ingest_sales(stand_ins.warehouse, stand_ins.sales)
     with connect(stand_ins.warehouse) as conn:
         watermark = datetime.fromisoformat(
-            conn.execute("select cursor_value from ops.source_cursors where entity = 'orders'").fetchone()[0]
+            conn.execute(
+                "select cursor_value from ops.source_cursors where entity = 'orders'"
+            ).fetchone()[0]
         )
     with connect(stand_ins.sales_db) as conn:
         # Rows sharing the watermark exactly, and one a long transaction committed with an
         # older timestamp after the last pull: the look-back window brings them in.
-        for order_id, updated in ((9_000_001, watermark), (9_000_002, watermark), (9_000_003, watermark - timedelta(minutes=30))):
+        for order_id, updated in (
+            (9_000_001, watermark),
+            (9_000_002, watermark),
+            (9_000_003, watermark - timedelta(minutes=30)),
+        ):
             conn.execute(
                 "insert into orders (order_id, sales_account_id, customer_email, status, currency, order_total, "
                 "ordered_at, created_at, updated_at) values (%s, 'SA-x', 'late@example.com', 'shipped', 'EUR', 10, %s, %s, %s)",
@@ -104,13 +110,18 @@ def test_rows_at_the_watermark_and_late_commits_all_arrive(stand_ins):
             )
     ingest_sales(stand_ins.warehouse, stand_ins.sales)
     with connect(stand_ins.warehouse) as conn:
-        arrived = conn.execute("select count(*) from raw.orders where order_id > 9000000").fetchone()[0]
+        arrived = conn.execute(
+            "select count(*) from raw.orders where order_id > 9000000"
+        ).fetchone()[0]
     assert arrived == 3
 
 
 def test_only_one_writer_per_source(stand_ins):
     before = stand_ins.fingerprint(stand_ins.warehouse, SALES)
-    with source_writer_lock(stand_ins.warehouse, "sales"), pytest.raises(SourceBusy, match="another run"):
+    with (
+        source_writer_lock(stand_ins.warehouse, "sales"),
+        pytest.raises(SourceBusy, match="another run"),
+    ):
         ingest_sales(stand_ins.warehouse, stand_ins.sales, lock_wait_seconds=1)
     assert stand_ins.fingerprint(stand_ins.warehouse, SALES) == before
     # Other sources are not blocked by it.
@@ -139,7 +150,10 @@ def test_a_killed_worker_leaves_raw_and_cursors_untouched_and_the_next_run_conve
     before = stand_ins.fingerprint(stand_ins.warehouse, SALES)
     killed = subprocess.run(
         [sys.executable, "-c", _CRASH_SCRIPT, stand_ins.warehouse.url, stand_ins.sales_db.url],
-        env={**os.environ, "CEM_FAILPOINT": point}, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "CEM_FAILPOINT": point},
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert killed.returncode == -9, killed.stderr[-2000:]
     assert stand_ins.fingerprint(stand_ins.warehouse, SALES) == before
@@ -151,10 +165,16 @@ def test_a_killed_worker_leaves_raw_and_cursors_untouched_and_the_next_run_conve
     assert run.abandoned, "the dead batch is recorded as abandoned"
     control = database_factory("cem_test_control")
     ingest_sales(control, stand_ins.sales)
-    assert stand_ins.fingerprint(stand_ins.warehouse, SALES) == stand_ins.fingerprint(control, SALES)
+    assert stand_ins.fingerprint(stand_ins.warehouse, SALES) == stand_ins.fingerprint(
+        control, SALES
+    )
     with connect(stand_ins.warehouse) as conn:
-        leftovers = conn.execute("select count(*) from pg_tables where schemaname = 'staging'").fetchone()[0]
-        statuses = dict(conn.execute("select status, count(*) from ops.load_batches group by status").fetchall())
+        leftovers = conn.execute(
+            "select count(*) from pg_tables where schemaname = 'staging'"
+        ).fetchone()[0]
+        statuses = dict(
+            conn.execute("select status, count(*) from ops.load_batches group by status").fetchall()
+        )
     assert leftovers == 0
     assert statuses["failed"] == 1
 
@@ -164,12 +184,16 @@ def test_orders_and_responses_for_unknown_customers_are_kept_and_flagged(stand_i
     ingest_surveys(stand_ins.warehouse, stand_ins.surveys)
     with connect(stand_ins.warehouse) as conn:
         orders = conn.execute("select count(*) from raw.orders").fetchone()[0]
-        flagged_before = conn.execute("select count(*) from ops.late_arriving_customers where entity = 'orders'").fetchone()[0]
+        flagged_before = conn.execute(
+            "select count(*) from ops.late_arriving_customers where entity = 'orders'"
+        ).fetchone()[0]
     assert flagged_before == orders, "before the CRM arrives every order's customer is unknown"
     with stand_ins.crm() as crm:
         ingest_crm(stand_ins.warehouse, crm)
     with connect(stand_ins.warehouse) as conn:
-        flagged_after = conn.execute("select count(*) from ops.late_arriving_customers where entity = 'orders'").fetchone()[0]
+        flagged_after = conn.execute(
+            "select count(*) from ops.late_arriving_customers where entity = 'orders'"
+        ).fetchone()[0]
         still_there = conn.execute("select count(*) from raw.orders").fetchone()[0]
     assert still_there == orders
     assert flagged_after < flagged_before
@@ -185,7 +209,9 @@ def test_schema_drift_follows_each_sources_policy(stand_ins):
     with connect(stand_ins.sales_db) as conn:
         conn.execute("alter table orders drop column coupon_code")
         conn.execute("alter table order_lines alter column quantity type text")
-    with pytest.raises(BatchBlocked, match=r"type change on locked column\(s\) quantity \(integer -> text\)"):
+    with pytest.raises(
+        BatchBlocked, match=r"type change on locked column\(s\) quantity \(integer -> text\)"
+    ):
         ingest_sales(stand_ins.warehouse, stand_ins.sales)
 
 
@@ -197,7 +223,13 @@ def test_api_retries_429_and_5xx_and_still_loads_everything(stand_ins):
     with stand_ins.crm() as crm:
         clean = ApiClient(crm.base_url, crm.token)
         expected = {
-            c.entity: len({r[c.natural_key[0]] for page in clean.paginate(f"/api/v1/{c.entity}", {}) for r in page})
+            c.entity: len(
+                {
+                    r[c.natural_key[0]]
+                    for page in clean.paginate(f"/api/v1/{c.entity}", {})
+                    for r in page
+                }
+            )
             for c in CRM
         }
     counts = stand_ins.fingerprint(stand_ins.warehouse, CRM)

@@ -16,7 +16,7 @@ def _csv(data: bytes, append=None):
 
 
 def test_good_csv_is_normalised_and_gets_constant_columns():
-    columns, rows, rejected = _csv(b"Response_ID, LTR\n1,9\n2,\"10\"\n", {"_source_file": "a.csv"})
+    columns, rows, rejected = _csv(b'Response_ID, LTR\n1,9\n2,"10"\n', {"_source_file": "a.csv"})
     assert columns == ["response_id", "ltr", "_source_file"]
     assert rows == ["1,9,a.csv", "2,10,a.csv"]
     assert rejected == []
@@ -55,5 +55,8 @@ def test_jsonl_learns_every_field_and_rejects_broken_lines(tmp_path):
     spool = spool_jsonl(lambda: path.open("rb"), rejected, {"_source_file": "a.jsonl"})
     assert spool.columns == ["id", "tags", "new", "_source_file"]
     assert spool.path.read_text().splitlines() == ['1,"[""a""]",,a.jsonl', "2,,true,a.jsonl"]
-    assert [reason for _, reason in rejected] == ["line 3: not valid JSON (Expecting value)", "line 4: a JSON list, not an object"]
+    assert [reason for _, reason in rejected] == [
+        "line 3: not valid JSON (Expecting value)",
+        "line 4: a JSON list, not an object",
+    ]
     spool.discard()

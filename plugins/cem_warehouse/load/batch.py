@@ -95,7 +95,9 @@ class BatchOutcome:
 class BatchLoader:
     """Loads batches of one entity under one source policy."""
 
-    def __init__(self, location: WarehouseLocation, contract: EntityContract, policy: SourcePolicy) -> None:
+    def __init__(
+        self, location: WarehouseLocation, contract: EntityContract, policy: SourcePolicy
+    ) -> None:
         self.location = location
         self.contract = contract
         self.policy = policy
@@ -120,7 +122,9 @@ class BatchLoader:
             if name in known and contract.column(name).locked and kind != contract.column(name).type
         ]
         if changed:
-            raise BatchBlocked(f"{contract.entity}: type change on locked column(s) {', '.join(changed)}")
+            raise BatchBlocked(
+                f"{contract.entity}: type change on locked column(s) {', '.join(changed)}"
+            )
         if new and self.policy.schema_drift == "block":
             raise BatchBlocked(
                 f"{contract.entity}: new column(s) {new} and schema_drift is 'block' for {self.policy.name}: "
@@ -142,7 +146,11 @@ class BatchLoader:
         with connect(self.location, autocommit=True) as conn:
             ensure_entity_tables(conn, contract)
             record_batch_start(conn, contract, incoming.batch_id, incoming.cursor_from)
-        where = f"{contract.entity} ({incoming.description})" if incoming.description else contract.entity
+        where = (
+            f"{contract.entity} ({incoming.description})"
+            if incoming.description
+            else contract.entity
+        )
         received = bad_total = 0
         try:
             if not incoming.columns and not incoming.rejected:
@@ -165,7 +173,9 @@ class BatchLoader:
                         "and _reject_reason not like 'duplicate key in batch%%'"
                     ).format(sql.Identifier(names["typed"]))
                 ).fetchone()[0]
-                bad_total = rejected_rows + len(incoming.rejected) + self._invalid_count(conn, names)
+                bad_total = (
+                    rejected_rows + len(incoming.rejected) + self._invalid_count(conn, names)
+                )
             timings = {"land_seconds": time.perf_counter() - clock}
             clock = time.perf_counter()
             validation = validate_batch(
@@ -188,8 +198,13 @@ class BatchLoader:
                 conn.execute(
                     "update ops.load_batches set land_seconds = %s, validate_seconds = %s, publish_seconds = %s "
                     "where batch_id = %s",
-                    (*(round(outcome.timings[k], 3) for k in ("land_seconds", "validate_seconds", "publish_seconds")),
-                     incoming.batch_id),
+                    (
+                        *(
+                            round(outcome.timings[k], 3)
+                            for k in ("land_seconds", "validate_seconds", "publish_seconds")
+                        ),
+                        incoming.batch_id,
+                    ),
                 )
             return outcome
         except BatchBlocked as blocked:
@@ -200,7 +215,9 @@ class BatchLoader:
             self._finish_failed(incoming.batch_id)
             raise
 
-    def _land(self, conn: psycopg.Connection, incoming: IncomingBatch, names: dict, extra: list[str]) -> int:
+    def _land(
+        self, conn: psycopg.Connection, incoming: IncomingBatch, names: dict, extra: list[str]
+    ) -> int:
         """COPY the batch in; returns rows received.
 
         Typed sources (a database's own COPY output) go straight into the typed table. Text
@@ -215,26 +232,49 @@ class BatchLoader:
         if incoming.trusted_types:
             try:
                 with conn.transaction():
-                    _copy(conn, sql.SQL("copy staging.{} ({}) from stdin (format csv)").format(typed, columns), incoming.chunks())
-                return conn.execute(sql.SQL("select count(*) from staging.{}").format(typed)).fetchone()[0]
-            except (psycopg.errors.DataError, psycopg.errors.NotNullViolation, psycopg.errors.BadCopyFileFormat):
+                    _copy(
+                        conn,
+                        sql.SQL("copy staging.{} ({}) from stdin (format csv)").format(
+                            typed, columns
+                        ),
+                        incoming.chunks(),
+                    )
+                return conn.execute(
+                    sql.SQL("select count(*) from staging.{}").format(typed)
+                ).fetchone()[0]
+            except (
+                psycopg.errors.DataError,
+                psycopg.errors.NotNullViolation,
+                psycopg.errors.BadCopyFileFormat,
+            ):
                 conn.execute(sql.SQL("truncate staging.{}").format(typed))
-        _copy(conn, sql.SQL("copy staging.{} ({}) from stdin (format csv)").format(text, columns), incoming.chunks())
+        _copy(
+            conn,
+            sql.SQL("copy staging.{} ({}) from stdin (format csv)").format(text, columns),
+            incoming.chunks(),
+        )
         self._move_valid_text_rows(conn, names, incoming.columns)
         counts = conn.execute(
-            sql.SQL("select (select count(*) from staging.{}) + (select count(*) from staging.{} where _invalid)").format(
-                typed, text
-            )
+            sql.SQL(
+                "select (select count(*) from staging.{}) + (select count(*) from staging.{} where _invalid)"
+            ).format(typed, text)
         ).fetchone()
         return int(counts[0])
 
-    def _flag_invalid(self, conn: psycopg.Connection, text: sql.Identifier, checks: list[tuple[str, sql.Composable, str]]) -> None:
+    def _flag_invalid(
+        self,
+        conn: psycopg.Connection,
+        text: sql.Identifier,
+        checks: list[tuple[str, sql.Composable, str]],
+    ) -> None:
         """Mark text rows whose values fail ``checks`` (column, predicate that holds when fine, problem)."""
         if not checks:
             return
         reason = sql.SQL("concat_ws('; ', {})").format(
             sql.SQL(", ").join(
-                sql.SQL("case when not {ok} then {msg} || coalesce(quote_literal({col}), 'null') end").format(
+                sql.SQL(
+                    "case when not {ok} then {msg} || coalesce(quote_literal({col}), 'null') end"
+                ).format(
                     ok=predicate, msg=sql.Literal(f"{name}: {problem}: "), col=sql.Identifier(name)
                 )
                 for name, predicate, problem in checks
@@ -247,18 +287,36 @@ class BatchLoader:
             ).format(t=text, r=reason, ok=sql.SQL(" and ").join(p for _, p, _ in checks))
         )
 
-    def _move_valid_text_rows(self, conn: psycopg.Connection, names: dict, columns: list[str]) -> None:
+    def _move_valid_text_rows(
+        self, conn: psycopg.Connection, names: dict, columns: list[str]
+    ) -> None:
         text = sql.Identifier(names["text"])
         typed_columns = [
-            c for c in columns if c in self.contract.column_names and self.contract.column(c).type != "text"
+            c
+            for c in columns
+            if c in self.contract.column_names and self.contract.column(c).type != "text"
         ]
         # PostgreSQL reads 'yesterday', 'now', 'epoch' and 'infinity' as times; no source means them.
-        temporal = [c for c in typed_columns if self.contract.column(c).type.startswith(("timestamp", "date", "time"))]
+        temporal = [
+            c
+            for c in typed_columns
+            if self.contract.column(c).type.startswith(("timestamp", "date", "time"))
+        ]
         self._flag_invalid(
-            conn, text,
-            [(c, sql.SQL(r"({0} is null or {0} ~ '^\s*[0-9]')").format(sql.Identifier(c)), "not an ISO date/time") for c in temporal],
+            conn,
+            text,
+            [
+                (
+                    c,
+                    sql.SQL(r"({0} is null or {0} ~ '^\s*[0-9]')").format(sql.Identifier(c)),
+                    "not an ISO date/time",
+                )
+                for c in temporal
+            ],
         )
-        insert = sql.SQL("insert into staging.{typed} ({cols}) select {exprs} from staging.{text} where not _invalid").format(
+        insert = sql.SQL(
+            "insert into staging.{typed} ({cols}) select {exprs} from staging.{text} where not _invalid"
+        ).format(
             typed=sql.Identifier(names["typed"]),
             cols=sql.SQL(", ").join(sql.Identifier(c) for c in columns),
             exprs=sql.SQL(", ").join(typed_expression(self.contract, c) for c in columns),
@@ -272,15 +330,24 @@ class BatchLoader:
         except psycopg.errors.DataError:
             pass
         self._flag_invalid(
-            conn, text,
-            [(c, validity_predicate(conn, c, self.contract.column(c).type), f"not a valid {self.contract.column(c).type}")
-             for c in typed_columns],
+            conn,
+            text,
+            [
+                (
+                    c,
+                    validity_predicate(conn, c, self.contract.column(c).type),
+                    f"not a valid {self.contract.column(c).type}",
+                )
+                for c in typed_columns
+            ],
         )
         conn.execute(insert)
 
     def _invalid_count(self, conn: psycopg.Connection, names: dict) -> int:
         return conn.execute(
-            sql.SQL("select count(*) from staging.{} where _invalid").format(sql.Identifier(names["text"]))
+            sql.SQL("select count(*) from staging.{} where _invalid").format(
+                sql.Identifier(names["text"])
+            )
         ).fetchone()[0]
 
     def _mark_rejects(self, conn: psycopg.Connection, typed_table: str, extra: list[str]) -> None:
@@ -292,10 +359,14 @@ class BatchLoader:
         if rules:
             # One pass over the batch: the first rule a row breaks is its reason.
             first_broken = sql.SQL("case {} end").format(
-                sql.SQL(" ").join(sql.SQL("when {} then {}").format(p, sql.Literal(r)) for p, r in rules)
+                sql.SQL(" ").join(
+                    sql.SQL("when {} then {}").format(p, sql.Literal(r)) for p, r in rules
+                )
             )
             conn.execute(
-                sql.SQL("update staging.{t} set _reject_reason = {reason} where _reject_reason is null and ({any})").format(
+                sql.SQL(
+                    "update staging.{t} set _reject_reason = {reason} where _reject_reason is null and ({any})"
+                ).format(
                     t=table, reason=first_broken, any=sql.SQL(" or ").join(p for p, _ in rules)
                 )
             )
@@ -319,11 +390,21 @@ class BatchLoader:
                 "from (select ctid as row_ref, row_number() over (partition by {key} order by {version} {content} desc) as rank "
                 "      from staging.{t} where _reject_reason is null) as ranked "
                 "where b.ctid = ranked.row_ref and ranked.rank > 1"
-            ).format(t=table, key=key, version=version, content=content_hash(None, data_columns(self.contract, extra)))
+            ).format(
+                t=table,
+                key=key,
+                version=version,
+                content=content_hash(None, data_columns(self.contract, extra)),
+            )
         )
 
     def _publish(
-        self, incoming: IncomingBatch, names: dict, received: int, validation: ValidationOutcome, extra: list[str]
+        self,
+        incoming: IncomingBatch,
+        names: dict,
+        received: int,
+        validation: ValidationOutcome,
+        extra: list[str],
     ) -> BatchOutcome:
         from cem_warehouse.load.tables import publish_statements
 
@@ -337,7 +418,10 @@ class BatchLoader:
                         sql.SQL(
                             "insert into quarantine.{} (batch_id, reason, payload) values (%s, %s, to_jsonb(%s::text))"
                         ).format(sql.Identifier(contract.raw_table)),
-                        [(incoming.batch_id, reason, payload) for payload, reason in incoming.rejected],
+                        [
+                            (incoming.batch_id, reason, payload)
+                            for payload, reason in incoming.rejected
+                        ],
                     )
                 quarantined += len(incoming.rejected)
             accepted = conn.execute(
@@ -351,9 +435,9 @@ class BatchLoader:
             cursor_to = None
             if contract.cursor_column:
                 value = conn.execute(
-                    sql.SQL("select max({})::text from staging.{} where _reject_reason is null").format(
-                        sql.Identifier(contract.cursor_column), sql.Identifier(names["typed"])
-                    )
+                    sql.SQL(
+                        "select max({})::text from staging.{} where _reject_reason is null"
+                    ).format(sql.Identifier(contract.cursor_column), sql.Identifier(names["typed"]))
                 ).fetchone()[0]
                 cursor_to = value or incoming.cursor_from
                 if value is not None:
@@ -373,22 +457,44 @@ class BatchLoader:
                 "update ops.load_batches set status = 'published', rows_received = %s, rows_published = %s, "
                 "rows_quarantined = %s, rows_changed = %s, cursor_to = %s, gx_success = %s, message = %s, "
                 "finished_at = now() where batch_id = %s",
-                (received, accepted, quarantined, changed, cursor_to, validation.success, validation.summary,
-                 incoming.batch_id),
+                (
+                    received,
+                    accepted,
+                    quarantined,
+                    changed,
+                    cursor_to,
+                    validation.success,
+                    validation.summary,
+                    incoming.batch_id,
+                ),
             )
             if incoming.on_publish is not None:
                 incoming.on_publish(conn, incoming.batch_id)
             drop_batch_tables(conn, names)
         return BatchOutcome(
-            incoming.batch_id, contract.entity, "published", received, accepted, quarantined, changed, cursor_to, validation
+            incoming.batch_id,
+            contract.entity,
+            "published",
+            received,
+            accepted,
+            quarantined,
+            changed,
+            cursor_to,
+            validation,
         )
 
-    def _finish_blocked(self, batch_id: str, names: dict, message: str, received: int, rejected: int) -> None:
+    def _finish_blocked(
+        self, batch_id: str, names: dict, message: str, received: int, rejected: int
+    ) -> None:
         with connect(self.location, autocommit=True) as conn:
             conn.execute(
                 "update ops.load_batches set status = 'blocked', gx_success = false, message = %s, "
                 "rows_received = %s, rows_quarantined = 0, finished_at = now() where batch_id = %s",
-                (f"{message} [{rejected} bad rows found; none quarantined, nothing published]", received, batch_id),
+                (
+                    f"{message} [{rejected} bad rows found; none quarantined, nothing published]",
+                    received,
+                    batch_id,
+                ),
             )
             drop_batch_tables(conn, names)
 

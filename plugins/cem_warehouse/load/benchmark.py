@@ -35,33 +35,47 @@ def write_order_lines(path: Path, rows: int, seed: int = 1, block: int = 500_000
     """``rows`` order lines as CSV without a header (what a database COPY export looks like)."""
     rng = np.random.default_rng(seed)
     start = np.datetime64("2024-01-01T00:00:00", "us")
-    with pacsv.CSVWriter(path, _schema(), write_options=pacsv.WriteOptions(include_header=False)) as writer:
+    with pacsv.CSVWriter(
+        path, _schema(), write_options=pacsv.WriteOptions(include_header=False)
+    ) as writer:
         for first in range(0, rows, block):
             n = min(block, rows - first)
             ids = np.arange(first + 1, first + n + 1, dtype=np.int64)
             quantity = rng.integers(1, 5, n).astype(np.int32)
             unit_price = np.round(rng.uniform(5, 500, n), 2)
             stamp = start + (ids * 600_000_000).astype("timedelta64[us]")
-            writer.write_table(pa.table({
-                "order_line_id": ids,
-                "order_id": ids // 2 + 1,
-                "line_number": (ids % 2 + 1).astype(np.int16),
-                "product_id": rng.integers(1, 19, n).astype(np.int32),
-                "quantity": quantity,
-                "unit_price": unit_price,
-                "line_amount": np.round(unit_price * quantity, 2),
-                "created_at": pa.array(stamp, pa.timestamp("us", tz="UTC")),
-                "updated_at": pa.array(stamp, pa.timestamp("us", tz="UTC")),
-            }, schema=_schema()))
+            writer.write_table(
+                pa.table(
+                    {
+                        "order_line_id": ids,
+                        "order_id": ids // 2 + 1,
+                        "line_number": (ids % 2 + 1).astype(np.int16),
+                        "product_id": rng.integers(1, 19, n).astype(np.int32),
+                        "quantity": quantity,
+                        "unit_price": unit_price,
+                        "line_amount": np.round(unit_price * quantity, 2),
+                        "created_at": pa.array(stamp, pa.timestamp("us", tz="UTC")),
+                        "updated_at": pa.array(stamp, pa.timestamp("us", tz="UTC")),
+                    },
+                    schema=_schema(),
+                )
+            )
 
 
 def _schema() -> pa.Schema:
-    return pa.schema([
-        ("order_line_id", pa.int64()), ("order_id", pa.int64()), ("line_number", pa.int16()),
-        ("product_id", pa.int32()), ("quantity", pa.int32()), ("unit_price", pa.float64()),
-        ("line_amount", pa.float64()), ("created_at", pa.timestamp("us", tz="UTC")),
-        ("updated_at", pa.timestamp("us", tz="UTC")),
-    ])
+    return pa.schema(
+        [
+            ("order_line_id", pa.int64()),
+            ("order_id", pa.int64()),
+            ("line_number", pa.int16()),
+            ("product_id", pa.int32()),
+            ("quantity", pa.int32()),
+            ("unit_price", pa.float64()),
+            ("line_amount", pa.float64()),
+            ("created_at", pa.timestamp("us", tz="UTC")),
+            ("updated_at", pa.timestamp("us", tz="UTC")),
+        ]
+    )
 
 
 def _psql() -> str:
@@ -72,11 +86,30 @@ def _psql() -> str:
 def _psql_copy(location: WarehouseLocation, path: Path) -> float:
     columns = ", ".join(f"{c.name} {c.type}" for c in ORDER_LINES.columns)
     env = {"PGPASSWORD": location.password, "PGTZ": "UTC"}
-    base = [_psql(), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", location.host, "-p", str(location.port),
-            "-U", location.user, "-d", location.dbname]
-    subprocess.run([*base, "-c", f"create table public.bench_psql_copy ({columns})"], env=env, check=True)
+    base = [
+        _psql(),
+        "-X",
+        "-q",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-h",
+        location.host,
+        "-p",
+        str(location.port),
+        "-U",
+        location.user,
+        "-d",
+        location.dbname,
+    ]
+    subprocess.run(
+        [*base, "-c", f"create table public.bench_psql_copy ({columns})"], env=env, check=True
+    )
     started = time.perf_counter()
-    subprocess.run([*base, "-c", f"\\copy public.bench_psql_copy from '{path}' with (format csv)"], env=env, check=True)
+    subprocess.run(
+        [*base, "-c", f"\\copy public.bench_psql_copy from '{path}' with (format csv)"],
+        env=env,
+        check=True,
+    )
     return time.perf_counter() - started
 
 
@@ -105,7 +138,9 @@ def bench_ingest(rows: int) -> dict:
         gx_import_seconds = time.perf_counter() - started
         loader = BatchLoader(location, ORDER_LINES, SourcePolicy(name="sales"))
         started = time.perf_counter()
-        outcome = loader.load(IncomingBatch(columns=ORDER_LINES.column_names, chunks=chunks, trusted_types=True))
+        outcome = loader.load(
+            IncomingBatch(columns=ORDER_LINES.column_names, chunks=chunks, trusted_types=True)
+        )
         publish_seconds = time.perf_counter() - started
         assert outcome.rows_published == rows, outcome
         gx = outcome.timings["validate_seconds"]
@@ -115,11 +150,16 @@ def bench_ingest(rows: int) -> dict:
             "psql_copy_rows_per_s": round(rows / psql_seconds),
             "publish_rows_per_s": round(rows / publish_seconds),
             "ratio_publish_to_psql_copy": round(psql_seconds / publish_seconds, 3),
-            "seconds": {"psql_copy": round(psql_seconds, 2), "publish_total": round(publish_seconds, 2),
-                        **{k: round(v, 2) for k, v in outcome.timings.items()}},
+            "seconds": {
+                "psql_copy": round(psql_seconds, 2),
+                "publish_total": round(publish_seconds, 2),
+                **{k: round(v, 2) for k, v in outcome.timings.items()},
+            },
             "gx_share_of_load": round(gx / publish_seconds, 3),
             "gx_import_seconds_once_per_process_not_counted": round(gx_import_seconds, 2),
-            "peak_rss_mb_of_loader_process": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "peak_rss_mb_of_loader_process": round(
+                resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1
+            ),
             "server": f"PostgreSQL at {server.host}:{server.port}",
         }
     finally:

@@ -36,8 +36,14 @@ class SourceRun:
             "source": self.source,
             "enabled": self.enabled,
             "batches": [
-                {"entity": o.entity, "batch_id": o.batch_id, "received": o.rows_received,
-                 "published": o.rows_published, "quarantined": o.rows_quarantined, "changed": o.rows_changed}
+                {
+                    "entity": o.entity,
+                    "batch_id": o.batch_id,
+                    "received": o.rows_received,
+                    "published": o.rows_published,
+                    "quarantined": o.rows_quarantined,
+                    "changed": o.rows_changed,
+                }
                 for o in self.outcomes
             ],
             "blocked": self.blocked,
@@ -48,7 +54,8 @@ class SourceRun:
 def read_cursor(location: WarehouseLocation, source: str, entity: str) -> str | None:
     with connect(location) as conn:
         row = conn.execute(
-            "select cursor_value from ops.source_cursors where source = %s and entity = %s", (source, entity)
+            "select cursor_value from ops.source_cursors where source = %s and entity = %s",
+            (source, entity),
         ).fetchone()
     return row[0] if row else None
 
@@ -80,5 +87,7 @@ def run_source(
                 except BatchBlocked as blocked:
                     run.blocked.append(str(blocked))
     if run.blocked:
-        raise BatchBlocked(f"{len(run.blocked)} batch(es) of {source} blocked: " + " | ".join(run.blocked))
+        raise BatchBlocked(
+            f"{len(run.blocked)} batch(es) of {source} blocked: " + " | ".join(run.blocked)
+        )
     return run

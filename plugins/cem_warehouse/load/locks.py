@@ -21,12 +21,16 @@ class SourceBusy(CemError):
 
 
 @contextmanager
-def source_writer_lock(location: WarehouseLocation, source: str, *, wait_seconds: int = 600) -> Iterator[None]:
+def source_writer_lock(
+    location: WarehouseLocation, source: str, *, wait_seconds: int = 600
+) -> Iterator[None]:
     conn = connect(location, autocommit=True)
     try:
         conn.execute(f"set lock_timeout = '{int(wait_seconds * 1000)}ms'")
         try:
-            conn.execute("select pg_advisory_lock(hashtext('cem_warehouse.load.' || %s))", (source,))
+            conn.execute(
+                "select pg_advisory_lock(hashtext('cem_warehouse.load.' || %s))", (source,)
+            )
         except psycopg.errors.LockNotAvailable:
             raise SourceBusy(
                 f"another run has been loading source {source!r} for over {wait_seconds}s; this run stopped without "

@@ -52,7 +52,9 @@ def _policy(name: str, raw: dict) -> SourcePolicy:
             f"{config_path()}: {name}.schema_drift is {policy.schema_drift!r}; use one of {DRIFT_MODES}."
         )
     if not 0 <= policy.bad_row_threshold <= 1:
-        raise ConfigurationError(f"{config_path()}: {name}.bad_row_threshold must be between 0 and 1.")
+        raise ConfigurationError(
+            f"{config_path()}: {name}.bad_row_threshold must be between 0 and 1."
+        )
     return policy
 
 

@@ -55,12 +55,18 @@ def prepare_warehouse(location: WarehouseLocation) -> None:
 
 
 def ingest_crm(
-    location: WarehouseLocation, connection: SourceConnection, *, client: ApiClient | None = None, **options
+    location: WarehouseLocation,
+    connection: SourceConnection,
+    *,
+    client: ApiClient | None = None,
+    **options,
 ) -> SourceRun:
     prepare_warehouse(location)
     api = client or ApiClient(connection.base_url, connection.token)
 
-    def extract(contract: EntityContract, cursor: str | None, policy: SourcePolicy) -> Iterator[IncomingBatch]:
+    def extract(
+        contract: EntityContract, cursor: str | None, policy: SourcePolicy
+    ) -> Iterator[IncomingBatch]:
         yield crm_client.extract_stream(api, contract, f"/api/v1/{contract.entity}", cursor)
 
     try:
@@ -74,7 +80,9 @@ def ingest_sales(location: WarehouseLocation, connection: SourceConnection, **op
     prepare_warehouse(location)
     source_db = connection.postgres()
 
-    def extract(contract: EntityContract, cursor: str | None, policy: SourcePolicy) -> Iterator[IncomingBatch]:
+    def extract(
+        contract: EntityContract, cursor: str | None, policy: SourcePolicy
+    ) -> Iterator[IncomingBatch]:
         yield postgres_db.extract_table(source_db, contract, cursor, policy.lookback_minutes)
 
     return run_source(location, "sales", SALES, extract, **options)
@@ -85,14 +93,21 @@ def _loaded_checksums(location: WarehouseLocation) -> set[str]:
         exists = conn.execute("select to_regclass('ops.landed_files')").fetchone()[0]
         if exists is None:
             return set()
-        return {r[0] for r in conn.execute("select checksum from ops.landed_files where source = 'surveys'")}
+        return {
+            r[0]
+            for r in conn.execute("select checksum from ops.landed_files where source = 'surveys'")
+        }
 
 
-def ingest_surveys(location: WarehouseLocation, connection: SourceConnection, **options) -> SourceRun:
+def ingest_surveys(
+    location: WarehouseLocation, connection: SourceConnection, **options
+) -> SourceRun:
     prepare_warehouse(location)
     url = connection.path
 
-    def extract(contract: EntityContract, cursor: str | None, policy: SourcePolicy) -> Iterator[IncomingBatch]:
+    def extract(
+        contract: EntityContract, cursor: str | None, policy: SourcePolicy
+    ) -> Iterator[IncomingBatch]:
         fs, files = landing_files.list_files(url, SURVEY_FOLDERS[contract.entity])
         loaded = _loaded_checksums(location)
         root = landing_files.landing_root(url)
@@ -100,8 +115,10 @@ def ingest_surveys(location: WarehouseLocation, connection: SourceConnection, **
             landed = landing_files.checksum(fs, path)
             if landed.checksum in loaded:
                 continue
-            relative = path[len(root):].lstrip("/")
-            yield landing_files.extract_file(fs, landed, contract, append={"_source_file": relative})
+            relative = path[len(root) :].lstrip("/")
+            yield landing_files.extract_file(
+                fs, landed, contract, append={"_source_file": relative}
+            )
             loaded.add(landed.checksum)
 
     return run_source(location, "surveys", SURVEYS, extract, **options)

@@ -37,17 +37,28 @@ def data_columns(contract: EntityContract, extra: list[str] | tuple[str, ...] = 
 
 def content_hash(prefix: str | None, columns: list[str]) -> sql.Composable:
     """md5 of a record's data columns: the deterministic tie-break between equal versions."""
-    refs = [sql.SQL("{}.{}").format(_ident(prefix), _ident(c)) if prefix else _ident(c) for c in columns]
+    refs = [
+        sql.SQL("{}.{}").format(_ident(prefix), _ident(c)) if prefix else _ident(c) for c in columns
+    ]
     return sql.SQL("md5(row({})::text)").format(sql.SQL(", ").join(refs))
 
 
 def ensure_entity_tables(conn: psycopg.Connection, contract: EntityContract) -> None:
     """``raw.<entity>`` and ``quarantine.<entity>``, created from the contract when missing."""
     columns = [
-        sql.SQL("{} {}{}").format(_ident(c.name), sql.SQL(c.type), sql.SQL("" if c.nullable else " not null"))
+        sql.SQL("{} {}{}").format(
+            _ident(c.name), sql.SQL(c.type), sql.SQL("" if c.nullable else " not null")
+        )
         for c in contract.columns
     ]
-    columns += [sql.SQL(s) for s in ("_batch_id text not null", "_loaded_at timestamptz not null", "_source text not null")]
+    columns += [
+        sql.SQL(s)
+        for s in (
+            "_batch_id text not null",
+            "_loaded_at timestamptz not null",
+            "_source text not null",
+        )
+    ]
     key = sql.SQL(", ").join(_ident(k) for k in contract.natural_key)
     conn.execute(
         sql.SQL("create table if not exists raw.{} ({}, primary key ({}))").format(
@@ -56,7 +67,9 @@ def ensure_entity_tables(conn: psycopg.Connection, contract: EntityContract) -> 
     )
     if contract.description:
         conn.execute(
-            sql.SQL("comment on table raw.{} is {}").format(_ident(contract.raw_table), sql.Literal(contract.description))
+            sql.SQL("comment on table raw.{} is {}").format(
+                _ident(contract.raw_table), sql.Literal(contract.description)
+            )
         )
     conn.execute(
         sql.SQL(
@@ -66,7 +79,9 @@ def ensure_entity_tables(conn: psycopg.Connection, contract: EntityContract) -> 
     )
 
 
-def record_batch_start(conn: psycopg.Connection, contract: EntityContract, batch_id: str, cursor_from: str | None) -> None:
+def record_batch_start(
+    conn: psycopg.Connection, contract: EntityContract, batch_id: str, cursor_from: str | None
+) -> None:
     conn.execute(
         "insert into ops.load_batches (batch_id, source, entity, cursor_from, status) values (%s, %s, %s, %s, 'running')",
         (batch_id, contract.source, contract.entity, cursor_from),
@@ -74,7 +89,11 @@ def record_batch_start(conn: psycopg.Connection, contract: EntityContract, batch
 
 
 def create_batch_tables(
-    conn: psycopg.Connection, contract: EntityContract, names: dict, incoming: list[str], extra: list[str]
+    conn: psycopg.Connection,
+    contract: EntityContract,
+    names: dict,
+    incoming: list[str],
+    extra: list[str],
 ) -> None:
     """Typed batch table (contract types), text twin for the slow path, accepted-rows view."""
     for column in extra:
@@ -83,12 +102,14 @@ def create_batch_tables(
                 _ident(contract.raw_table), _ident(column)
             )
         )
-    typed_columns = [sql.SQL("{} {}").format(_ident(c.name), sql.SQL(c.type)) for c in contract.columns]
+    typed_columns = [
+        sql.SQL("{} {}").format(_ident(c.name), sql.SQL(c.type)) for c in contract.columns
+    ]
     typed_columns += [sql.SQL("{} text").format(_ident(c)) for c in extra]
     conn.execute(
-        sql.SQL(
-            "create unlogged table staging.{} ({}, _reject_reason text)"
-        ).format(_ident(names["typed"]), sql.SQL(", ").join(typed_columns))
+        sql.SQL("create unlogged table staging.{} ({}, _reject_reason text)").format(
+            _ident(names["typed"]), sql.SQL(", ").join(typed_columns)
+        )
     )
     text_columns = [sql.SQL("{} text").format(_ident(c)) for c in data_columns(contract, extra)]
     conn.execute(
@@ -97,7 +118,9 @@ def create_batch_tables(
         ).format(_ident(names["text"]), sql.SQL(", ").join(text_columns))
     )
     conn.execute(
-        sql.SQL("create view staging.{} as select {} from staging.{} where _reject_reason is null").format(
+        sql.SQL(
+            "create view staging.{} as select {} from staging.{} where _reject_reason is null"
+        ).format(
             _ident(names["accepted_view"]),
             sql.SQL(", ").join(_ident(c) for c in data_columns(contract, extra)),
             _ident(names["typed"]),
@@ -111,7 +134,9 @@ def drop_batch_tables(conn: psycopg.Connection, names: dict) -> None:
         conn.execute(sql.SQL("drop table if exists staging.{}").format(_ident(names[key])))
 
 
-def abandon_dead_batches(conn: psycopg.Connection, source: str, contracts: dict[str, EntityContract]) -> list[str]:
+def abandon_dead_batches(
+    conn: psycopg.Connection, source: str, contracts: dict[str, EntityContract]
+) -> list[str]:
     """Under the source's writer lock, a 'running' batch belongs to a worker that died."""
     rows = conn.execute(
         "update ops.load_batches set status = 'failed', finished_at = now(), "
@@ -149,7 +174,9 @@ def validity_predicate(conn: psycopg.Connection, column: str, kind: str) -> sql.
         end $$
         """
     )
-    return sql.SQL("({col} is null or ops.cem_is_valid({col}, {kind}))").format(col=_ident(column), kind=sql.Literal(kind))
+    return sql.SQL("({col} is null or ops.cem_is_valid({col}, {kind}))").format(
+        col=_ident(column), kind=sql.Literal(kind)
+    )
 
 
 def typed_expression(contract: EntityContract, column: str) -> sql.Composable:
@@ -161,7 +188,9 @@ def _suite_rules(entity: str) -> list[dict]:
     path = paths.expectations_dir() / f"{entity}.json"
     if not path.exists():
         return []
-    return [e for e in json.loads(path.read_text()).get("expectations", []) if e["type"] in _SQL_RULES]
+    return [
+        e for e in json.loads(path.read_text()).get("expectations", []) if e["type"] in _SQL_RULES
+    ]
 
 
 def row_rule_reasons(contract: EntityContract) -> list[tuple[sql.Composable, str]]:
@@ -171,10 +200,18 @@ def row_rule_reasons(contract: EntityContract) -> list[tuple[sql.Composable, str
         rules.append((sql.SQL("{} is null").format(_ident(key)), f"{key} (natural key) is missing"))
     for column in contract.columns:
         if not column.nullable and column.name not in contract.natural_key:
-            rules.append((sql.SQL("{} is null").format(_ident(column.name)), f"{column.name} is required but missing"))
+            rules.append(
+                (
+                    sql.SQL("{} is null").format(_ident(column.name)),
+                    f"{column.name} is required but missing",
+                )
+            )
     for column in contract.not_in_future:
         rules.append(
-            (sql.SQL("{} > now() + interval '1 day'").format(_ident(column)), f"{column} is in the future (after the load)")
+            (
+                sql.SQL("{} > now() + interval '1 day'").format(_ident(column)),
+                f"{column} is in the future (after the load)",
+            )
         )
     for expectation in _suite_rules(contract.entity):
         kwargs = expectation["kwargs"]
@@ -205,7 +242,9 @@ def publish_statements(
             sql.SQL(
                 "insert into quarantine.{raw} (batch_id, reason, payload) "
                 "select %s, _reject_reason, to_jsonb(r) from (select {cols}, _reject_reason from staging.{t} where {cond}) as r"
-            ).format(raw=raw, cols=payload_columns, t=_ident(names[table]), cond=sql.SQL(condition)),
+            ).format(
+                raw=raw, cols=payload_columns, t=_ident(names[table]), cond=sql.SQL(condition)
+            ),
             (batch_id,),
         )
         for table, condition in (("text", "_invalid"), ("typed", "_reject_reason is not null"))
@@ -222,9 +261,13 @@ def publish_statements(
             "(raw.{raw}.{v} is null or excluded.{v} > raw.{raw}.{v} or "
             "(excluded.{v} = raw.{raw}.{v} and {new_hash} > {old_hash}))"
         ).format(
-            raw=raw, v=version, new_hash=content_hash("excluded", columns_of_record),
+            raw=raw,
+            v=version,
+            new_hash=content_hash("excluded", columns_of_record),
             old_hash=sql.SQL("md5(row({})::text)").format(
-                sql.SQL(", ").join(sql.SQL("raw.{}.{}").format(raw, _ident(c)) for c in columns_of_record)
+                sql.SQL(", ").join(
+                    sql.SQL("raw.{}.{}").format(raw, _ident(c)) for c in columns_of_record
+                )
             ),
         )
     changed = sql.SQL("row({}) is distinct from row({})").format(
@@ -235,12 +278,22 @@ def publish_statements(
         "insert into raw.{raw} ({cols}, _batch_id, _loaded_at, _source) "
         "select {cols}, %s, now(), %s from staging.{t} where _reject_reason is null"
     ).format(raw=raw, cols=payload_columns, t=_ident(names["typed"]))
-    upsert = sql.SQL("{} on conflict ({key}) do update set {updates} where {newer} and {changed}").format(
-        insert, key=sql.SQL(", ").join(_ident(k) for k in contract.natural_key),
-        updates=updates, newer=newer, changed=changed,
+    upsert = sql.SQL(
+        "{} on conflict ({key}) do update set {updates} where {newer} and {changed}"
+    ).format(
+        insert,
+        key=sql.SQL(", ").join(_ident(k) for k in contract.natural_key),
+        updates=updates,
+        newer=newer,
+        changed=changed,
     )
     params = (batch_id, contract.source)
     # Into an empty raw table nothing can conflict (keys are unique within the batch and the
     # source's writer lock is held): a plain insert costs half as much as the upsert.
     is_empty = sql.SQL("select not exists (select 1 from raw.{})").format(raw)
-    return {"quarantine": quarantine, "upsert": (upsert, params), "insert": (insert, params), "raw_is_empty": is_empty}
+    return {
+        "quarantine": quarantine,
+        "upsert": (upsert, params),
+        "insert": (insert, params),
+        "raw_is_empty": is_empty,
+    }

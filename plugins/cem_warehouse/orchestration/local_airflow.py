@@ -75,7 +75,9 @@ def serve(port: int = 8080) -> int:
             while all(p.poll() is None for p in processes):
                 time.sleep(1)
             failed = [c for c, p in zip(COMPONENTS, processes, strict=True) if p.poll() is not None]
-            console.print(f"[red]Airflow {', '.join(failed)} stopped; see {paths.logs_dir() / 'airflow'}[/red]")
+            console.print(
+                f"[red]Airflow {', '.join(failed)} stopped; see {paths.logs_dir() / 'airflow'}[/red]"
+            )
             return 1
         except KeyboardInterrupt:
             return 0

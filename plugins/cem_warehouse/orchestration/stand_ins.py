@@ -29,7 +29,9 @@ def crm_stand_in() -> Iterator[str | None]:
     from cem_warehouse.sources.crm_server import CrmServer, Faults
 
     # Realistic faults (occasional 429 and 503) so every run exercises the client's retries.
-    server = CrmServer(store, connection.token, port=connection.port or 0, faults=Faults.realistic()).start()
+    server = CrmServer(
+        store, connection.token, port=connection.port or 0, faults=Faults.realistic()
+    ).start()
     try:
         yield server.base_url
     finally:

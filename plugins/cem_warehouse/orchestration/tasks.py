@@ -33,8 +33,13 @@ def source_connection(conn_id: str) -> SourceConnection:
         log.info("Airflow connection %s is not defined: using the local stand-in", conn_id)
         return _DEFAULTS[conn_id]()
     return SourceConnection(
-        conn_id=conn_id, conn_type=conn.conn_type or "", host=conn.host or "", port=conn.port,
-        login=conn.login or "", password=conn.password or "", schema=conn.schema or "",
+        conn_id=conn_id,
+        conn_type=conn.conn_type or "",
+        host=conn.host or "",
+        port=conn.port,
+        login=conn.login or "",
+        password=conn.password or "",
+        schema=conn.schema or "",
         extra=conn.extra_dejson or {},
     )
 
@@ -43,13 +48,23 @@ def ingest(source: str) -> dict:
     from cem_warehouse.load import sources as pipelines
 
     location = warehouse_from_airflow()
-    conn_id = {"crm": source_connections.CRM_CONN_ID, "sales": source_connections.SALES_CONN_ID,
-               "surveys": source_connections.SURVEYS_CONN_ID}[source]
+    conn_id = {
+        "crm": source_connections.CRM_CONN_ID,
+        "sales": source_connections.SALES_CONN_ID,
+        "surveys": source_connections.SURVEYS_CONN_ID,
+    }[source]
     run = getattr(pipelines, f"ingest_{source}")(location, source_connection(conn_id))
     summary = run.as_dict()
     for batch in summary["batches"]:
-        log.info("%s.%s: received %s, published %s, quarantined %s, changed %s", source, batch["entity"],
-                 batch["received"], batch["published"], batch["quarantined"], batch["changed"])
+        log.info(
+            "%s.%s: received %s, published %s, quarantined %s, changed %s",
+            source,
+            batch["entity"],
+            batch["received"],
+            batch["published"],
+            batch["quarantined"],
+            batch["changed"],
+        )
     if not run.enabled:
         log.warning("source %s is disabled in the sources config; nothing was loaded", source)
     return summary

@@ -106,7 +106,10 @@ def run_suite(
         site_name="cem",
         site_config={
             "class_name": "SiteBuilder",
-            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs)},
+            "store_backend": {
+                "class_name": "TupleFilesystemStoreBackend",
+                "base_directory": str(docs),
+            },
             "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
         },
     )
@@ -141,10 +144,14 @@ def run_suite(
                 critical=(config.meta or {}).get("severity", "critical") == "critical",
             )
         )
-    return ValidationOutcome(suite=name, success=all(o.success for o in outcomes if o.critical), outcomes=outcomes)
+    return ValidationOutcome(
+        suite=name, success=all(o.success for o in outcomes if o.critical), outcomes=outcomes
+    )
 
 
-def _recent_average_rows(location: WarehouseLocation, source: str, entity: str, batches: int = 5) -> float | None:
+def _recent_average_rows(
+    location: WarehouseLocation, source: str, entity: str, batches: int = 5
+) -> float | None:
     with connect(location) as conn:
         row = conn.execute(
             "select avg(rows_received) from (select rows_received from ops.load_batches "
@@ -158,7 +165,14 @@ def _recent_average_rows(location: WarehouseLocation, source: str, entity: str, 
 
 
 def validate_batch(
-    location: WarehouseLocation, *, contract, policy, table: str, batch_id: str, rows_received: int, rows_rejected: int
+    location: WarehouseLocation,
+    *,
+    contract,
+    policy,
+    table: str,
+    batch_id: str,
+    rows_received: int,
+    rows_rejected: int,
 ) -> ValidationOutcome:
     """The entity's suite on the batch's accepted rows, plus the batch-level checks of its policy.
 
@@ -168,12 +182,17 @@ def validate_batch(
     definition = load_suite_definition(contract.entity)
     # A suite may name columns an older contract lacks; those have nothing to check yet.
     expectations = [
-        e for e in definition["expectations"] if e["kwargs"].get("column", contract.column_names[0]) in contract.column_names
+        e
+        for e in definition["expectations"]
+        if e["kwargs"].get("column", contract.column_names[0]) in contract.column_names
     ]
     if not policy.allow_empty:
         expectations.append(
-            {"type": "expect_table_row_count_to_be_between", "kwargs": {"min_value": 1},
-             "meta": {"severity": "critical", "check": "not empty"}}
+            {
+                "type": "expect_table_row_count_to_be_between",
+                "kwargs": {"min_value": 1},
+                "meta": {"severity": "critical", "check": "not empty"},
+            }
         )
     recent = _recent_average_rows(location, contract.source, contract.entity)
     if recent is not None and recent >= policy.volume_min_rows:
@@ -183,10 +202,18 @@ def validate_batch(
         if not policy.allow_empty:
             bounds["min_value"] = int(recent / policy.volume_factor)
         expectations.append(
-            {"type": "expect_table_row_count_to_be_between", "kwargs": bounds,
-             "meta": {"severity": "critical", "check": f"volume within {policy.volume_factor}x of recent average {recent:.0f}"}}
+            {
+                "type": "expect_table_row_count_to_be_between",
+                "kwargs": bounds,
+                "meta": {
+                    "severity": "critical",
+                    "check": f"volume within {policy.volume_factor}x of recent average {recent:.0f}",
+                },
+            }
         )
-    outcome = run_suite(location, schema="staging", table=table, name=definition["name"], expectations=expectations)
+    outcome = run_suite(
+        location, schema="staging", table=table, name=definition["name"], expectations=expectations
+    )
     share = rows_rejected / rows_received if rows_received else 0.0
     outcome.outcomes.append(
         ExpectationOutcome(

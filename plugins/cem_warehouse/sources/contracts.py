@@ -16,15 +16,25 @@ _AUDIT = (C("created_at", TS), C("updated_at", TS, nullable=False, locked=True))
 
 def _crm(entity: str, key: str, *columns: C, **options) -> EntityContract:
     return EntityContract(
-        source="crm", entity=entity, columns=(*columns, *_AUDIT), natural_key=(key,),
-        version_column="updated_at", cursor_column="updated_at", **options,
+        source="crm",
+        entity=entity,
+        columns=(*columns, *_AUDIT),
+        natural_key=(key,),
+        version_column="updated_at",
+        cursor_column="updated_at",
+        **options,
     )
 
 
 def _sales(entity: str, key: str, *columns: C, **options) -> EntityContract:
     return EntityContract(
-        source="sales", entity=entity, columns=(*columns, *_AUDIT), natural_key=(key,),
-        version_column="updated_at", cursor_column="updated_at", **options,
+        source="sales",
+        entity=entity,
+        columns=(*columns, *_AUDIT),
+        natural_key=(key,),
+        version_column="updated_at",
+        cursor_column="updated_at",
+        **options,
     )
 
 
@@ -35,8 +45,13 @@ SOURCE_FILE = C("_source_file", "text", nullable=False)
 
 def _surveys(entity: str, key: str, *columns: C, **options) -> EntityContract:
     return EntityContract(
-        source="surveys", entity=entity, columns=(*columns, SOURCE_FILE), natural_key=(key,),
-        version_column="_source_file", cursor_column=None, **options,
+        source="surveys",
+        entity=entity,
+        columns=(*columns, SOURCE_FILE),
+        natural_key=(key,),
+        version_column="_source_file",
+        cursor_column=None,
+        **options,
     )
 
 

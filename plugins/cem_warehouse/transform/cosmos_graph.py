@@ -27,14 +27,20 @@ def dbt_models_task_group(group_id: str = "dbt") -> DbtTaskGroup:
     return DbtTaskGroup(
         group_id=group_id,
         project_config=ProjectConfig(
-            dbt_project_path=paths.dbt_project_dir(), manifest_path=manifest, project_name="cem_warehouse"
+            dbt_project_path=paths.dbt_project_dir(),
+            manifest_path=manifest,
+            project_name="cem_warehouse",
         ),
         profile_config=ProfileConfig(
             profile_name="cem_warehouse",
             target_name="warehouse",
-            profile_mapping=PostgresUserPasswordProfileMapping(conn_id=WAREHOUSE_CONN_ID, profile_args={"schema": "public"}),
+            profile_mapping=PostgresUserPasswordProfileMapping(
+                conn_id=WAREHOUSE_CONN_ID, profile_args={"schema": "public"}
+            ),
         ),
-        render_config=RenderConfig(load_method=LoadMode.DBT_MANIFEST, test_behavior=TestBehavior.BUILD),
+        render_config=RenderConfig(
+            load_method=LoadMode.DBT_MANIFEST, test_behavior=TestBehavior.BUILD
+        ),
         execution_config=ExecutionConfig(
             execution_mode=ExecutionMode.LOCAL,
             # dbt in-process: no interpreter start-up per model.

@@ -42,13 +42,27 @@ def ensure_manifest(force: bool = False) -> Path:
     placeholder = WarehouseLocation("localhost", 5432, "parse_only", "", "parse_only")
     project = paths.dbt_project_dir()
     result = subprocess.run(
-        [dbt_executable(), "parse", "--project-dir", str(project), "--profiles-dir", str(project),
-         "--target-path", str(target.parent), "--log-path", str(paths.logs_dir() / "dbt")],
-        env={**os.environ, **dbt_environment(placeholder)}, capture_output=True, text=True,
+        [
+            dbt_executable(),
+            "parse",
+            "--project-dir",
+            str(project),
+            "--profiles-dir",
+            str(project),
+            "--target-path",
+            str(target.parent),
+            "--log-path",
+            str(paths.logs_dir() / "dbt"),
+        ],
+        env={**os.environ, **dbt_environment(placeholder)},
+        capture_output=True,
+        text=True,
     )
     if result.returncode != 0 or not target.exists():
         errors = [line for line in (result.stdout + result.stderr).splitlines() if "rror" in line]
-        raise CemError(f"`dbt parse` failed, so the transform DAG cannot be rendered: {' | '.join(errors[-3:])}")
+        raise CemError(
+            f"`dbt parse` failed, so the transform DAG cannot be rendered: {' | '.join(errors[-3:])}"
+        )
     return target
 
 

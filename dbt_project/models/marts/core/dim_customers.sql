@@ -1,0 +1,159 @@
+with
+
+crm_customers as (
+
+    select * from {{ ref('stg_crm__customers') }}
+
+),
+
+identities as (
+
+    select * from {{ ref('int_customers_resolved_across_sources') }}
+
+),
+
+orders as (
+
+    select * from {{ ref('fct_orders') }}
+
+),
+
+survey_responses as (
+
+    select * from {{ ref('fct_survey_responses') }}
+
+),
+
+-- One row per customer: every CRM customer, plus every inferred key.
+customer_keys as (
+
+    select
+        cast(customer_id as text) as customer_key,
+        customer_id,
+        false as is_inferred
+
+    from crm_customers
+
+    union all
+
+    select distinct
+        customer_key,
+        cast(null as bigint) as customer_id,
+        true as is_inferred
+
+    from identities
+    where is_inferred
+
+),
+
+identities_summed as (
+
+    select
+        customer_key,
+        min(first_seen_at) as first_seen_at,
+        -- an inferred customer's email; the lowest when several resolve to one key
+        min(customer_email) filter (where identifier_type = 'email') as inferred_email
+
+    from identities
+    group by 1
+
+),
+
+-- Purchases only: cancelled orders were never purchases. revenue is before refunds.
+orders_summed as (
+
+    select
+        customer_key,
+        count(*) as order_count,
+        sum(revenue) as revenue,
+        sum(refunded_amount) as refunded_amount,
+        sum(net_revenue) as net_revenue,
+        sum(gross_margin) as gross_margin,
+        sum(net_margin) as net_margin,
+        min(ordered_date) as first_order_date,
+        max(ordered_date) as last_order_date
+
+    from orders
+    where not is_cancelled
+    group by 1
+
+),
+
+latest_accounts as (
+
+    select distinct on (customer_key)
+        customer_key,
+        sales_account_id
+
+    from orders
+    where sales_account_id is not null
+    order by customer_key asc, ordered_at desc, order_id desc
+
+),
+
+-- The loyalty category is that of the customer's LAST likelihood-to-recommend answer.
+last_ltr_answers as (
+
+    select
+        customer_key,
+        nps_category,
+        likelihood_to_recommend,
+        responded_date,
+        responded_at,
+        row_number() over (
+            partition by customer_key
+            order by responded_at desc, response_id desc
+        ) as answer_rank_from_last
+
+    from survey_responses
+    where customer_key is not null
+        and nps_category is not null
+
+),
+
+final as (
+
+    select
+        customer_keys.customer_key,
+        customer_keys.customer_id,
+        latest_accounts.sales_account_id,
+        coalesce(crm_customers.customer_email, identities_summed.inferred_email) as customer_email,
+        crm_customers.segment,
+        crm_customers.region,
+        crm_customers.acquisition_channel,
+        last_ltr_answers.nps_category as loyalty_category,
+        coalesce(orders_summed.order_count, 0) as order_count,
+        last_ltr_answers.likelihood_to_recommend as last_likelihood_to_recommend,
+        coalesce(orders_summed.revenue, 0) as revenue,
+        coalesce(orders_summed.refunded_amount, 0) as refunded_amount,
+        coalesce(orders_summed.net_revenue, 0) as net_revenue,
+        coalesce(orders_summed.gross_margin, 0) as gross_margin,
+        coalesce(orders_summed.net_margin, 0) as net_margin,
+        customer_keys.is_inferred,
+        coalesce(crm_customers.is_archived, false) as is_archived,
+        crm_customers.has_email_consent,
+        coalesce(crm_customers.is_cancelled, false) as is_cancelled,
+        crm_customers.acquisition_date,
+        orders_summed.first_order_date,
+        orders_summed.last_order_date,
+        last_ltr_answers.responded_date as last_ltr_responded_date,
+        least(crm_customers.created_at, identities_summed.first_seen_at) as first_seen_at,
+        crm_customers.cancelled_at,
+        last_ltr_answers.responded_at as last_ltr_responded_at
+
+    from customer_keys
+    left join crm_customers
+        on customer_keys.customer_id = crm_customers.customer_id
+    left join identities_summed
+        on customer_keys.customer_key = identities_summed.customer_key
+    left join orders_summed
+        on customer_keys.customer_key = orders_summed.customer_key
+    left join latest_accounts
+        on customer_keys.customer_key = latest_accounts.customer_key
+    left join last_ltr_answers
+        on customer_keys.customer_key = last_ltr_answers.customer_key
+        and last_ltr_answers.answer_rank_from_last = 1
+
+)
+
+select * from final

@@ -1,0 +1,99 @@
+with
+
+interactions as (
+
+    select * from {{ ref('stg_crm__interactions') }}
+
+),
+
+support_cases as (
+
+    select * from {{ ref('stg_crm__support_cases') }}
+
+),
+
+survey_responses as (
+
+    select * from {{ ref('fct_survey_responses') }}
+    where touchpoint = 'post_support'
+
+),
+
+numbered_interactions as (
+
+    select
+        interactions.*,
+        row_number() over (
+            partition by interactions.case_id
+            order by interactions.started_at asc, interactions.interaction_id asc
+        ) as contact_number,
+        row_number() over (
+            partition by interactions.case_id
+            order by interactions.started_at desc, interactions.interaction_id desc
+        ) as contact_number_from_last
+
+    from interactions
+
+),
+
+-- A post-support survey names the contact it follows (related_interaction_id); one that
+-- names only its case is attributed to the case's last contact. The latest response wins.
+post_contact_responses as (
+
+    select distinct on (coalesce(survey_responses.related_interaction_id, last_contacts.interaction_id))
+        coalesce(survey_responses.related_interaction_id, last_contacts.interaction_id) as interaction_id,
+        survey_responses.response_id,
+        survey_responses.csat_score,
+        survey_responses.is_top_2_box_csat,
+        survey_responses.responded_at
+
+    from survey_responses
+    left join numbered_interactions as last_contacts
+        on survey_responses.related_case_id = last_contacts.case_id
+        and last_contacts.contact_number_from_last = 1
+    where coalesce(survey_responses.related_interaction_id, last_contacts.interaction_id) is not null
+    order by
+        coalesce(survey_responses.related_interaction_id, last_contacts.interaction_id) asc,
+        survey_responses.responded_at desc,
+        survey_responses.response_id desc
+
+),
+
+final as (
+
+    select
+        numbered_interactions.interaction_id,
+        numbered_interactions.case_id,
+        numbered_interactions.customer_id,
+        numbered_interactions.agent_id,
+        post_contact_responses.response_id as post_contact_response_id,
+        cast(numbered_interactions.customer_id as text) as customer_key,
+        numbered_interactions.channel,
+        numbered_interactions.direction,
+        support_cases.channel as case_channel,
+        support_cases.topic as case_topic,
+        support_cases.case_status,
+        numbered_interactions.contact_number,
+        numbered_interactions.handle_seconds,
+        post_contact_responses.csat_score as post_contact_csat_score,
+        numbered_interactions.is_inbound,
+        numbered_interactions.contact_number_from_last = 1 as is_last_contact_of_case,
+        coalesce(support_cases.is_resolved, false) as is_case_resolved,
+        coalesce(support_cases.is_reopened, false) as is_case_reopened,
+        coalesce(support_cases.is_first_contact_resolution, false) as is_first_contact_resolution,
+        post_contact_responses.response_id is not null as has_post_contact_survey,
+        post_contact_responses.is_top_2_box_csat as is_post_contact_satisfied,
+        numbered_interactions.started_date,
+        numbered_interactions.started_at,
+        numbered_interactions.ended_at,
+        post_contact_responses.responded_at as post_contact_responded_at
+
+    from numbered_interactions
+    left join support_cases
+        on numbered_interactions.case_id = support_cases.case_id
+    left join post_contact_responses
+        on numbered_interactions.interaction_id = post_contact_responses.interaction_id
+
+)
+
+select * from final
