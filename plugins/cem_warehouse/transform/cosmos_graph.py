@@ -39,7 +39,10 @@ def dbt_models_task_group(group_id: str = "dbt") -> DbtTaskGroup:
             ),
         ),
         render_config=RenderConfig(
-            load_method=LoadMode.DBT_MANIFEST, test_behavior=TestBehavior.BUILD
+            load_method=LoadMode.DBT_MANIFEST,
+            test_behavior=TestBehavior.BUILD,
+            # A test with two parent models (relationships) runs once both are built.
+            should_detach_multiple_parents_tests=True,
         ),
         execution_config=ExecutionConfig(
             execution_mode=ExecutionMode.LOCAL,
