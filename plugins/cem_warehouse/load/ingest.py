@@ -15,7 +15,6 @@ from cem_warehouse.load.contracts import EntityContract
 from cem_warehouse.load.locks import source_writer_lock
 from cem_warehouse.load.policy import SourcePolicy, source_policy
 from cem_warehouse.load.tables import abandon_dead_batches
-from cem_warehouse.warehouse.bootstrap import bootstrap
 from cem_warehouse.warehouse.connection import connect
 from cem_warehouse.warehouse.settings import WarehouseLocation
 
@@ -74,7 +73,6 @@ def run_source(
     if not policy.enabled:
         run.enabled = False
         return run
-    bootstrap(location)
     with source_writer_lock(location, source, wait_seconds=lock_wait_seconds):
         with connect(location, autocommit=True) as conn:
             run.abandoned = abandon_dead_batches(conn, source, {c.entity: c for c in contracts})

@@ -60,12 +60,13 @@ def ensure_entity_tables(conn: psycopg.Connection, contract: EntityContract) -> 
         )
     ]
     key = sql.SQL(", ").join(_ident(k) for k in contract.natural_key)
+    exists = conn.execute("select to_regclass(%s)", (f"raw.{contract.raw_table}",)).fetchone()[0]
     conn.execute(
         sql.SQL("create table if not exists raw.{} ({}, primary key ({}))").format(
             _ident(contract.raw_table), sql.SQL(", ").join(columns), key
         )
     )
-    if contract.description:
+    if contract.description and exists is None:
         conn.execute(
             sql.SQL("comment on table raw.{} is {}").format(
                 _ident(contract.raw_table), sql.Literal(contract.description)

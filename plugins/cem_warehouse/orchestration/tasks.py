@@ -14,24 +14,25 @@ from cem_warehouse.sources.connections import SourceConnection
 
 log = logging.getLogger(__name__)
 
-_DEFAULTS = {
-    source_connections.CRM_CONN_ID: source_connections.crm_connection,
-    source_connections.SALES_CONN_ID: source_connections.sales_connection,
-    source_connections.SURVEYS_CONN_ID: source_connections.surveys_connection,
+# source -> (Airflow connection id, the local stand-in used when that connection is not defined)
+_SOURCES = {
+    "crm": (source_connections.CRM_CONN_ID, source_connections.crm_connection),
+    "sales": (source_connections.SALES_CONN_ID, source_connections.sales_connection),
+    "surveys": (source_connections.SURVEYS_CONN_ID, source_connections.surveys_connection),
 }
 
 
-def source_connection(conn_id: str) -> SourceConnection:
+def source_connection(source: str) -> SourceConnection:
     """The source's Airflow connection (env, secrets backend or UI); the local stand-in if none."""
     from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
 
+    conn_id, stand_in = _SOURCES[source]
     try:
         conn = BaseHook.get_connection(conn_id)
-    except Exception as exc:  # Airflow raises its own not-found error type per version
-        if "isn't defined" not in str(exc) and "not found" not in str(exc).lower():
-            raise
+    except AirflowNotFoundException:
         log.info("Airflow connection %s is not defined: using the local stand-in", conn_id)
-        return _DEFAULTS[conn_id]()
+        return stand_in()
     return SourceConnection(
         conn_id=conn_id,
         conn_type=conn.conn_type or "",
@@ -48,12 +49,7 @@ def ingest(source: str) -> dict:
     from cem_warehouse.load import sources as pipelines
 
     location = warehouse_from_airflow()
-    conn_id = {
-        "crm": source_connections.CRM_CONN_ID,
-        "sales": source_connections.SALES_CONN_ID,
-        "surveys": source_connections.SURVEYS_CONN_ID,
-    }[source]
-    run = getattr(pipelines, f"ingest_{source}")(location, source_connection(conn_id))
+    run = getattr(pipelines, f"ingest_{source}")(location, source_connection(source))
     summary = run.as_dict()
     for batch in summary["batches"]:
         log.info(
