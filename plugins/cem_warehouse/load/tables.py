@@ -11,7 +11,6 @@ from functools import cache
 import psycopg
 from psycopg import sql
 
-from cem_warehouse import paths
 from cem_warehouse.load.contracts import EntityContract
 
 _SQL_RULES = {
@@ -186,12 +185,10 @@ def typed_expression(contract: EntityContract, column: str) -> sql.Composable:
 
 
 def _suite_rules(entity: str) -> list[dict]:
-    path = paths.expectations_dir() / f"{entity}.json"
-    if not path.exists():
-        return []
-    return [
-        e for e in json.loads(path.read_text()).get("expectations", []) if e["type"] in _SQL_RULES
-    ]
+    """The suite's row-level expectations that SQL enforces row by row (the same file GX runs)."""
+    from cem_warehouse.quality.gx_runner import load_suite_definition
+
+    return [e for e in load_suite_definition(entity)["expectations"] if e["type"] in _SQL_RULES]
 
 
 def row_rule_reasons(contract: EntityContract) -> list[tuple[sql.Composable, str]]:
