@@ -18,7 +18,7 @@ from collections import defaultdict
 from decimal import ROUND_HALF_UP, Decimal
 
 from cem_warehouse.load.sources import ingest_crm, ingest_sales, ingest_surveys
-from cem_warehouse.transform.dbt import run_dbt
+from cem_warehouse.transform.marts import build_marts
 from cem_warehouse.warehouse.connection import connect
 
 WALK_IN_EMAIL = "  Walk.In@Example.COM\t"  # a customer the CRM has never seen, typed sloppily
@@ -94,7 +94,7 @@ def test_core_marts_match_an_independent_recomputation(stand_ins, tmp_path, monk
     ingest_sales(stand_ins.warehouse, stand_ins.sales)
     ingest_surveys(stand_ins.warehouse, stand_ins.surveys)
 
-    run_dbt(stand_ins.warehouse, ["build"])  # raises on any failed model, data test or unit test
+    build_marts(stand_ins.warehouse)  # raises on any failed model, data test or unit test
 
     with connect(stand_ins.warehouse) as conn:
         customers = conn.execute("select customer_id, email from raw.customers").fetchall()

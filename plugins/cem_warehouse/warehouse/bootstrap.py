@@ -16,7 +16,8 @@ SCHEMAS = {
     "raw": "Published source rows, one table per source entity (merged on natural keys).",
     "quarantine": "Rows rejected by a load, with the raw payload, the reason and the batch id.",
     "staging": "dbt staging and intermediate models; not for analysts.",
-    "marts": "Customer-experience marts for analysts and BI.",
+    "marts": "Customer-experience marts for analysts and BI (the last build that passed its audit).",
+    "marts_build": "Where dbt builds the marts before they are audited and swapped into `marts`; not for analysts.",
     "ops": "Load ledger and data-quality results.",
 }
 
@@ -64,6 +65,13 @@ create table if not exists ops.source_cursors (
     updated_at timestamptz not null,
     primary key (source, entity)
 );
+create table if not exists ops.mart_publications (
+    publication_id bigserial primary key,
+    published_at timestamptz not null default now(),
+    as_of_date date,
+    tables jsonb not null,
+    audit jsonb not null default '{}'
+);
 create table if not exists ops.landed_files (
     source text not null,
     path text not null,
@@ -102,6 +110,9 @@ def _ensure_reader_role(conn: psycopg.Connection, dbname: str) -> None:
     conn.execute(f'grant connect on database "{dbname}" to {READER_ROLE}')
     conn.execute(f"grant usage on schema marts to {READER_ROLE}")
     conn.execute(f"grant select on all tables in schema marts to {READER_ROLE}")
+    # No default privileges: marts are built in marts_build and swapped in by
+    # transform.publish, which grants the reader the published tables explicitly. (Earlier
+    # versions set them on `marts`; they would follow that schema into marts_build.)
     conn.execute(
-        f"alter default privileges in schema marts grant select on tables to {READER_ROLE}"
+        f"alter default privileges in schema marts revoke select on tables from {READER_ROLE}"
     )

@@ -1,0 +1,70 @@
+{#-
+    One row: the as-of date of this build, and where it came from.
+
+    1. var('as_of_date') when given (`cem run --as-of YYYY-MM-DD`, or --vars on dbt);
+    2. else the Airflow data interval end, var('data_interval_end'), but never later than
+       the latest data: a historical load or a stalled source must not make every customer
+       look churned because the clock moved on;
+    3. else the latest data: the last day with an order, a survey response or a support
+       interaction.
+-#}
+
+{%- set explicit = var('as_of_date', none) -%}
+{%- set interval_end = var('data_interval_end', none) -%}
+
+with
+
+orders as (
+
+    select max(ordered_date) as latest_date from {{ ref('stg_sales__orders') }}
+
+),
+
+responses as (
+
+    select max(responded_date) as latest_date
+    from {{ ref('stg_surveys__responses') }}
+
+),
+
+interactions as (
+
+    select max(started_date) as latest_date from {{ ref('stg_crm__interactions') }}
+
+),
+
+latest_data as (
+
+    select
+        greatest(orders.latest_date, responses.latest_date, interactions.latest_date) as latest_date
+
+    from orders
+    cross join responses
+    cross join interactions
+
+),
+
+final as (
+
+    select
+        {% if explicit -%}
+        cast('{{ explicit }}' as date) as as_of_date,
+        'var as_of_date' as resolved_from,
+        {%- elif interval_end -%}
+        least(cast(cast('{{ interval_end }}' as timestamptz) at time zone 'UTC' as date), latest_data.latest_date) as as_of_date,
+        case
+            when cast(cast('{{ interval_end }}' as timestamptz) at time zone 'UTC' as date) <= latest_data.latest_date
+                then 'data interval end'
+            else 'latest data (before the data interval end)'
+        end as resolved_from,
+        {%- else -%}
+        latest_data.latest_date as as_of_date,
+        'latest data' as resolved_from,
+        {%- endif %}
+        latest_data.latest_date as latest_data_date
+
+    from latest_data
+
+)
+
+select * from final

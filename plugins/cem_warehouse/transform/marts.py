@@ -1,0 +1,45 @@
+"""Build, audit and publish the marts outside Airflow (tests, benchmarks, `cem marts build`).
+
+The transform DAG does the same three steps as tasks: Cosmos renders the dbt build, then
+``audit_marts`` and ``publish_marts`` run as their own tasks.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+
+from cem_warehouse.transform.dbt import run_dbt
+from cem_warehouse.transform.publish import Publication, publish_marts
+from cem_warehouse.warehouse.settings import WarehouseLocation
+
+
+def dbt_vars(*, as_of: date | str | None = None, data_interval_end: str | None = None) -> dict:
+    """The vars every dbt invocation of a build gets (see int_as_of_date for the rule)."""
+    chosen: dict[str, str] = {}
+    if as_of:
+        chosen["as_of_date"] = str(as_of)
+    if data_interval_end:
+        chosen["data_interval_end"] = str(data_interval_end)
+    return chosen
+
+
+def build_marts(
+    location: WarehouseLocation,
+    *,
+    as_of: date | str | None = None,
+    data_interval_end: str | None = None,
+    full_refresh: bool = False,
+    publish: bool = True,
+) -> Publication | None:
+    """`dbt build` into marts_build (models, unit and data tests), then audit and publish."""
+    args = ["build"]
+    chosen = dbt_vars(as_of=as_of, data_interval_end=data_interval_end)
+    if chosen:
+        args += ["--vars", json.dumps(chosen)]
+    if full_refresh:
+        args.append("--full-refresh")
+    run_dbt(location, args)  # raises on any failed model, data test or unit test
+    if not publish:
+        return None
+    return publish_marts(location)

@@ -1,0 +1,114 @@
+"""Write-audit-publish for the marts: build aside, check, swap in one step.
+
+dbt builds every mart into the schema ``marts_build`` (``generate_schema_name``), where
+analysts and the read-only role cannot see it. Its dbt tests and the GX suites in
+``expectations/marts/`` audit it there. Only then does :func:`publish_marts` exchange the
+two schemas in one transaction, so readers see either the last good marts or the new
+ones, never a half-built or failed build, and a query already running keeps reading the
+tables it started on (a schema rename takes no lock on them).
+
+After the swap ``marts_build`` holds the previous marts, which the next build replaces
+(tables) or brings up to date (incremental models, which catch up from any earlier
+state).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date
+
+import psycopg
+
+from cem_warehouse.errors import CemError
+from cem_warehouse.warehouse.bootstrap import READER_ROLE
+from cem_warehouse.warehouse.connection import connect
+from cem_warehouse.warehouse.settings import WarehouseLocation
+
+PUBLISHED_SCHEMA = "marts"
+BUILD_SCHEMA = "marts_build"
+_RETIRING_SCHEMA = "marts_retiring"
+
+_PUBLISHED_COMMENT = "Customer-experience marts for analysts and BI (the last build that passed its audit)."
+_BUILD_COMMENT = (
+    "Where dbt builds the marts before they are audited and swapped into `marts`; "
+    "not for analysts (its contents may be half-built or have failed their checks)."
+)
+
+
+@dataclass(frozen=True)
+class Publication:
+    publication_id: int
+    as_of_date: date | None
+    tables: dict[str, int]
+
+    @property
+    def summary(self) -> str:
+        as_of = f" as of {self.as_of_date}" if self.as_of_date else ""
+        return f"published {len(self.tables)} marts{as_of} (publication {self.publication_id})"
+
+
+def _tables(conn: psycopg.Connection, schema: str) -> list[str]:
+    return [
+        row[0]
+        for row in conn.execute(
+            "select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace "
+            "where n.nspname = %s and c.relkind in ('r', 'p') and c.relname not like '%%__dbt_%%' "
+            "order by 1",
+            (schema,),
+        )
+    ]
+
+
+def _schema_exists(conn: psycopg.Connection, schema: str) -> bool:
+    return (
+        conn.execute("select 1 from pg_namespace where nspname = %s", (schema,)).fetchone()
+        is not None
+    )
+
+
+def built_as_of_date(conn: psycopg.Connection) -> date | None:
+    """The as-of date of the latest build (``staging.int_as_of_date``), if there is one."""
+    if conn.execute("select to_regclass('staging.int_as_of_date')").fetchone()[0] is None:
+        return None
+    row = conn.execute("select as_of_date from staging.int_as_of_date").fetchone()
+    return row[0] if row else None
+
+
+def publish_marts(location: WarehouseLocation, *, audit: dict | None = None) -> Publication:
+    """Swap ``marts_build`` into ``marts`` in one transaction; record it in ops.mart_publications."""
+    with connect(location) as conn, conn.transaction():
+        # One publisher at a time; a second waits and then publishes what is built by then.
+        conn.execute("select pg_advisory_xact_lock(hashtext('cem_warehouse.publish_marts'))")
+        if not _schema_exists(conn, BUILD_SCHEMA) or not _tables(conn, BUILD_SCHEMA):
+            raise CemError(
+                f"Nothing to publish: schema {BUILD_SCHEMA} has no tables. Build the marts first "
+                "(`cem run`, or `dbt build` in dbt_project/)."
+            )
+        # Exact counts, taken before the swap: they go into the publication record.
+        tables = {
+            table: int(conn.execute(f'select count(*) from {BUILD_SCHEMA}."{table}"').fetchone()[0])
+            for table in _tables(conn, BUILD_SCHEMA)
+        }
+        if _schema_exists(conn, PUBLISHED_SCHEMA):
+            conn.execute(f"alter schema {PUBLISHED_SCHEMA} rename to {_RETIRING_SCHEMA}")
+            conn.execute(f"alter schema {BUILD_SCHEMA} rename to {PUBLISHED_SCHEMA}")
+            conn.execute(f"alter schema {_RETIRING_SCHEMA} rename to {BUILD_SCHEMA}")
+        else:
+            conn.execute(f"alter schema {BUILD_SCHEMA} rename to {PUBLISHED_SCHEMA}")
+            conn.execute(f"create schema {BUILD_SCHEMA}")
+        # Comments and grants belong to the schema object, so they moved with it: reset both.
+        conn.execute(f"comment on schema {PUBLISHED_SCHEMA} is '{_PUBLISHED_COMMENT}'")
+        conn.execute(f"comment on schema {BUILD_SCHEMA} is '{_BUILD_COMMENT}'")
+        conn.execute(f"grant usage on schema {PUBLISHED_SCHEMA} to {READER_ROLE}")
+        conn.execute(f"grant select on all tables in schema {PUBLISHED_SCHEMA} to {READER_ROLE}")
+        conn.execute(f"revoke all on schema {BUILD_SCHEMA} from {READER_ROLE}")
+        conn.execute(f"revoke all on all tables in schema {BUILD_SCHEMA} from {READER_ROLE}")
+
+        as_of = built_as_of_date(conn)
+        publication_id = conn.execute(
+            "insert into ops.mart_publications (as_of_date, tables, audit) values (%s, %s, %s) "
+            "returning publication_id",
+            (as_of, json.dumps(tables), json.dumps(audit or {})),
+        ).fetchone()[0]
+    return Publication(publication_id=publication_id, as_of_date=as_of, tables=tables)
