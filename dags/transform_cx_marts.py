@@ -2,16 +2,25 @@
 ### transform_cx_marts
 
 Builds the customer-experience marts with dbt whenever any raw table they read has new
-data: scheduled on the raw tables' assets, not a clock. Each dbt model is a task (rendered
-by Cosmos from the parsed manifest, so parsing this file runs no dbt) with its tests right
-after it.
+data: scheduled on the raw tables' assets, not a clock.
+
+1. **dbt** (task group): each dbt model is a task, rendered by Cosmos from the parsed
+   manifest (parsing this file runs no dbt), with its tests right after it. Models build
+   into the schema `marts_build`, which analysts cannot see.
+2. **audit_marts**: the Great Expectations suites in `expectations/marts/` on the build.
+3. **publish_marts**: swaps the audited build into `marts` in one transaction.
+4. **publish_docs**: `dbt docs generate` for the published marts, to `.cem/dbt_docs/`.
+
+A failure anywhere leaves `marts` as it was: analysts and dashboards keep the last good
+marts. The as-of date is the run's conf `as_of` (`cem run --as-of YYYY-MM-DD`), else the
+data interval end capped at the latest data (dbt model `int_as_of_date`).
 """
 
-from airflow.sdk import AssetAny, dag
+from airflow.sdk import AssetAny, dag, task
 
-from cem_warehouse.assets import RAW_TABLES
+from cem_warehouse.assets import MARTS, RAW_TABLES
 from cem_warehouse.orchestration.dag_defaults import START_DATE, default_args
-from cem_warehouse.transform.cosmos_graph import dbt_models_task_group
+from cem_warehouse.transform.cosmos_graph import dbt_build_vars, dbt_models_task_group
 
 
 @dag(
@@ -24,7 +33,27 @@ from cem_warehouse.transform.cosmos_graph import dbt_models_task_group
     doc_md=__doc__,
 )
 def transform_cx_marts():
-    dbt_models_task_group()
+    @task
+    def audit_marts() -> dict:
+        from cem_warehouse.orchestration.tasks import audit_marts as run_audit
+
+        return run_audit()
+
+    @task(outlets=[MARTS])
+    def publish_marts(audit: dict) -> dict:
+        from cem_warehouse.orchestration.tasks import publish_marts as swap_in
+
+        return swap_in(audit)
+
+    @task
+    def publish_docs() -> str:
+        from cem_warehouse.orchestration.tasks import publish_docs as generate
+
+        return generate()
+
+    audit = audit_marts()
+    dbt_models_task_group(dbt_vars=dbt_build_vars()) >> audit
+    publish_marts(audit) >> publish_docs()
 
 
 transform_cx_marts()

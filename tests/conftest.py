@@ -18,6 +18,10 @@ from pathlib import Path
 
 import pytest
 
+# dbt docs sites built by tests, likewise.
+if "CEM_DBT_DOCS_DIR" not in os.environ:
+    os.environ["CEM_DBT_DOCS_DIR"] = tempfile.mkdtemp(prefix="cem_test_dbt_docs_")
+    atexit.register(shutil.rmtree, os.environ["CEM_DBT_DOCS_DIR"], True)
 # Airflow reads its home at import: give the test session a private one, never ~/airflow.
 if "AIRFLOW_HOME" not in os.environ:
     os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="cem_test_airflow_")

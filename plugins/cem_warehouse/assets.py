@@ -23,3 +23,6 @@ RAW_BY_SOURCE: dict[str, list[Asset]] = {
     for source, contracts in BY_SOURCE.items()
 }
 RAW_TABLES = [asset for assets in RAW_BY_SOURCE.values() for asset in assets]
+
+# The published marts: one asset, because they are swapped in together (write-audit-publish).
+MARTS = Asset(name="marts", uri="cem-warehouse://marts", group="cem_warehouse")

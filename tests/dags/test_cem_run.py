@@ -60,6 +60,13 @@ def test_cem_run_loads_all_sources_and_builds_then_names_the_failed_task(project
             responses,
         )
         before = conn.execute("select count(*) from raw.survey_responses").fetchone()[0]
+        # Built aside, audited, swapped in once; as of the latest data (the data interval end
+        # is later than anything generated).
+        ((as_of, resolved_from, latest),) = conn.execute(
+            "select as_of_date, resolved_from, latest_data_date from staging.int_as_of_date"
+        ).fetchall()
+        assert as_of == latest and resolved_from.startswith("latest data"), resolved_from
+        assert conn.execute("select as_of_date from ops.mart_publications").fetchall() == [(as_of,)]
 
     # An export whose rows are all out of range: the run must fail and say where.
     bad_dir = tmp_path / "landing" / "surveys" / "responses" / "export_date=2026-11-02"

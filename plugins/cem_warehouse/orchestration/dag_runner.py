@@ -97,10 +97,11 @@ def main(argv: list[str] | None = None) -> int:
             task.retries = args.retries
         _emit({"dag_id": dag.dag_id, "state": "running"})
         dag_run = dag.test(logical_date=logical_date, run_conf=conf)
-        failed = sorted(
-            ti.task_id
-            for ti in dag_run.get_task_instances()
-            if ti.state in ("failed", "upstream_failed")
+        instances = dag_run.get_task_instances()
+        # Name the task that failed; the ones it stopped (upstream_failed) only when nothing
+        # else explains the failure.
+        failed = sorted(ti.task_id for ti in instances if ti.state == "failed") or sorted(
+            ti.task_id for ti in instances if ti.state == "upstream_failed"
         )
         state = str(dag_run.state.value if hasattr(dag_run.state, "value") else dag_run.state)
         _emit(

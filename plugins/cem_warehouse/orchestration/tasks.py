@@ -64,3 +64,31 @@ def ingest(source: str) -> dict:
     if not run.enabled:
         log.warning("source %s is disabled in the sources config; nothing was loaded", source)
     return summary
+
+
+def audit_marts() -> dict:
+    from cem_warehouse.quality.marts_audit import audit_marts as run_audit
+
+    audit = run_audit(warehouse_from_airflow())
+    log.info("mart audit %s passed: %s", audit.audit_id, audit.as_dict()["suites"])
+    return audit.as_dict()
+
+
+def publish_marts(audit: dict) -> dict:
+    from cem_warehouse.transform.publish import publish_marts as swap_in
+
+    publication = swap_in(warehouse_from_airflow(), audit=audit)
+    log.info("%s", publication.summary)
+    return {
+        "publication_id": publication.publication_id,
+        "as_of_date": str(publication.as_of_date) if publication.as_of_date else None,
+        "tables": publication.tables,
+    }
+
+
+def publish_docs() -> str:
+    from cem_warehouse.transform.docs import publish_dbt_docs
+
+    page = publish_dbt_docs(warehouse_from_airflow())
+    log.info("dbt docs published to %s", page)
+    return str(page)

@@ -17,7 +17,22 @@ from cem_warehouse.transform.dbt import dbt_executable
 from cem_warehouse.transform.manifest import manifest_path
 
 
-def dbt_models_task_group(group_id: str = "dbt") -> DbtTaskGroup:
+def dbt_build_vars() -> dict[str, str]:
+    """The dbt vars of this transform run, rendered by Airflow into every Cosmos task.
+
+    ``as_of_date`` comes from the run's conf (``cem run --as-of``, or "Trigger DAG w/ config"
+    in the UI); ``data_interval_end`` from the run itself. Empty means "not given": the
+    dbt model int_as_of_date then falls back as documented there.
+    """
+    return {
+        "as_of_date": "{{ (dag_run.conf or {}).get('as_of') or '' }}",
+        "data_interval_end": "{{ data_interval_end or '' }}",
+    }
+
+
+def dbt_models_task_group(
+    group_id: str = "dbt", dbt_vars: dict[str, str] | None = None
+) -> DbtTaskGroup:
     manifest = manifest_path()
     if not manifest.exists():
         raise FileNotFoundError(
@@ -50,5 +65,5 @@ def dbt_models_task_group(group_id: str = "dbt") -> DbtTaskGroup:
             invocation_mode=InvocationMode.DBT_RUNNER,
             dbt_executable_path=dbt_executable(),
         ),
-        operator_args={"install_deps": False},
+        operator_args={"install_deps": False, "vars": dbt_vars or {}},
     )

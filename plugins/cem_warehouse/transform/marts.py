@@ -32,7 +32,7 @@ def build_marts(
     full_refresh: bool = False,
     publish: bool = True,
 ) -> Publication | None:
-    """`dbt build` into marts_build (models, unit and data tests), then audit and publish."""
+    """`dbt build` into marts_build (models, unit and data tests), then the GX audit, then the swap."""
     args = ["build"]
     chosen = dbt_vars(as_of=as_of, data_interval_end=data_interval_end)
     if chosen:
@@ -42,4 +42,7 @@ def build_marts(
     run_dbt(location, args)  # raises on any failed model, data test or unit test
     if not publish:
         return None
-    return publish_marts(location)
+    from cem_warehouse.quality.marts_audit import audit_marts
+
+    audit = audit_marts(location)  # raises, naming the failed checks: nothing is published
+    return publish_marts(location, audit=audit.as_dict())

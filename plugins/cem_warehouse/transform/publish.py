@@ -29,7 +29,9 @@ PUBLISHED_SCHEMA = "marts"
 BUILD_SCHEMA = "marts_build"
 _RETIRING_SCHEMA = "marts_retiring"
 
-_PUBLISHED_COMMENT = "Customer-experience marts for analysts and BI (the last build that passed its audit)."
+_PUBLISHED_COMMENT = (
+    "Customer-experience marts for analysts and BI (the last build that passed its audit)."
+)
 _BUILD_COMMENT = (
     "Where dbt builds the marts before they are audited and swapped into `marts`; "
     "not for analysts (its contents may be half-built or have failed their checks)."

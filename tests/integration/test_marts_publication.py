@@ -1,0 +1,122 @@
+"""Write-audit-publish: analysts see the last good marts, whole, whatever the build does.
+
+Readers are played by the BI role (``cem_reader``) on real connections to the warehouse.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import psycopg
+import pytest
+
+from cem_warehouse.errors import CemError
+from cem_warehouse.load.sources import ingest_crm, ingest_sales, ingest_surveys
+from cem_warehouse.quality.marts_audit import audit_marts
+from cem_warehouse.sources.generator.run import generate_next_day
+from cem_warehouse.transform.marts import build_marts
+from cem_warehouse.transform.publish import publish_marts
+from cem_warehouse.warehouse.connection import connect
+
+
+def _load(stand_ins) -> None:
+    with stand_ins.crm() as crm:
+        ingest_crm(stand_ins.warehouse, crm)
+    ingest_sales(stand_ins.warehouse, stand_ins.sales)
+    ingest_surveys(stand_ins.warehouse, stand_ins.surveys)
+
+
+def _marts_fingerprint(conn: psycopg.Connection, schema: str = "marts") -> dict[str, tuple]:
+    tables = [
+        row[0]
+        for row in conn.execute(
+            "select table_name from information_schema.tables where table_schema = %s order by 1",
+            (schema,),
+        )
+    ]
+    return {
+        table: conn.execute(
+            f"select count(*), md5(coalesce(string_agg(t::text, '|' order by t::text), '')) from {schema}.{table} as t"
+        ).fetchone()
+        for table in tables
+    }
+
+
+def _reader(location) -> psycopg.Connection:
+    conn = connect(location, autocommit=True)
+    conn.execute("set role cem_reader")
+    return conn
+
+
+def test_readers_see_the_last_good_marts_until_an_audited_build_is_swapped_in(
+    stand_ins, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("CEM_HOME", str(tmp_path / "state"))
+    _load(stand_ins)
+    first = build_marts(stand_ins.warehouse)
+    assert first is not None and first.tables["dim_customers"] > 0
+
+    with _reader(stand_ins.warehouse) as reader:
+        customers = reader.execute("select count(*) from marts.dim_customers").fetchone()[0]
+        assert customers == first.tables["dim_customers"]
+        # The build schema is not for readers: it may be half-built or have failed its audit.
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            reader.execute("select count(*) from marts_build.dim_customers")
+
+    # A new day arrives; the build is corrupted after dbt and before the audit.
+    generate_next_day(stand_ins.targets)
+    _load(stand_ins)
+    with connect(stand_ins.warehouse) as conn:
+        published = _marts_fingerprint(conn)
+    build_marts(stand_ins.warehouse, publish=False)
+    with connect(stand_ins.warehouse) as conn:
+        conn.execute(
+            "update marts_build.fct_nps_monthly set nps = 150 "
+            "where ctid = (select min(ctid) from marts_build.fct_nps_monthly)"
+        )
+        conn.commit()
+    with pytest.raises(CemError) as failed:
+        audit_marts(stand_ins.warehouse)
+    message = str(failed.value)
+    assert "NOT published" in message and "expect_column_values_to_be_between(nps)" in message
+    with connect(stand_ins.warehouse) as conn:
+        assert _marts_fingerprint(conn) == published
+        assert conn.execute("select count(*) from ops.mart_publications").fetchone()[0] == 1
+        audit_id = message.split("batch_id = '")[1].split("'")[0]
+        failures = conn.execute(
+            "select expectation_type, column_name from ops.dq_results where batch_id = %s and not success",
+            (audit_id,),
+        ).fetchall()
+    assert failures == [("expect_column_values_to_be_between", "nps")]
+
+    # A good build is swapped in while a reader is in the middle of a long query: the
+    # query finishes on the marts it started with, and the swap does not wait for it.
+    build_marts(stand_ins.warehouse, publish=False)
+    audit = audit_marts(stand_ins.warehouse)
+    started, finished = threading.Event(), {}
+
+    def long_read() -> None:
+        with _reader(stand_ins.warehouse) as reader:
+            started.set()
+            finished["rows"] = reader.execute(
+                "select count(*) from marts.dim_customers, pg_sleep(5)"
+            ).fetchone()[0]
+
+    thread = threading.Thread(target=long_read)
+    thread.start()
+    started.wait(10)
+    second = publish_marts(stand_ins.warehouse, audit=audit.as_dict())
+    assert thread.is_alive()  # the swap did not wait for the reader
+    thread.join(30)
+    assert finished["rows"] == customers
+    assert second.tables["dim_customers"] > customers  # the new day's customers
+    with _reader(stand_ins.warehouse) as reader:
+        assert (
+            reader.execute("select count(*) from marts.dim_customers").fetchone()[0]
+            == second.tables["dim_customers"]
+        )
+    with connect(stand_ins.warehouse) as conn:
+        publications = conn.execute(
+            "select publication_id, audit ->> 'success' from ops.mart_publications order by 1"
+        ).fetchall()
+    assert [success for _, success in publications] == ["true", "true"]
