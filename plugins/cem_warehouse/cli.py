@@ -107,6 +107,12 @@ def _cmd_bench_ingest(args: argparse.Namespace) -> int:
     return run(args.rows)
 
 
+def _cmd_bench_marts(args: argparse.Namespace) -> int:
+    from cem_warehouse.transform.benchmark import run
+
+    return run(args.customers, args.seed, keep=args.keep)
+
+
 def _register_bench(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("bench", help="benchmarks that print figures (JSON)")
     kinds = parser.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
@@ -115,6 +121,16 @@ def _register_bench(subparsers: argparse._SubParsersAction) -> None:
     )
     ingest.add_argument("--rows", type=int, default=1_000_000)
     ingest.set_defaults(handler=_cmd_bench_ingest)
+    marts = kinds.add_parser(
+        "marts",
+        help="full build of the marts, a warm incremental build, and one after a --next-day delta",
+    )
+    marts.add_argument("--customers", type=int, default=1_000_000, metavar="N")
+    marts.add_argument("--seed", type=int, default=42)
+    marts.add_argument(
+        "--keep", action="store_true", help="keep the benchmark databases and files (printed)"
+    )
+    marts.set_defaults(handler=_cmd_bench_marts)
 
 
 def _optional_registrations() -> list[Callable[[argparse._SubParsersAction], None]]:

@@ -11,7 +11,21 @@
     Two CRM customers with the same email (a merge not yet archived): the email goes to the
     non-archived one, then the earliest created, then the lowest customer_id. The other CRM
     record keeps its own key in dim_customers but receives no email-matched facts.
+
+    A table, not a view: fct_orders, fct_survey_responses, dim_customers and the incremental
+    facts' change detection all look identifiers up in it (indexed), so it is resolved once
+    per build instead of once per reader.
 -#}
+
+{{
+    config(
+        materialized='table',
+        indexes=[
+            {'columns': ['identifier_type', 'identifier'], 'unique': True},
+            {'columns': ['customer_email']},
+        ],
+    )
+}}
 
 with
 

@@ -1,3 +1,36 @@
+{#-
+    Incremental (delete+insert on order_line_id). Inputs and how a change reaches here:
+
+    * order_lines loaded after the watermark -> those lines;
+    * a product loaded after it (tier, unit_cost) -> the lines of that product;
+    * fct_orders (customer_key, is_cancelled, ordered_at), already brought up to date in this
+      build: an order whose own row, lines or refunds were loaded after the watermark has
+      fct_orders.source_loaded_at past it -> its lines;
+    * an order's customer_key can also move without the order changing (identity): then its
+      key, before or after, is one of: a CRM customer loaded after the watermark, the current
+      key of such a customer's email, or a key, before or after, of a changed order (an
+      email-less order follows its sales account's latest email). The lines of every order
+      keyed to one of those keys, in this table or in fct_orders, are re-derived.
+-#}
+
+{{
+    config(
+        materialized='incremental',
+        unique_key='order_line_id',
+        incremental_strategy='delete+insert',
+        on_schema_change='fail',
+        indexes=[
+            {'columns': ['order_line_id'], 'unique': True},
+            {'columns': ['order_id']},
+            {'columns': ['customer_key']},
+            {'columns': ['source_loaded_at']},
+        ],
+    )
+}}
+
+-- depends_on: {{ ref('stg_crm__customers') }}
+-- depends_on: {{ ref('int_customers_resolved_across_sources') }}
+
 with
 
 order_lines as (
@@ -18,6 +51,88 @@ orders as (
 
 ),
 
+{% if is_incremental() %}
+
+watermark as (
+
+    select {{ incremental_watermark() }} as loaded_at
+
+),
+
+touched_crm_customers as (
+
+    select
+        cast(customer_id as text) as customer_key,
+        customer_email
+
+    from {{ ref('stg_crm__customers') }}
+    where loaded_at > (select loaded_at from watermark)
+
+),
+
+changed_orders as (
+
+    select order_id from orders where source_loaded_at > (select loaded_at from watermark)
+
+),
+
+touched_keys as (
+
+    select customer_key from touched_crm_customers
+
+    union
+
+    select identities.customer_key
+    from {{ ref('int_customers_resolved_across_sources') }} as identities
+    inner join touched_crm_customers
+        on identities.customer_email = touched_crm_customers.customer_email
+
+    union
+
+    select orders.customer_key
+    from orders
+    inner join changed_orders
+        on orders.order_id = changed_orders.order_id
+
+    union
+
+    select previous.customer_key
+    from {{ this }} as previous
+    inner join changed_orders
+        on previous.order_id = changed_orders.order_id
+
+),
+
+scope as (
+
+    select order_id from changed_orders
+
+    union
+
+    select orders.order_id
+    from orders
+    inner join touched_keys
+        on orders.customer_key = touched_keys.customer_key
+
+    union
+
+    select previous.order_id
+    from {{ this }} as previous
+    inner join touched_keys
+        on previous.customer_key = touched_keys.customer_key
+
+    union
+
+    select order_lines.order_id
+    from order_lines
+    inner join products
+        on order_lines.product_id = products.product_id
+    where products.loaded_at > (select loaded_at from watermark)
+
+),
+
+{% endif %}
+
 final as (
 
     select
@@ -30,21 +145,27 @@ final as (
         order_lines.line_number,
         products.tier,
         order_lines.quantity,
-        order_lines.unit_price,
-        products.unit_cost,
-        order_lines.line_revenue,
+        cast(order_lines.unit_price as numeric) as unit_price,
+        cast(products.unit_cost as numeric) as unit_cost,
+        cast(order_lines.line_revenue as numeric) as line_revenue,
         order_lines.quantity * products.unit_cost as line_cost,
         -- = quantity x unit_margin when sold at list price (fct_orders sums the same rule)
         order_lines.line_revenue - order_lines.quantity * products.unit_cost as line_margin,
         orders.is_cancelled,
         orders.ordered_date,
-        orders.ordered_at
+        orders.ordered_at,
+        -- the watermark of incremental builds
+        greatest(order_lines.loaded_at, orders.source_loaded_at) as source_loaded_at
 
     from order_lines
     left join orders
         on order_lines.order_id = orders.order_id
     left join products
         on order_lines.product_id = products.product_id
+    {% if is_incremental() -%}
+    where order_lines.loaded_at > (select loaded_at from watermark)
+        or order_lines.order_id in (select order_id from scope)
+    {%- endif %}
 
 )
 

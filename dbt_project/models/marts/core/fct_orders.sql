@@ -1,3 +1,38 @@
+{#-
+    Incremental: a build re-derives only the orders whose row can differ from a full refresh,
+    then replaces them by order_id (delete+insert). Every input and how a change reaches here:
+
+    * orders, order_lines, refunds loaded after the watermark -> those orders (the watermark,
+      source_loaded_at, is the newest _loaded_at of an order, its lines and refunds);
+    * a product loaded after it (unit_cost -> gross_margin) -> the orders with a line of it;
+    * identity (customer_key): an email's key changes only when a CRM customer with that email
+      is loaded (new, late-arriving, archived, email changed), so CRM customers loaded after the
+      watermark touch: the orders with their current email, the orders keyed to them before
+      (an email that moved away), and the email-less orders of sales accounts whose latest
+      email is touched or whose orders changed (before or after the change);
+    * customer_order_number / is_first_order: every order of every customer key, old or new,
+      of a re-derived order (a late earlier order, a cancellation, a re-keyed order renumber
+      the customer's other orders).
+-#}
+
+{{
+    config(
+        materialized='incremental',
+        unique_key='order_id',
+        incremental_strategy='delete+insert',
+        on_schema_change='fail',
+        indexes=[
+            {'columns': ['order_id'], 'unique': True},
+            {'columns': ['customer_key']},
+            {'columns': ['customer_email']},
+            {'columns': ['sales_account_id']},
+            {'columns': ['source_loaded_at']},
+        ],
+    )
+}}
+
+-- depends_on: {{ ref('stg_crm__customers') }}
+
 with
 
 orders as (
@@ -30,6 +65,150 @@ identities as (
 
 ),
 
+{% if is_incremental() %}
+
+crm_customers as (
+
+    select * from {{ ref('stg_crm__customers') }}
+
+),
+
+watermark as (
+
+    select {{ incremental_watermark() }} as loaded_at
+
+),
+
+touched_crm_customers as (
+
+    select
+        cast(customer_id as text) as customer_key,
+        customer_email
+
+    from crm_customers
+    where loaded_at > (select loaded_at from watermark)
+
+),
+
+-- The order row itself, a line, a refund or a product of a line loaded since the watermark.
+changed_orders as (
+
+    select order_id from orders where loaded_at > (select loaded_at from watermark)
+
+    union
+
+    select order_id from order_lines where loaded_at > (select loaded_at from watermark)
+
+    union
+
+    select order_lines.order_id
+    from order_lines
+    inner join products
+        on order_lines.product_id = products.product_id
+    where products.loaded_at > (select loaded_at from watermark)
+
+    union
+
+    select order_id from refunds where loaded_at > (select loaded_at from watermark)
+
+),
+
+-- Sales accounts whose key may have moved: their latest email changed (an order of theirs
+-- changed, counting the account it had before) or that email's key changed.
+touched_accounts as (
+
+    select orders.sales_account_id
+    from orders
+    inner join changed_orders
+        on orders.order_id = changed_orders.order_id
+
+    union
+
+    select previous.sales_account_id
+    from {{ this }} as previous
+    inner join changed_orders
+        on previous.order_id = changed_orders.order_id
+
+    union
+
+    select identities.identifier
+    from identities
+    inner join touched_crm_customers
+        on identities.customer_email = touched_crm_customers.customer_email
+    where identities.identifier_type = 'sales_account'
+
+),
+
+rekeyed_orders as (
+
+    select previous.order_id
+    from {{ this }} as previous
+    inner join touched_crm_customers
+        on previous.customer_email = touched_crm_customers.customer_email
+
+    union
+
+    select previous.order_id
+    from {{ this }} as previous
+    inner join touched_crm_customers
+        on previous.customer_key = touched_crm_customers.customer_key
+
+    union
+
+    select previous.order_id
+    from {{ this }} as previous
+    inner join touched_accounts
+        on previous.sales_account_id = touched_accounts.sales_account_id
+    where previous.customer_email is null
+
+),
+
+candidate_orders as (
+
+    select order_id from changed_orders
+    union
+    select order_id from rekeyed_orders
+
+),
+
+-- Every key, before and after, of a re-derived order: all its orders are renumbered.
+renumbered_keys as (
+
+    select previous.customer_key
+    from {{ this }} as previous
+    inner join candidate_orders
+        on previous.order_id = candidate_orders.order_id
+
+    union
+
+    select coalesce(by_email.customer_key, by_account.customer_key)
+    from orders
+    inner join candidate_orders
+        on orders.order_id = candidate_orders.order_id
+    left join identities as by_email
+        on by_email.identifier_type = 'email'
+        and orders.customer_email = by_email.identifier
+    left join identities as by_account
+        on by_account.identifier_type = 'sales_account'
+        and orders.sales_account_id = by_account.identifier
+
+),
+
+scope as (
+
+    select order_id from candidate_orders
+
+    union
+
+    select previous.order_id
+    from {{ this }} as previous
+    inner join renumbered_keys
+        on previous.customer_key = renumbered_keys.customer_key
+
+),
+
+{% endif %}
+
 -- Line margin = line revenue - quantity x unit cost (= quantity x unit_margin at list price);
 -- fct_order_lines.line_margin uses the same rule.
 lines_summed as (
@@ -39,11 +218,15 @@ lines_summed as (
         count(*) as line_count,
         sum(order_lines.quantity) as item_quantity,
         sum(order_lines.line_revenue) as revenue,
-        sum(order_lines.line_revenue - order_lines.quantity * products.unit_cost) as gross_margin
+        sum(order_lines.line_revenue - order_lines.quantity * products.unit_cost) as gross_margin,
+        max(order_lines.loaded_at) as loaded_at
 
     from order_lines
     left join products
         on order_lines.product_id = products.product_id
+    {% if is_incremental() -%}
+    where order_lines.order_id in (select order_id from scope)
+    {% endif -%}
     group by 1
 
 ),
@@ -53,9 +236,13 @@ refunds_summed as (
     select
         order_id,
         sum(refund_amount) as refunded_amount,
-        max(refunded_at) as last_refunded_at
+        max(refunded_at) as last_refunded_at,
+        max(loaded_at) as loaded_at
 
     from refunds
+    {% if is_incremental() -%}
+    where order_id in (select order_id from scope)
+    {% endif -%}
     group by 1
 
 ),
@@ -73,7 +260,9 @@ resolved as (
     left join identities as by_account
         on by_account.identifier_type = 'sales_account'
         and orders.sales_account_id = by_account.identifier
-
+    {% if is_incremental() -%}
+    where orders.order_id in (select order_id from scope)
+    {% endif %}
 ),
 
 numbered as (
@@ -105,7 +294,8 @@ final as (
         coalesce(lines_summed.line_count, 0) as line_count,
         coalesce(lines_summed.item_quantity, 0) as item_quantity,
         numbered.customer_order_number,
-        numbered.order_total,
+        -- as the contract's numeric: the type incremental builds compare against
+        cast(numbered.order_total as numeric) as order_total,
         coalesce(lines_summed.revenue, 0) as revenue,
         coalesce(refunds_summed.refunded_amount, 0) as refunded_amount,
         coalesce(lines_summed.revenue, 0) - coalesce(refunds_summed.refunded_amount, 0) as net_revenue,
@@ -118,7 +308,9 @@ final as (
         numbered.ordered_date,
         numbered.ordered_at,
         refunds_summed.last_refunded_at,
-        numbered.updated_at
+        numbered.updated_at,
+        -- the watermark of incremental builds: newest _loaded_at of the order, its lines, refunds
+        greatest(numbered.loaded_at, lines_summed.loaded_at, refunds_summed.loaded_at) as source_loaded_at
 
     from numbered
     left join lines_summed

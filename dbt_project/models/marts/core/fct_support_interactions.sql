@@ -1,3 +1,33 @@
+{#-
+    Incremental (delete+insert on interaction_id), re-derived a whole case at a time: contact
+    numbers and the last contact of a case depend on all of the case's contacts. Inputs and
+    how a change reaches here:
+
+    * interactions loaded after the watermark -> their cases;
+    * support_cases loaded after it -> those cases;
+    * post-support responses (fct_survey_responses, already up to date in this build) loaded
+      after it -> the case of the contact they name, the case they name, and the case of the
+      contact they were attributed to before;
+    * customer_key is the CRM customer_id: no identity resolution involved.
+    Contacts without a case are numbered together (one partition), so they are re-derived
+    together whenever one of them changes.
+-#}
+
+{{
+    config(
+        materialized='incremental',
+        unique_key='interaction_id',
+        incremental_strategy='delete+insert',
+        on_schema_change='fail',
+        indexes=[
+            {'columns': ['interaction_id'], 'unique': True},
+            {'columns': ['case_id']},
+            {'columns': ['post_contact_response_id']},
+            {'columns': ['source_loaded_at']},
+        ],
+    )
+}}
+
 with
 
 interactions as (
@@ -19,6 +49,56 @@ survey_responses as (
 
 ),
 
+{% if is_incremental() %}
+
+watermark as (
+
+    select {{ incremental_watermark() }} as loaded_at
+
+),
+
+changed_responses as (
+
+    select
+        response_id,
+        related_case_id,
+        related_interaction_id
+
+    from survey_responses
+    where source_loaded_at > (select loaded_at from watermark)
+
+),
+
+scope_cases as (
+
+    select case_id from interactions where loaded_at > (select loaded_at from watermark)
+
+    union
+
+    select case_id from support_cases where loaded_at > (select loaded_at from watermark)
+
+    union
+
+    select related_case_id from changed_responses where related_case_id is not null
+
+    union
+
+    select interactions.case_id
+    from interactions
+    inner join changed_responses
+        on interactions.interaction_id = changed_responses.related_interaction_id
+
+    union
+
+    select previous.case_id
+    from {{ this }} as previous
+    inner join changed_responses
+        on previous.post_contact_response_id = changed_responses.response_id
+
+),
+
+{% endif %}
+
 numbered_interactions as (
 
     select
@@ -33,7 +113,10 @@ numbered_interactions as (
         ) as contact_number_from_last
 
     from interactions
-
+    {% if is_incremental() -%}
+    where interactions.case_id in (select case_id from scope_cases)
+        or (interactions.case_id is null and exists (select from scope_cases where case_id is null))
+    {% endif %}
 ),
 
 -- A post-support survey names the contact it follows (related_interaction_id); one that
@@ -45,7 +128,8 @@ post_contact_responses as (
         survey_responses.response_id,
         survey_responses.csat_score,
         survey_responses.is_top_2_box_csat,
-        survey_responses.responded_at
+        survey_responses.responded_at,
+        survey_responses.source_loaded_at
 
     from survey_responses
     left join numbered_interactions as last_contacts
@@ -86,7 +170,13 @@ final as (
         numbered_interactions.started_date,
         numbered_interactions.started_at,
         numbered_interactions.ended_at,
-        post_contact_responses.responded_at as post_contact_responded_at
+        post_contact_responses.responded_at as post_contact_responded_at,
+        -- the watermark of incremental builds
+        greatest(
+            numbered_interactions.loaded_at,
+            support_cases.loaded_at,
+            post_contact_responses.source_loaded_at
+        ) as source_loaded_at
 
     from numbered_interactions
     left join support_cases

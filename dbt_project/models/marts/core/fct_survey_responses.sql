@@ -1,3 +1,30 @@
+{#-
+    Incremental (delete+insert on response_id). Inputs and how a change reaches here:
+
+    * responses loaded after the watermark -> those responses;
+    * invitations loaded after it (related order / case / contact, email) -> their responses;
+    * identity (customer_key by respondent email): a key changes only when a CRM customer with
+      that email is loaded, so CRM customers loaded after the watermark -> the responses with
+      their current email and those keyed to them before (an email that moved away).
+-#}
+
+{{
+    config(
+        materialized='incremental',
+        unique_key='response_id',
+        incremental_strategy='delete+insert',
+        on_schema_change='fail',
+        indexes=[
+            {'columns': ['response_id'], 'unique': True},
+            {'columns': ['customer_key']},
+            {'columns': ['respondent_email']},
+            {'columns': ['source_loaded_at']},
+        ],
+    )
+}}
+
+-- depends_on: {{ ref('stg_crm__customers') }}
+
 with
 
 responses as (
@@ -19,6 +46,55 @@ identities as (
 
 ),
 
+{% if is_incremental() %}
+
+watermark as (
+
+    select {{ incremental_watermark() }} as loaded_at
+
+),
+
+touched_crm_customers as (
+
+    select
+        cast(customer_id as text) as customer_key,
+        customer_email
+
+    from {{ ref('stg_crm__customers') }}
+    where loaded_at > (select loaded_at from watermark)
+
+),
+
+scope as (
+
+    select response_id from responses where loaded_at > (select loaded_at from watermark)
+
+    union
+
+    select responses.response_id
+    from responses
+    inner join invitations
+        on responses.invitation_id = invitations.invitation_id
+    where invitations.loaded_at > (select loaded_at from watermark)
+
+    union
+
+    select previous.response_id
+    from {{ this }} as previous
+    inner join touched_crm_customers
+        on previous.respondent_email = touched_crm_customers.customer_email
+
+    union
+
+    select previous.response_id
+    from {{ this }} as previous
+    inner join touched_crm_customers
+        on previous.customer_key = touched_crm_customers.customer_key
+
+),
+
+{% endif %}
+
 joined as (
 
     select
@@ -26,11 +102,15 @@ joined as (
         invitations.related_order_id,
         invitations.related_case_id,
         invitations.related_interaction_id,
-        coalesce(responses.respondent_email, invitations.respondent_email) as resolved_email
+        coalesce(responses.respondent_email, invitations.respondent_email) as resolved_email,
+        greatest(responses.loaded_at, invitations.loaded_at) as source_loaded_at
 
     from responses
     left join invitations
         on responses.invitation_id = invitations.invitation_id
+    {% if is_incremental() -%}
+    where responses.response_id in (select response_id from scope)
+    {% endif %}
 
 ),
 
@@ -89,7 +169,9 @@ final as (
         joined.has_comment,
         joined.responded_date,
         joined.sent_at,
-        joined.responded_at
+        joined.responded_at,
+        -- the watermark of incremental builds
+        joined.source_loaded_at
 
     from joined
     left join identities

@@ -1,0 +1,209 @@
+"""`cem bench marts`: full build of the marts, then incremental builds, at N customers.
+
+Generates the sources, ingests them through the real ingestion functions (the CRM through
+its stand-in API), then times three builds of the marts with publish: a full refresh, a
+warm incremental build with nothing new, and an incremental build after one
+``--next-day`` delta. Prints JSON figures (seconds, per-model timings from dbt's
+run_results.json, the incremental / full ratio and the goals); it asserts nothing.
+
+Everything lands in two throw-away databases (warehouse and sales stand-in) on the
+configured server and a temporary folder, all removed afterwards unless ``keep``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from rich.console import Console
+
+from cem_warehouse import paths
+from cem_warehouse.warehouse.connection import connect
+from cem_warehouse.warehouse.settings import WarehouseLocation
+
+GOALS = {
+    "full_build_seconds_at_1m_customers_on_2_cores": 600,
+    "incremental_after_one_day_share_of_full_build": 0.10,
+}
+TOKEN = "bench-token-not-a-secret"
+FACTS = (
+    "fct_orders",
+    "fct_order_lines",
+    "fct_survey_responses",
+    "fct_support_interactions",
+    "fct_referrals",
+)
+
+
+@contextmanager
+def _databases(server: WarehouseLocation, keep: bool) -> Iterator[tuple[WarehouseLocation, ...]]:
+    suffix = uuid.uuid4().hex[:8]
+    names = [f"cem_bench_marts_{suffix}", f"cem_bench_sales_{suffix}"]
+    with connect(server.with_database("postgres"), autocommit=True) as conn:
+        for name in names:
+            conn.execute(f'create database "{name}"')
+    try:
+        yield tuple(server.with_database(name) for name in names)
+    finally:
+        if not keep:
+            with connect(server.with_database("postgres"), autocommit=True) as conn:
+                for name in names:
+                    conn.execute(f'drop database if exists "{name}" with (force)')
+
+
+def _ingest(warehouse: WarehouseLocation, sales_db: WarehouseLocation, work: Path) -> None:
+    """All three sources, through the functions the ingestion DAGs call."""
+    from cem_warehouse.load.sources import ingest_crm, ingest_sales, ingest_surveys
+    from cem_warehouse.sources.connections import SourceConnection
+    from cem_warehouse.sources.crm_server import CrmServer
+
+    server = CrmServer(work / "crm_store", TOKEN).start()
+    try:
+        host, port = server.httpd.server_address[:2]
+        ingest_crm(
+            warehouse, SourceConnection("cem_source_crm", "http", host, port, password=TOKEN)
+        )
+    finally:
+        server.stop()
+    ingest_sales(
+        warehouse,
+        SourceConnection(
+            "cem_source_sales",
+            "postgres",
+            sales_db.host,
+            sales_db.port,
+            sales_db.user,
+            sales_db.password,
+            sales_db.dbname,
+        ),
+    )
+    ingest_surveys(
+        warehouse,
+        SourceConnection("cem_source_surveys", "fs", extra={"path": str(work / "landing")}),
+    )
+
+
+def _run_results() -> dict:
+    """Per-model seconds (models only) and the total of tests, from dbt's run_results.json."""
+    results = json.loads((paths.state_dir() / "dbt" / "target" / "run_results.json").read_text())
+    models: dict[str, float] = {}
+    tests = 0.0
+    for result in results["results"]:
+        kind, name = result["unique_id"].split(".")[0], result["unique_id"].split(".")[-1]
+        if kind == "model":
+            models[name] = round(result["execution_time"], 2)
+        else:
+            tests += result["execution_time"]
+    ordered = dict(sorted(models.items(), key=lambda item: -item[1]))
+    return {
+        "dbt_elapsed_seconds": round(results.get("elapsed_time", 0.0), 2),
+        "models_seconds": ordered,
+        "tests_seconds_total": round(tests, 2),
+    }
+
+
+def _counts(location: WarehouseLocation) -> dict[str, int]:
+    with connect(location) as conn:
+        raw = {
+            f"raw.{name}": int(count)
+            for name, count in conn.execute(
+                "select c.relname, c.reltuples::bigint from pg_class c "
+                "join pg_namespace n on n.oid = c.relnamespace "
+                "where n.nspname = 'raw' and c.relkind = 'r' order by 1"
+            )
+        }
+        marts = {
+            f"marts.{fact}": int(conn.execute(f"select count(*) from marts.{fact}").fetchone()[0])
+            for fact in FACTS
+        }
+    return {**raw, **marts}
+
+
+def bench_marts(customers: int, seed: int = 42, *, keep: bool = False) -> dict:
+    from cem_warehouse.sources.generator.run import Targets, generate, generate_next_day
+    from cem_warehouse.transform.marts import build_marts
+    from cem_warehouse.warehouse.embedded import ensure_warehouse
+
+    console = Console(stderr=True, highlight=False)
+    seconds: dict[str, float] = {}
+    timings: dict[str, dict] = {}
+
+    def step(name: str, what: str, action: Callable[[], object]) -> None:
+        with console.status(f"[bold]{what}[/] ({customers:,} customers)"):
+            started = time.perf_counter()
+            action()
+            seconds[name] = round(time.perf_counter() - started, 2)
+        console.print(f"{what}: {seconds[name]}s")
+
+    server = ensure_warehouse()
+    work = Path(tempfile.mkdtemp(prefix="cem_bench_marts_"))
+    try:
+        with _databases(server, keep) as (warehouse, sales_db):
+            targets = Targets(sales_db, work / "crm_store", str(work / "landing"), work / "state")
+            step("generate", "generate day 0", lambda: generate(customers, seed, targets))
+            step("ingest", "ingest day 0", lambda: _ingest(warehouse, sales_db, work))
+            step(
+                "full_build",
+                "full build + publish",
+                lambda: build_marts(warehouse, full_refresh=True),
+            )
+            timings["full_build"] = _run_results()
+            step(
+                "noop_incremental_build",
+                "incremental build, no new data",
+                lambda: build_marts(warehouse),
+            )
+            timings["noop_incremental_build"] = _run_results()
+            step(
+                "generate_next_day",
+                "generate one --next-day delta",
+                lambda: generate_next_day(targets),
+            )
+            step("ingest_next_day", "ingest the delta", lambda: _ingest(warehouse, sales_db, work))
+            step(
+                "incremental_build",
+                "incremental build + publish after the delta",
+                lambda: build_marts(warehouse),
+            )
+            timings["incremental_build"] = _run_results()
+            counts = _counts(warehouse)
+            kept = (
+                {"warehouse": warehouse.redacted_url, "sales": sales_db.redacted_url}
+                if keep
+                else None
+            )
+    finally:
+        if keep:
+            console.print(f"kept: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    full = seconds["full_build"]
+    return {
+        "customers": customers,
+        "seed": seed,
+        "seconds": seconds,
+        "incremental_to_full_ratio": round(seconds["incremental_build"] / full, 4),
+        "noop_incremental_to_full_ratio": round(seconds["noop_incremental_build"] / full, 4),
+        "goals": {
+            **GOALS,
+            "full_build_met": full < GOALS["full_build_seconds_at_1m_customers_on_2_cores"],
+            "incremental_met": seconds["incremental_build"] / full
+            < GOALS["incremental_after_one_day_share_of_full_build"],
+            "note": "builds are `dbt build` (models, unit and data tests) plus publish",
+        },
+        "dbt": timings,
+        "rows": counts,
+        "server": f"PostgreSQL at {server.host}:{server.port}",
+        **({"kept": kept} if kept else {}),
+    }
+
+
+def run(customers: int, seed: int = 42, keep: bool = False) -> int:
+    print(json.dumps(bench_marts(customers, seed, keep=keep), indent=2))
+    return 0
