@@ -24,6 +24,13 @@ survey_responses as (
 
 ),
 
+-- Churn and lifecycle as of the build's as-of date (customers with a purchase by then).
+churn as (
+
+    select * from {{ ref('int_customers_churn_assessed') }}
+
+),
+
 -- One row per customer: every CRM customer, plus every inferred key.
 customer_keys as (
 
@@ -122,6 +129,8 @@ final as (
         crm_customers.region,
         crm_customers.acquisition_channel,
         last_ltr_answers.nps_category as loyalty_category,
+        -- no purchase on or before the as-of date: a prospect
+        coalesce(churn.lifecycle_stage, 'prospect') as lifecycle_stage,
         coalesce(orders_summed.order_count, 0) as order_count,
         last_ltr_answers.likelihood_to_recommend as last_likelihood_to_recommend,
         coalesce(orders_summed.revenue, 0) as revenue,
@@ -153,6 +162,8 @@ final as (
     left join last_ltr_answers
         on customer_keys.customer_key = last_ltr_answers.customer_key
         and last_ltr_answers.answer_rank_from_last = 1
+    left join churn
+        on customer_keys.customer_key = churn.customer_key
 
 )
 

@@ -1,0 +1,170 @@
+{#-
+    One row per customer with a purchase as of the as-of date: churn as of that date, win
+    back, the last CSAT and LTR before churning, and the lifecycle stage. dim_customers takes
+    the lifecycle stage from here, so this model must not read dim_customers.
+
+    Lifecycle stage, as of the as-of date, the first rule that holds:
+    1. churned  - churned (int_purchase_gaps_assessed_for_churn);
+    2. new      - first purchase at most lifecycle_new_days (90) days ago;
+    3. won back - won back by a purchase at most lifecycle_won_back_days (90) days ago;
+    4. at-risk  - more than half their churn threshold since the last purchase;
+    5. active   - everyone else.
+    Customers without a purchase are 'prospect' in dim_customers.
+-#}
+
+with
+
+purchase_days as (
+
+    select * from {{ ref('int_orders_aggregated_to_purchase_days') }}
+
+),
+
+purchase_gaps as (
+
+    select * from {{ ref('int_purchase_gaps_assessed_for_churn') }}
+
+),
+
+survey_responses as (
+
+    select * from {{ ref('fct_survey_responses') }}
+
+),
+
+first_purchases as (
+
+    select
+        customer_key,
+        min(purchase_date) as first_purchase_date
+
+    from purchase_days
+    group by 1
+
+),
+
+win_backs as (
+
+    select
+        customer_key,
+        count(*) as win_back_count,
+        max(won_back_date) as won_back_date
+
+    from purchase_gaps
+    where is_won_back
+    group by 1
+
+),
+
+current_gaps as (
+
+    select * from purchase_gaps
+    where is_last_purchase_day
+
+),
+
+-- The last answer with a CSAT, and the last with an LTR, on or before the churned date.
+last_csat_before_churn as (
+
+    select distinct on (current_gaps.customer_key)
+        current_gaps.customer_key,
+        survey_responses.csat_score
+
+    from current_gaps
+    inner join survey_responses
+        on current_gaps.customer_key = survey_responses.customer_key
+        and survey_responses.responded_date <= current_gaps.churned_date
+    where current_gaps.is_churned
+        and survey_responses.csat_score is not null
+    order by
+        current_gaps.customer_key asc,
+        survey_responses.responded_at desc,
+        survey_responses.response_id desc
+
+),
+
+last_ltr_before_churn as (
+
+    select distinct on (current_gaps.customer_key)
+        current_gaps.customer_key,
+        survey_responses.nps_category,
+        survey_responses.likelihood_to_recommend
+
+    from current_gaps
+    inner join survey_responses
+        on current_gaps.customer_key = survey_responses.customer_key
+        and survey_responses.responded_date <= current_gaps.churned_date
+    where current_gaps.is_churned
+        and survey_responses.likelihood_to_recommend is not null
+    order by
+        current_gaps.customer_key asc,
+        survey_responses.responded_at desc,
+        survey_responses.response_id desc
+
+),
+
+joined as (
+
+    select
+        current_gaps.customer_key,
+        current_gaps.churn_rule,
+        last_ltr_before_churn.nps_category as last_nps_category_before_churn,
+        current_gaps.threshold_days,
+        current_gaps.median_gap_days,
+        {{ as_of_date() }} - current_gaps.purchase_date as days_since_last_purchase,
+        last_csat_before_churn.csat_score as last_csat_before_churn,
+        last_ltr_before_churn.likelihood_to_recommend as last_ltr_before_churn,
+        coalesce(win_backs.win_back_count, 0) as win_back_count,
+        current_gaps.is_churned,
+        win_backs.customer_key is not null as is_won_back,
+        first_purchases.first_purchase_date,
+        current_gaps.purchase_date as last_purchase_date,
+        current_gaps.churned_date,
+        win_backs.won_back_date,
+        {{ as_of_date() }} as as_of_date
+
+    from current_gaps
+    inner join first_purchases
+        on current_gaps.customer_key = first_purchases.customer_key
+    left join win_backs
+        on current_gaps.customer_key = win_backs.customer_key
+    left join last_csat_before_churn
+        on current_gaps.customer_key = last_csat_before_churn.customer_key
+    left join last_ltr_before_churn
+        on current_gaps.customer_key = last_ltr_before_churn.customer_key
+
+),
+
+final as (
+
+    select
+        customer_key,
+        churn_rule,
+        case
+            when is_churned then 'churned'
+            when as_of_date - first_purchase_date <= {{ lifecycle_new_days() }} then 'new'
+            when as_of_date - won_back_date <= {{ lifecycle_won_back_days() }} then 'won back'
+            when days_since_last_purchase > threshold_days / 2.0 then 'at-risk'
+            else 'active'
+        end as lifecycle_stage,
+        last_nps_category_before_churn,
+        threshold_days,
+        median_gap_days,
+        days_since_last_purchase,
+        last_csat_before_churn,
+        last_ltr_before_churn,
+        win_back_count,
+        is_churned,
+        last_csat_before_churn >= 4 as is_satisfied_before_churn,
+        is_won_back,
+        first_purchase_date,
+        last_purchase_date,
+        churned_date,
+        won_back_date,
+        as_of_date
+
+    from joined
+
+)
+
+select * from final

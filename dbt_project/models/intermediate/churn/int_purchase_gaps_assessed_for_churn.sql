@@ -1,0 +1,126 @@
+{#-
+    One row per customer and purchase day (as of the as-of date): the gap that follows the
+    purchase day, up to the next purchase day or, after the last one, up to the as-of date,
+    and whether the customer churned in it (CEM_DOMAIN.md).
+
+    * The threshold after purchase day k comes from the customer's rhythm known then:
+      max(floor, multiple x median of the gaps between their purchase days 1..k), rounded up
+      to whole days (default max(90, 3 x median); floor alone while there is no gap yet).
+      A later build therefore never rewrites an earlier churn: the churn of any past date
+      is what a build as of that date said.
+    * "As of a date" means at the end of that day, so a customer who last purchased on day L
+      has gone longer than threshold days without a purchase at the end of L + threshold:
+      churned_date = L + threshold, churned as of every day from churned_date on.
+    * An explicit cancellation (CRM cancelled_at) falling in the gap churns the customer on
+      that day. A cancellation before the first purchase is ignored.
+    * The earlier of the two is the churn; a tie counts as the explicit cancellation.
+    * A churned customer who buys again is won back on that purchase day.
+-#}
+
+with
+
+purchase_days as (
+
+    select * from {{ ref('int_orders_aggregated_to_purchase_days') }}
+
+),
+
+crm_customers as (
+
+    select * from {{ ref('stg_crm__customers') }}
+
+),
+
+-- The median of the gaps between purchase days 1..k, for every purchase day k.
+running_medians as (
+
+    select
+        later_days.purchase_day_id,
+        cast(
+            percentile_cont(0.5) within group (order by earlier_days.days_since_previous_purchase)
+            as numeric
+        ) as median_gap_days
+
+    from purchase_days as later_days
+    left join purchase_days as earlier_days
+        on later_days.customer_key = earlier_days.customer_key
+        and earlier_days.purchase_day_number between 2 and later_days.purchase_day_number
+    group by 1
+
+),
+
+thresholded as (
+
+    select
+        purchase_days.purchase_day_id,
+        purchase_days.customer_key,
+        purchase_days.purchase_day_number,
+        running_medians.median_gap_days,
+        cast(
+            greatest(
+                {{ churn_threshold_floor_days() }},
+                ceil({{ churn_threshold_gap_multiple() }} * running_medians.median_gap_days)
+            ) as integer
+        ) as threshold_days,
+        purchase_days.next_purchase_date is null as is_last_purchase_day,
+        purchase_days.purchase_date,
+        purchase_days.next_purchase_date,
+        -- the last day of the gap: the day before the next purchase, else the as-of date
+        coalesce(purchase_days.next_purchase_date - 1, {{ as_of_date() }}) as gap_end_date
+
+    from purchase_days
+    inner join running_medians
+        on purchase_days.purchase_day_id = running_medians.purchase_day_id
+
+),
+
+candidates as (
+
+    select
+        thresholded.*,
+        case
+            when thresholded.purchase_date + thresholded.threshold_days <= thresholded.gap_end_date
+                then thresholded.purchase_date + thresholded.threshold_days
+        end as threshold_churned_date,
+        case
+            when crm_customers.cancelled_date between thresholded.purchase_date and thresholded.gap_end_date
+                then crm_customers.cancelled_date
+        end as cancellation_date
+
+    from thresholded
+    left join crm_customers
+        on thresholded.customer_key = cast(crm_customers.customer_id as text)
+
+),
+
+final as (
+
+    select
+        purchase_day_id,
+        customer_key,
+        case
+            when cancellation_date <= coalesce(threshold_churned_date, cancellation_date)
+                then 'explicit cancellation'
+            when threshold_churned_date is not null
+                then 'no purchase within threshold'
+        end as churn_rule,
+        purchase_day_number,
+        threshold_days,
+        median_gap_days,
+        is_last_purchase_day,
+        coalesce(threshold_churned_date, cancellation_date) is not null as is_churned,
+        coalesce(threshold_churned_date, cancellation_date) is not null
+        and next_purchase_date is not null as is_won_back,
+        purchase_date,
+        gap_end_date,
+        least(threshold_churned_date, cancellation_date) as churned_date,
+        case
+            when coalesce(threshold_churned_date, cancellation_date) is not null
+                then next_purchase_date
+        end as won_back_date
+
+    from candidates
+
+)
+
+select * from final

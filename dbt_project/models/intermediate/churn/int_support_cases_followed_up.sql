@@ -1,0 +1,138 @@
+{#-
+    One row per support case with a contact on or before the as-of date: its outcome as of
+    that date and what its customer did after the case's last contact (the anchor):
+    repurchased within contact_repurchase_window_days (90) days, i.e. a purchase day in
+    (anchor, anchor + 90]; churned within contact_churn_window_days (180) days, i.e. a churn
+    (int_purchase_gaps_assessed_for_churn) dated in (anchor, anchor + 180]. A case is
+    followed up only when both windows have fully passed by the as-of date; the others
+    are kept with is_followed_up false.
+-#}
+
+with
+
+interactions as (
+
+    select * from {{ ref('fct_support_interactions') }}
+
+),
+
+support_cases as (
+
+    select * from {{ ref('stg_crm__support_cases') }}
+
+),
+
+purchase_days as (
+
+    select * from {{ ref('int_orders_aggregated_to_purchase_days') }}
+
+),
+
+purchase_gaps as (
+
+    select * from {{ ref('int_purchase_gaps_assessed_for_churn') }}
+
+),
+
+case_contacts as (
+
+    select
+        case_id,
+        min(customer_key) as customer_key,
+        count(*) as contact_count,
+        min(started_date) as first_contact_date,
+        max(started_date) as last_contact_date
+
+    from interactions
+    where started_date <= {{ as_of_date() }}
+        and case_id is not null
+    group by 1
+
+),
+
+outcomes as (
+
+    select
+        case_contacts.case_id,
+        case_contacts.customer_key,
+        case
+            when support_cases.is_first_contact_resolution
+                and cast(support_cases.resolved_at at time zone 'UTC' as date) <= {{ as_of_date() }}
+                then 'resolved at first contact'
+            when support_cases.is_resolved
+                and cast(support_cases.resolved_at at time zone 'UTC' as date) <= {{ as_of_date() }}
+                then 'resolved after more contacts'
+            else 'unresolved'
+        end as case_outcome,
+        case_contacts.contact_count,
+        case_contacts.last_contact_date + {{ contact_churn_window_days() }} <= {{ as_of_date() }}
+        and case_contacts.last_contact_date + {{ contact_repurchase_window_days() }} <= {{ as_of_date() }}
+        as is_followed_up,
+        case_contacts.first_contact_date,
+        case_contacts.last_contact_date
+
+    from case_contacts
+    left join support_cases
+        on case_contacts.case_id = support_cases.case_id
+
+),
+
+repurchases as (
+
+    select
+        outcomes.case_id,
+        min(purchase_days.purchase_date) as next_purchase_date
+
+    from outcomes
+    inner join purchase_days
+        on outcomes.customer_key = purchase_days.customer_key
+        and purchase_days.purchase_date > outcomes.last_contact_date
+    group by 1
+
+),
+
+churns as (
+
+    select
+        outcomes.case_id,
+        min(purchase_gaps.churned_date) as next_churned_date
+
+    from outcomes
+    inner join purchase_gaps
+        on outcomes.customer_key = purchase_gaps.customer_key
+        and purchase_gaps.churned_date > outcomes.last_contact_date
+    group by 1
+
+),
+
+final as (
+
+    select
+        outcomes.case_id,
+        outcomes.customer_key,
+        outcomes.case_outcome,
+        outcomes.contact_count,
+        outcomes.case_outcome <> 'unresolved' as is_resolved,
+        outcomes.is_followed_up,
+        coalesce(
+            repurchases.next_purchase_date <= outcomes.last_contact_date + {{ contact_repurchase_window_days() }},
+            false
+        ) as has_repurchased_within_window,
+        coalesce(
+            churns.next_churned_date <= outcomes.last_contact_date + {{ contact_churn_window_days() }},
+            false
+        ) as has_churned_within_window,
+        outcomes.first_contact_date,
+        outcomes.last_contact_date,
+        repurchases.next_purchase_date,
+        churns.next_churned_date
+
+    from outcomes
+    left join repurchases
+        on outcomes.case_id = repurchases.case_id
+    left join churns
+        on outcomes.case_id = churns.case_id
+
+)
+
+select * from final

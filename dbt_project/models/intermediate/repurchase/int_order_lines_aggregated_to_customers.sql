@@ -1,0 +1,96 @@
+{#-
+    One row per customer with a purchase as of the as-of date: cross-sell (distinct product
+    lines bought) and upgrades. An upgrade (CEM_DOMAIN.md) is a purchase of a higher tier of
+    a line already owned: a purchase day on which the customer buys a tier of a product
+    line above every tier of that line they bought on earlier days. Buying two tiers of a
+    new line on one day is not an upgrade.
+-#}
+
+with
+
+order_lines as (
+
+    select * from {{ ref('fct_order_lines') }}
+
+),
+
+purchased_lines as (
+
+    select
+        customer_key,
+        product_line,
+        tier,
+        ordered_date
+
+    from order_lines
+    where not is_cancelled
+        and customer_key is not null
+        and ordered_date <= {{ as_of_date() }}
+
+),
+
+line_days as (
+
+    select
+        customer_key,
+        product_line,
+        ordered_date,
+        max(tier) as highest_tier
+
+    from purchased_lines
+    where product_line is not null
+    group by 1, 2, 3
+
+),
+
+line_days_compared as (
+
+    select
+        customer_key,
+        product_line,
+        ordered_date,
+        highest_tier,
+        max(highest_tier) over (
+            partition by customer_key, product_line
+            order by ordered_date asc
+            rows between unbounded preceding and 1 preceding
+        ) as highest_tier_owned_before
+
+    from line_days
+
+),
+
+customer_keys as (
+
+    select distinct customer_key from purchased_lines
+
+),
+
+lines_summed as (
+
+    select
+        customer_key,
+        count(distinct product_line) as product_lines_bought,
+        count(*) filter (where highest_tier > highest_tier_owned_before) as upgrade_count,
+        min(ordered_date) filter (where highest_tier > highest_tier_owned_before) as first_upgrade_date
+
+    from line_days_compared
+    group by 1
+
+),
+
+final as (
+
+    select
+        customer_keys.customer_key,
+        coalesce(lines_summed.product_lines_bought, 0) as product_lines_bought,
+        coalesce(lines_summed.upgrade_count, 0) as upgrade_count,
+        lines_summed.first_upgrade_date
+
+    from customer_keys
+    left join lines_summed
+        on customer_keys.customer_key = lines_summed.customer_key
+
+)
+
+select * from final
