@@ -1,0 +1,69 @@
+{#-
+    Contact-center contacts per month the contact started (UTC) x contact channel: volume,
+    handle time, and post-contact CSAT. Post-contact CSAT is the CSAT of the post-support
+    survey linked to the contact in fct_support_interactions (the invitation names the
+    contact; a survey naming only its case counts for the case's last contact), also split by
+    whether the contact's case was a first-contact resolution.
+-#}
+
+with
+
+support_interactions as (
+
+    select * from {{ ref('fct_support_interactions') }}
+
+),
+
+counted as (
+
+    select
+        cast(date_trunc('month', started_date) as date) as started_month,
+        coalesce(channel, 'unknown') as channel,
+        count(*) as contacts,
+        count(*) filter (where is_inbound) as inbound_contacts,
+        count(distinct case_id) as cases_contacted,
+        count(handle_seconds) as timed_contacts,
+        cast(sum(handle_seconds) as bigint) as total_handle_seconds,
+        avg(handle_seconds) as mean_handle_seconds_unrounded,
+        percentile_cont(0.5) within group (order by handle_seconds) as median_handle_seconds_unrounded,
+        count(post_contact_csat_score) as post_contact_csat_responses,
+        count(*) filter (where post_contact_csat_score >= 4) as post_contact_satisfied_responses,
+        avg(post_contact_csat_score) as mean_post_contact_csat_unrounded,
+        count(post_contact_csat_score) filter (where is_first_contact_resolution) as fcr_csat_responses,
+        avg(post_contact_csat_score) filter (where is_first_contact_resolution) as fcr_csat_unrounded,
+        count(post_contact_csat_score) filter (where not is_first_contact_resolution) as not_fcr_csat_responses,
+        avg(post_contact_csat_score) filter (where not is_first_contact_resolution) as not_fcr_csat_unrounded
+
+    from support_interactions
+    group by 1, 2
+
+),
+
+final as (
+
+    select
+        started_month || '|' || channel as support_contacts_monthly_id,
+        channel,
+        contacts,
+        inbound_contacts,
+        cases_contacted,
+        timed_contacts,
+        total_handle_seconds,
+        round(mean_handle_seconds_unrounded, 1) as mean_handle_seconds,
+        round(cast(median_handle_seconds_unrounded as numeric), 1) as median_handle_seconds,
+        post_contact_csat_responses,
+        post_contact_satisfied_responses,
+        round(mean_post_contact_csat_unrounded, 2) as mean_post_contact_csat,
+        round(post_contact_satisfied_responses::numeric / nullif(post_contact_csat_responses, 0), 4)
+            as post_contact_top_2_box_csat_share,
+        fcr_csat_responses,
+        round(fcr_csat_unrounded, 2) as mean_post_contact_csat_first_contact_resolved,
+        not_fcr_csat_responses,
+        round(not_fcr_csat_unrounded, 2) as mean_post_contact_csat_not_first_contact_resolved,
+        started_month
+
+    from counted
+
+)
+
+select * from final

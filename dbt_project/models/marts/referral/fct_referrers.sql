@@ -1,0 +1,91 @@
+{#-
+    One row per customer who referred at least once (referrer_customer_key): referrals made,
+    how many converted (the referred customer placed a first order, fct_referrals), and the
+    revenue of the customers they brought in (dim_customers.revenue: purchases not cancelled,
+    before refunds; each referred customer counted once per referrer). A referral record
+    without a referrer is nobody's referral and is left out.
+-#}
+
+with
+
+referrals as (
+
+    select * from {{ ref('fct_referrals') }}
+    where referrer_customer_key is not null
+
+),
+
+customers as (
+
+    select * from {{ ref('dim_customers') }}
+
+),
+
+referrals_summed as (
+
+    select
+        referrer_customer_key,
+        count(*) as referrals_made,
+        count(*) filter (where is_converted) as converted_referrals,
+        count(distinct referred_customer_key) as referred_customers,
+        min(referred_date) as first_referred_date,
+        max(referred_date) as last_referred_date
+
+    from referrals
+    group by 1
+
+),
+
+-- Each referred customer once per referrer, so a duplicated referral record does not double
+-- their revenue.
+referred_pairs as (
+
+    select distinct
+        referrer_customer_key,
+        referred_customer_key
+
+    from referrals
+    where referred_customer_key is not null
+
+),
+
+referred_revenue as (
+
+    select
+        referred_pairs.referrer_customer_key,
+        sum(coalesce(referred_customers.revenue, 0)) as referred_customers_revenue,
+        sum(coalesce(referred_customers.net_revenue, 0)) as referred_customers_net_revenue
+
+    from referred_pairs
+    left join customers as referred_customers
+        on referred_pairs.referred_customer_key = referred_customers.customer_key
+    group by 1
+
+),
+
+final as (
+
+    select
+        referrals_summed.referrer_customer_key,
+        referrers.customer_id as referrer_customer_id,
+        coalesce(referrers.segment, 'unknown') as segment,
+        coalesce(referrers.loyalty_category, 'unknown') as loyalty_category,
+        referrals_summed.referrals_made,
+        referrals_summed.converted_referrals,
+        referrals_summed.referred_customers,
+        coalesce(referred_revenue.referred_customers_revenue, 0) as referred_customers_revenue,
+        coalesce(referred_revenue.referred_customers_net_revenue, 0) as referred_customers_net_revenue,
+        round(referrals_summed.converted_referrals::numeric / referrals_summed.referrals_made, 4) as conversion_rate,
+        referrers.customer_key is not null as is_in_dim_customers,
+        referrals_summed.first_referred_date,
+        referrals_summed.last_referred_date
+
+    from referrals_summed
+    left join customers as referrers
+        on referrals_summed.referrer_customer_key = referrers.customer_key
+    left join referred_revenue
+        on referrals_summed.referrer_customer_key = referred_revenue.referrer_customer_key
+
+)
+
+select * from final
