@@ -71,6 +71,7 @@ def print_status(limit_per_source: int = 5) -> int:
         )
     console.print(table)
     print_quarantine(location)
+    print_marts(location)
     return 0
 
 
@@ -100,3 +101,36 @@ def print_quarantine(location) -> None:
     for entity, reason, count, latest in rows:
         table.add_row(entity, reason[:90], f"{count:,}", f"{latest:%Y-%m-%d %H:%M}")
     console.print(table)
+
+
+def print_marts(location) -> None:
+    """Which build analysts are reading, and whether a later build was held back by its audit."""
+    with connect(location) as conn:
+        if conn.execute("select to_regclass('ops.mart_publications')").fetchone()[0] is None:
+            return
+        last = conn.execute(
+            "select publication_id, as_of_date, published_at, tables from ops.mart_publications "
+            "order by publication_id desc limit 1"
+        ).fetchone()
+        held_back = conn.execute(
+            "select batch_id, count(*), max(checked_at), "
+            "string_agg(distinct suite_name || ': ' || expectation_type || coalesce('(' || column_name || ')', ''), '; ') "
+            "from ops.dq_results where batch_id like 'marts-%%' and not success "
+            "and checked_at > coalesce(%s, '-infinity'::timestamptz) "
+            "group by batch_id order by max(checked_at) desc limit 1",
+            (last[2] if last else None,),
+        ).fetchone()
+    if last is None:
+        console.print("Marts: not published yet (`cem run` builds, audits and publishes them).")
+    else:
+        publication_id, as_of, published_at, tables = last
+        console.print(
+            f"Marts: publication {publication_id}, as of {as_of}, published {published_at:%Y-%m-%d %H:%M} UTC, "
+            f"{len(tables)} tables ({tables.get('dim_customers', 0):,} customers)."
+        )
+    if held_back:
+        audit_id, failures, checked_at, checks = held_back
+        console.print(
+            f"[red]A later build was NOT published[/red]: audit {audit_id} at {checked_at:%Y-%m-%d %H:%M} UTC, "
+            f"{failures} failed check(s): {checks[:300]}. Analysts still see the publication above."
+        )

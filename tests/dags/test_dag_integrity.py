@@ -78,3 +78,18 @@ def test_transform_is_scheduled_on_the_raw_assets(dagbag):
     assert produced_assets(ingest) & consumed_assets(transform)
     order = [d.dag_id for d in dependency_order([transform, ingest])]
     assert order.index("ingest_surveys") < order.index("transform_cx_marts")
+
+
+def test_transform_publishes_only_after_every_model_and_the_audit(dagbag):
+    """Write-audit-publish: the swap depends on the audit, which depends on every dbt task."""
+    transform = dagbag.dags.get("transform_cx_marts")
+    audit, publish = transform.get_task("audit_marts"), transform.get_task("publish_marts")
+    dbt_tasks = [t for t in transform.tasks if t.task_id.startswith("dbt.")]
+    assert len(dbt_tasks) > 20
+    assert publish.upstream_task_ids == {"audit_marts"}
+    # Every dbt task reaches the audit (directly or through a downstream dbt task).
+    upstream_of_audit = audit.get_flat_relative_ids(upstream=True)
+    assert {t.task_id for t in dbt_tasks} <= upstream_of_audit
+    assert transform.get_task("publish_docs").upstream_task_ids == {"publish_marts"}
+    # The as-of date reaches dbt from the run's conf and data interval, not the clock.
+    assert set(dbt_tasks[0].vars) == {"as_of_date", "data_interval_end"}

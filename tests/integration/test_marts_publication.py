@@ -12,6 +12,7 @@ import pytest
 
 from cem_warehouse.errors import CemError
 from cem_warehouse.load.sources import ingest_crm, ingest_sales, ingest_surveys
+from cem_warehouse.ops_report import print_marts
 from cem_warehouse.quality.marts_audit import audit_marts
 from cem_warehouse.sources.generator.run import generate_next_day
 from cem_warehouse.transform.marts import build_marts
@@ -49,7 +50,7 @@ def _reader(location) -> psycopg.Connection:
 
 
 def test_readers_see_the_last_good_marts_until_an_audited_build_is_swapped_in(
-    stand_ins, tmp_path, monkeypatch
+    stand_ins, tmp_path, monkeypatch, capsys
 ):
     monkeypatch.setenv("CEM_HOME", str(tmp_path / "state"))
     _load(stand_ins)
@@ -88,6 +89,13 @@ def test_readers_see_the_last_good_marts_until_an_audited_build_is_swapped_in(
             (audit_id,),
         ).fetchall()
     assert failures == [("expect_column_values_to_be_between", "nps")]
+    # `cem status` tells the operator which build analysts read and that a later one was held.
+    capsys.readouterr()
+    print_marts(stand_ins.warehouse)
+    status = " ".join(capsys.readouterr().out.split())
+    assert (
+        "Marts: publication" in status and "NOT published" in status and "fct_nps_monthly" in status
+    )
 
     # A good build is swapped in while a reader is in the middle of a long query: the
     # query finishes on the marts it started with, and the swap does not wait for it.
