@@ -115,12 +115,14 @@ CONSTRAINTS = (
 def _csv_bytes(table: pa.Table) -> bytes:
     # Zone-aware timestamps format ~30x slower in Arrow; the values are UTC and the COPY
     # session runs with TimeZone=UTC, so naive text means the same instant.
+    # One chunk per column: Arrow's CSV writer emits garbage (NUL bytes) for a table whose
+    # columns hold an empty chunk, which concatenated next-day tables do.
     table = pa.table(
         {
             n: c.cast(pa.timestamp("us")) if pa.types.is_timestamp(c.type) else c
             for n, c in zip(table.column_names, table.columns, strict=True)
         }
-    )
+    ).combine_chunks()
     sink = io.BytesIO()
     pacsv.write_csv(table, sink, pacsv.WriteOptions(include_header=False, batch_size=65536))
     return sink.getvalue()
