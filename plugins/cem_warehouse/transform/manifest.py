@@ -59,9 +59,16 @@ def ensure_manifest(force: bool = False) -> Path:
         text=True,
     )
     if result.returncode != 0 or not target.exists():
-        errors = [line for line in (result.stdout + result.stderr).splitlines() if "rror" in line]
+        # dbt prints the cause on the lines after "Encountered an error": keep them all.
+        output = result.stdout + result.stderr
+        cause = (
+            output[output.find("Encountered an error") :]
+            if "Encountered an error" in output
+            else output[-800:]
+        )
+        detail = " | ".join(line.strip() for line in cause.splitlines() if line.strip())
         raise CemError(
-            f"`dbt parse` failed, so the transform DAG cannot be rendered: {' | '.join(errors[-3:])}"
+            f"`dbt parse` failed, so the transform DAG cannot be rendered: {detail[:800]}"
         )
     return target
 

@@ -24,6 +24,12 @@ survey_responses as (
 
 ),
 
+referrals as (
+
+    select * from {{ ref('fct_referrals') }}
+
+),
+
 -- Churn and lifecycle as of the build's as-of date (customers with a purchase by then).
 churn as (
 
@@ -98,6 +104,19 @@ latest_accounts as (
 
 ),
 
+-- Referrals the customer made (as referrer), converted or not.
+referrals_summed as (
+
+    select
+        referrer_customer_key as customer_key,
+        count(*) as referrals_made
+
+    from referrals
+    where referrer_customer_key is not null
+    group by 1
+
+),
+
 -- The loyalty category is that of the customer's LAST likelihood-to-recommend answer.
 last_ltr_answers as (
 
@@ -138,10 +157,12 @@ final as (
         coalesce(orders_summed.net_revenue, 0) as net_revenue,
         coalesce(orders_summed.gross_margin, 0) as gross_margin,
         coalesce(orders_summed.net_margin, 0) as net_margin,
+        coalesce(referrals_summed.referrals_made, 0) as referrals_made,
         customer_keys.is_inferred,
         coalesce(crm_customers.is_archived, false) as is_archived,
         crm_customers.has_email_consent,
         coalesce(crm_customers.is_cancelled, false) as is_cancelled,
+        referrals_summed.customer_key is not null as is_referrer,
         crm_customers.acquisition_date,
         orders_summed.first_order_date,
         orders_summed.last_order_date,
@@ -164,6 +185,8 @@ final as (
         and last_ltr_answers.answer_rank_from_last = 1
     left join churn
         on customer_keys.customer_key = churn.customer_key
+    left join referrals_summed
+        on customer_keys.customer_key = referrals_summed.customer_key
 
 )
 
