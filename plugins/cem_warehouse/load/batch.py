@@ -78,6 +78,17 @@ class IncomingBatch:
 
 
 @dataclass
+class Judged:
+    """What the row rules found in a landed batch (counted in one scan)."""
+
+    broke_rules: int  # rows quarantined for breaking a rule (not duplicates)
+    accepted: int  # rows to publish
+    distinct_keys: int
+    cursor_to: str | None  # newest cursor value of the accepted rows
+    invalid: int = 0  # rows whose values were not even of their column's type
+
+
+@dataclass
 class BatchOutcome:
     batch_id: str
     entity: str
@@ -163,19 +174,15 @@ class BatchLoader:
             extra_columns = self._check_drift(incoming)
             clock = time.perf_counter()
             with connect(self.location, autocommit=True) as conn:
-                received = self._land(conn, incoming, names, extra_columns)
-                received += len(incoming.rejected)
-                self._mark_rejects(conn, names["typed"], extra_columns)
+                # Batch tables are unlogged and dropped after a crash anyway: their commits
+                # need not wait for the WAL flush.
+                conn.execute("set synchronous_commit = off")
+                landed, invalid = self._land(conn, incoming, names, extra_columns)
+                received = landed + len(incoming.rejected)
+                judged = self._mark_rejects(conn, names["typed"], extra_columns)
+                judged.invalid = invalid
                 # Duplicates are quarantined for the record but are not bad data: a replay is normal.
-                rejected_rows = conn.execute(
-                    sql.SQL(
-                        "select count(*) from staging.{} where _reject_reason is not null "
-                        "and _reject_reason not like 'duplicate key in batch%%'"
-                    ).format(sql.Identifier(names["typed"]))
-                ).fetchone()[0]
-                bad_total = (
-                    rejected_rows + len(incoming.rejected) + self._invalid_count(conn, names)
-                )
+                bad_total = judged.broke_rules + len(incoming.rejected) + invalid
             timings = {"land_seconds": time.perf_counter() - clock}
             clock = time.perf_counter()
             validation = validate_batch(
@@ -192,7 +199,7 @@ class BatchLoader:
             timings["validate_seconds"] = time.perf_counter() - clock
             failpoints.reach("before_publish")
             clock = time.perf_counter()
-            outcome = self._publish(incoming, names, received, validation, extra_columns)
+            outcome = self._publish(incoming, names, received, validation, extra_columns, judged)
             outcome.timings = {**timings, "publish_seconds": time.perf_counter() - clock}
             with connect(self.location, autocommit=True) as conn:
                 conn.execute(
@@ -217,8 +224,8 @@ class BatchLoader:
 
     def _land(
         self, conn: psycopg.Connection, incoming: IncomingBatch, names: dict, extra: list[str]
-    ) -> int:
-        """COPY the batch in; returns rows received.
+    ) -> tuple[int, int]:
+        """COPY the batch in; returns (rows landed, rows of them not even valid values).
 
         Typed sources (a database's own COPY output) go straight into the typed table. Text
         sources (files, APIs) land as text, so every value can be judged before it is cast.
@@ -232,34 +239,33 @@ class BatchLoader:
         if incoming.trusted_types:
             try:
                 with conn.transaction():
-                    _copy(
+                    # Emptied in the same transaction, so COPY may write the rows frozen:
+                    # later scans need not look up (and set) each row's commit status.
+                    conn.execute(sql.SQL("truncate staging.{}").format(typed))
+                    landed = _copy(
                         conn,
-                        sql.SQL("copy staging.{} ({}) from stdin (format csv)").format(
+                        sql.SQL("copy staging.{} ({}) from stdin (format csv, freeze)").format(
                             typed, columns
                         ),
                         incoming.chunks(),
                     )
-                return conn.execute(
-                    sql.SQL("select count(*) from staging.{}").format(typed)
-                ).fetchone()[0]
+                return landed, 0
             except (
                 psycopg.errors.DataError,
                 psycopg.errors.NotNullViolation,
                 psycopg.errors.BadCopyFileFormat,
             ):
                 conn.execute(sql.SQL("truncate staging.{}").format(typed))
-        _copy(
+        landed = _copy(
             conn,
             sql.SQL("copy staging.{} ({}) from stdin (format csv)").format(text, columns),
             incoming.chunks(),
         )
         self._move_valid_text_rows(conn, names, incoming.columns)
-        counts = conn.execute(
-            sql.SQL(
-                "select (select count(*) from staging.{}) + (select count(*) from staging.{} where _invalid)"
-            ).format(typed, text)
-        ).fetchone()
-        return int(counts[0])
+        invalid = conn.execute(
+            sql.SQL("select count(*) from staging.{} where _invalid").format(text)
+        ).fetchone()[0]
+        return landed, invalid
 
     def _flag_invalid(
         self,
@@ -343,21 +349,26 @@ class BatchLoader:
         )
         conn.execute(insert)
 
-    def _invalid_count(self, conn: psycopg.Connection, names: dict) -> int:
-        return conn.execute(
-            sql.SQL("select count(*) from staging.{} where _invalid").format(
-                sql.Identifier(names["text"])
-            )
-        ).fetchone()[0]
+    def _mark_rejects(self, conn: psycopg.Connection, typed_table: str, extra: list[str]) -> Judged:
+        """Row rules: required values, a usable key, one row per key (the newest wins).
 
-    def _mark_rejects(self, conn: psycopg.Connection, typed_table: str, extra: list[str]) -> None:
-        """Row rules: required values, a usable key, one row per key (the newest wins)."""
+        One scan finds how many rows break a rule, how many distinct keys the others have and
+        their newest cursor value. A clean batch (the usual case) needs nothing more; rows are
+        only updated with their reason when some break a rule or share a key.
+        """
         from cem_warehouse.load.tables import content_hash, data_columns, row_rule_reasons
 
         table = sql.Identifier(typed_table)
         rules = row_rule_reasons(self.contract)
-        if rules:
-            # One pass over the batch: the first rule a row breaks is its reason.
+        key = sql.SQL(", ").join(sql.Identifier(k) for k in self.contract.natural_key)
+        broken = (
+            sql.SQL("({}) is true").format(sql.SQL(" or ").join(p for p, _ in rules))
+            if rules
+            else sql.SQL("false")
+        )
+        judged = self._accepted_stats(conn, table, key, broken)
+        if judged.broke_rules:
+            # The first rule a row breaks is its reason.
             first_broken = sql.SQL("case {} end").format(
                 sql.SQL(" ").join(
                     sql.SQL("when {} then {}").format(p, sql.Literal(r)) for p, r in rules
@@ -365,19 +376,11 @@ class BatchLoader:
             )
             conn.execute(
                 sql.SQL(
-                    "update staging.{t} set _reject_reason = {reason} where _reject_reason is null and ({any})"
-                ).format(
-                    t=table, reason=first_broken, any=sql.SQL(" or ").join(p for p, _ in rules)
-                )
+                    "update staging.{t} set _reject_reason = {reason} where _reject_reason is null and {broken}"
+                ).format(t=table, reason=first_broken, broken=broken)
             )
-        key = sql.SQL(", ").join(sql.Identifier(k) for k in self.contract.natural_key)
-        duplicated = conn.execute(
-            sql.SQL(
-                "select exists (select 1 from staging.{t} where _reject_reason is null group by {key} having count(*) > 1)"
-            ).format(t=table, key=key)
-        ).fetchone()[0]
-        if not duplicated:
-            return
+        if judged.distinct_keys == judged.accepted:
+            return judged
         version = (
             sql.SQL("{} desc nulls last, ").format(sql.Identifier(self.contract.version_column))
             if self.contract.version_column
@@ -397,6 +400,58 @@ class BatchLoader:
                 content=content_hash(None, data_columns(self.contract, extra)),
             )
         )
+        return self._accepted_stats(
+            conn, table, key, sql.SQL("false"), broke_rules=judged.broke_rules
+        )
+
+    def _accepted_stats(
+        self,
+        conn: psycopg.Connection,
+        table: sql.Identifier,
+        key: sql.Composable,
+        broken: sql.Composable,
+        broke_rules: int | None = None,
+    ) -> Judged:
+        """One scan of the rows without a reason yet: rule breakers, and of the others the
+        count, distinct keys and newest cursor value."""
+        cursor = (
+            sql.SQL("max({}) filter (where not _broken)::text").format(
+                sql.Identifier(self.contract.cursor_column)
+            )
+            if self.contract.cursor_column
+            else sql.SQL("null::text")
+        )
+        distinct = (
+            sql.SQL("count(distinct ({}))").format(key)
+            if len(self.contract.natural_key) > 1
+            else sql.SQL("count(distinct {})").format(key)
+        )
+        columns = dict.fromkeys(
+            [*self.contract.natural_key, *filter(None, [self.contract.cursor_column])]
+        )
+        with conn.transaction():
+            # Counting distinct keys sorts them: in memory, not in temporary files.
+            conn.execute("set local work_mem = '256MB'")
+            row = conn.execute(
+                sql.SQL(
+                    "select count(*) filter (where _broken), count(*) filter (where not _broken), "
+                    "{distinct} filter (where not _broken), {cursor} "
+                    # offset 0: each row's rules are evaluated once, not once per aggregate.
+                    "from (select {columns}, {broken} as _broken from staging.{t} where _reject_reason is null offset 0) as b"
+                ).format(
+                    distinct=distinct,
+                    cursor=cursor,
+                    broken=broken,
+                    t=table,
+                    columns=sql.SQL(", ").join(sql.Identifier(c) for c in columns),
+                )
+            ).fetchone()
+        return Judged(
+            broke_rules=row[0] if broke_rules is None else broke_rules,
+            accepted=row[1],
+            distinct_keys=row[2],
+            cursor_to=row[3],
+        )
 
     def _publish(
         self,
@@ -405,13 +460,23 @@ class BatchLoader:
         received: int,
         validation: ValidationOutcome,
         extra: list[str],
+        judged: Judged,
     ) -> BatchOutcome:
-        from cem_warehouse.load.tables import publish_statements
+        from cem_warehouse.load.tables import insert_into_empty_raw, publish_statements
 
         contract = self.contract
         with connect(self.location) as conn, conn.transaction():
             statements = publish_statements(conn, contract, names, incoming.batch_id, extra)
-            quarantined = sum(conn.execute(s, p).rowcount for s, p in statements["quarantine"])
+            # Each quarantine statement scans its batch table: skip those with nothing to move.
+            # (A wrong skip cannot hide a row: the accounting below would not add up.)
+            typed_rejects = received - len(incoming.rejected) - judged.invalid - judged.accepted
+            quarantined = sum(
+                conn.execute(s, p).rowcount
+                for (s, p), rows in zip(
+                    statements["quarantine"], (judged.invalid, typed_rejects), strict=True
+                )
+                if rows
+            )
             if incoming.rejected:
                 with conn.cursor() as cur:
                     cur.executemany(
@@ -424,21 +489,20 @@ class BatchLoader:
                         ],
                     )
                 quarantined += len(incoming.rejected)
-            accepted = conn.execute(
-                sql.SQL("select count(*) from staging.{} where _reject_reason is null").format(
-                    sql.Identifier(names["typed"])
-                )
-            ).fetchone()[0]
-            first_load = conn.execute(statements["raw_is_empty"]).fetchone()[0]
-            changed = conn.execute(*statements["insert" if first_load else "upsert"]).rowcount
+            if conn.execute(statements["raw_is_empty"]).fetchone()[0]:
+                # Every accepted row is new: what the insert wrote is what was accepted.
+                accepted = changed = insert_into_empty_raw(conn, contract, *statements["insert"])
+            else:
+                accepted = conn.execute(
+                    sql.SQL("select count(*) from staging.{} where _reject_reason is null").format(
+                        sql.Identifier(names["typed"])
+                    )
+                ).fetchone()[0]
+                changed = conn.execute(*statements["upsert"]).rowcount
             failpoints.reach("during_publish")
             cursor_to = None
             if contract.cursor_column:
-                value = conn.execute(
-                    sql.SQL(
-                        "select max({})::text from staging.{} where _reject_reason is null"
-                    ).format(sql.Identifier(contract.cursor_column), sql.Identifier(names["typed"]))
-                ).fetchone()[0]
+                value = judged.cursor_to
                 cursor_to = value or incoming.cursor_from
                 if value is not None:
                     conn.execute(
@@ -510,8 +574,11 @@ class BatchLoader:
             pass  # the warehouse itself is gone; the next run marks the batch abandoned
 
 
-def _copy(conn: psycopg.Connection, statement: sql.Composable, chunks: Iterable[bytes]) -> None:
-    with conn.cursor() as cur, cur.copy(statement) as copy:
-        for chunk in chunks:
-            copy.write(chunk)
-            failpoints.reach("during_copy")
+def _copy(conn: psycopg.Connection, statement: sql.Composable, chunks: Iterable[bytes]) -> int:
+    """COPY ``chunks`` in; returns the rows copied."""
+    with conn.cursor() as cur:
+        with cur.copy(statement) as copy:
+            for chunk in chunks:
+                copy.write(chunk)
+                failpoints.reach("during_copy")
+        return cur.rowcount
