@@ -75,6 +75,23 @@ def test_clean_batch_publishes_every_row(loader):
         cursor = conn.execute("select cursor_value from ops.source_cursors").fetchone()
     assert ledger[:4] == ("published", 200, 200, 0)
     assert cursor[0].startswith("2026-10-01")
+    # Every expectation of the suite has its outcome recorded, with its count.
+    from cem_warehouse.quality.gx_runner import load_suite_definition
+
+    suite = load_suite_definition("survey_responses")["expectations"]
+    with connect(loader.location) as conn:
+        recorded = conn.execute(
+            "select count(*), count(*) filter (where success and unexpected_count = 0) "
+            "from ops.dq_results where expectation_type like 'expect_column%%'"
+        ).fetchone()
+        # The first load into an empty raw table rebuilds its primary key.
+        key = conn.execute(
+            "select pg_get_constraintdef(oid) from pg_constraint "
+            "where conrelid = 'raw.survey_responses'::regclass and contype = 'p'"
+        ).fetchone()
+    expected = sum(e["kwargs"]["column"] in COLUMNS for e in suite)
+    assert recorded == (expected, expected)
+    assert key == ("PRIMARY KEY (response_id)",)
     # The validation is browsable as GX Data Docs, linked from the front page.
     from cem_warehouse.quality.gx_runner import data_docs_dir
 
