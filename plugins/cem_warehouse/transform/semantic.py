@@ -2,8 +2,8 @@
 
 The metrics are defined once, in ``dbt_project/models/marts/semantic/``. MetricFlow is the
 full query engine for them; this evaluator covers what `cem metrics` and the tests need:
-simple, ratio and derived metrics over all rows, optionally split by one categorical
-dimension of the metric's semantic model. It reads the definitions from dbt's parsed
+simple, ratio and derived metrics over all rows, optionally split by one dimension of
+the metric's semantic model. It reads the definitions from dbt's parsed
 manifest, so it cannot drift from them.
 """
 
@@ -47,10 +47,9 @@ class SemanticLayer:
         self.metrics = {m["name"]: m for m in manifest.get("metrics", {}).values()}
         self.measures: dict[str, Measure] = {}
         for model in manifest.get("semantic_models", {}).values():
+            # Time dimensions group at the granularity stored in the column.
             dimensions = {
-                d["name"]: d.get("expr") or d["name"]
-                for d in model.get("dimensions", [])
-                if d["type"] == "categorical"
+                d["name"]: d.get("expr") or d["name"] for d in model.get("dimensions", [])
             }
             for measure in model.get("measures", []):
                 self.measures[measure["name"]] = Measure(
@@ -74,7 +73,7 @@ class SemanticLayer:
             )
         if by is not None and by not in measure.dimensions:
             raise CemError(
-                f"measure {measure.name} (table {measure.table}) has no categorical dimension {by!r}; "
+                f"measure {measure.name} (table {measure.table}) has no dimension {by!r}; "
                 f"it has {', '.join(sorted(measure.dimensions)) or 'none'}"
             )
         value = sql.SQL(_AGGREGATIONS[measure.aggregation].format(measure.expr))
