@@ -133,6 +133,55 @@ def _register_bench(subparsers: argparse._SubParsersAction) -> None:
     marts.set_defaults(handler=_cmd_bench_marts)
 
 
+def _cmd_metrics(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from cem_warehouse.transform.manifest import ensure_manifest
+    from cem_warehouse.transform.semantic import SemanticLayer
+    from cem_warehouse.warehouse.settings import warehouse_location
+
+    layer = SemanticLayer.from_manifest(ensure_manifest())
+    names = args.metric or [
+        "nps",
+        "repeat_purchase_rate",
+        "churn_rate",
+        "satisfied_but_churned_share",
+        "referral_rate",
+    ]
+    location = warehouse_location()
+    table = Table(
+        title="Semantic-layer metrics on the published marts"
+        + (f", by {args.by}" if args.by else "")
+    )
+    table.add_column("metric")
+    table.add_column(args.by or "")
+    table.add_column("value", justify="right")
+    for name in names:
+        for group, value in sorted(layer.evaluate(location, name, by=args.by).items()):
+            table.add_row(
+                layer.metrics[name].get("label") or name,
+                group,
+                "-" if value is None else f"{value:.4f}",
+            )
+    Console().print(table)
+    return 0
+
+
+def _register_metrics(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "metrics",
+        help="the headline metrics as the dbt semantic layer defines them, on the published marts",
+    )
+    parser.add_argument(
+        "metric", nargs="*", help="metric names (default: the five headline metrics)"
+    )
+    parser.add_argument(
+        "--by", metavar="DIMENSION", help="split by a dimension, e.g. loyalty_category"
+    )
+    parser.set_defaults(handler=_cmd_metrics)
+
+
 def _optional_registrations() -> list[Callable[[argparse._SubParsersAction], None]]:
     """Sub-commands owned by other capabilities (sources, load, ...), when present."""
     registrations = []
@@ -155,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
         _register_status,
         _register_airflow,
         _register_bench,
+        _register_metrics,
         *_optional_registrations(),
     ):
         register(subparsers)
