@@ -19,6 +19,8 @@
         unique_key='order_line_id',
         incremental_strategy='delete+insert',
         on_schema_change='fail',
+        pre_hook="set local work_mem = '256MB'",
+        post_hook='analyze {{ this }}',
         indexes=[
             {'columns': ['order_line_id'], 'unique': True},
             {'columns': ['order_id']},
@@ -33,19 +35,21 @@
 
 with
 
-order_lines as (
+-- Import CTEs are `not materialized`: incremental builds read them several times, and a
+-- materialized CTE would copy a whole table and lose its indexes.
+order_lines as not materialized (
 
     select * from {{ ref('stg_sales__order_lines') }}
 
 ),
 
-products as (
+products as not materialized (
 
     select * from {{ ref('stg_sales__products') }}
 
 ),
 
-orders as (
+orders as not materialized (
 
     select * from {{ ref('fct_orders') }}
 

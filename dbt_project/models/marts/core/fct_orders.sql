@@ -21,6 +21,8 @@
         unique_key='order_id',
         incremental_strategy='delete+insert',
         on_schema_change='fail',
+        pre_hook="set local work_mem = '256MB'",
+        post_hook='analyze {{ this }}',
         indexes=[
             {'columns': ['order_id'], 'unique': True},
             {'columns': ['customer_key']},
@@ -35,31 +37,33 @@
 
 with
 
-orders as (
+-- Import CTEs are `not materialized`: incremental builds read them several times, and a
+-- materialized CTE would copy a whole table and lose its indexes.
+orders as not materialized (
 
     select * from {{ ref('stg_sales__orders') }}
 
 ),
 
-order_lines as (
+order_lines as not materialized (
 
     select * from {{ ref('stg_sales__order_lines') }}
 
 ),
 
-products as (
+products as not materialized (
 
     select * from {{ ref('stg_sales__products') }}
 
 ),
 
-refunds as (
+refunds as not materialized (
 
     select * from {{ ref('stg_sales__refunds') }}
 
 ),
 
-identities as (
+identities as not materialized (
 
     select * from {{ ref('int_customers_resolved_across_sources') }}
 
@@ -67,7 +71,7 @@ identities as (
 
 {% if is_incremental() %}
 
-crm_customers as (
+crm_customers as not materialized (
 
     select * from {{ ref('stg_crm__customers') }}
 

@@ -19,6 +19,8 @@
         unique_key='interaction_id',
         incremental_strategy='delete+insert',
         on_schema_change='fail',
+        pre_hook="set local work_mem = '256MB'",
+        post_hook='analyze {{ this }}',
         indexes=[
             {'columns': ['interaction_id'], 'unique': True},
             {'columns': ['case_id']},
@@ -30,19 +32,21 @@
 
 with
 
-interactions as (
+-- Import CTEs are `not materialized`: incremental builds read them several times, and a
+-- materialized CTE would copy a whole table and lose its indexes.
+interactions as not materialized (
 
     select * from {{ ref('stg_crm__interactions') }}
 
 ),
 
-support_cases as (
+support_cases as not materialized (
 
     select * from {{ ref('stg_crm__support_cases') }}
 
 ),
 
-survey_responses as (
+survey_responses as not materialized (
 
     select * from {{ ref('fct_survey_responses') }}
     where touchpoint = 'post_support'

@@ -14,6 +14,8 @@
         unique_key='response_id',
         incremental_strategy='delete+insert',
         on_schema_change='fail',
+        pre_hook="set local work_mem = '256MB'",
+        post_hook='analyze {{ this }}',
         indexes=[
             {'columns': ['response_id'], 'unique': True},
             {'columns': ['customer_key']},
@@ -27,19 +29,21 @@
 
 with
 
-responses as (
+-- Import CTEs are `not materialized`: incremental builds read them several times, and a
+-- materialized CTE would copy a whole table and lose its indexes.
+responses as not materialized (
 
     select * from {{ ref('stg_surveys__responses') }}
 
 ),
 
-invitations as (
+invitations as not materialized (
 
     select * from {{ ref('stg_surveys__invitations') }}
 
 ),
 
-identities as (
+identities as not materialized (
 
     select * from {{ ref('int_customers_resolved_across_sources') }}
     where identifier_type = 'email'
