@@ -9,9 +9,15 @@ Definitions checked (docs/metrics.md, the marts' yml files):
 * loyalty category: NPS category (9-10 promoter, 7-8 passive, 0-6 detractor) of the
   customer's last LTR answer; 'unknown' without one.
 * NPS = 100 x (promoters - detractors) / responses, per month x segment x touchpoint.
-* response rate = invitations answered / invitations sent, in the month of sending.
-* referral rate = referrers / customers, by loyalty category; converted when the referred
-  customer placed a first (not cancelled) order.
+* response rate = invitations answered / invitations sent, in the month of sending, and by
+  the invitee's loyalty category WHEN THE INVITATION WAS SENT (their last LTR answer before
+  sent_at; 'unknown' without one), in both fct_survey_response_rates_by_loyalty_category and
+  the feedback columns of fct_advocacy_by_loyalty_category.
+* referral rate = referrers / customers, by loyalty category, over dim_customers (a referrer
+  the CRM lacks is in fct_referrers only); converted when the referred customer placed a
+  first (not cancelled) order. The same rate in fct_advocacy_by_loyalty_category.
+* This build has no as-of date before the data, so the advocacy mart (as of a date) and the
+  loyalty and referral marts (all loaded data) must agree exactly.
 * FCR: resolved in one contact and not reopened within 7 days of the resolution.
 Rounding is half-up, as PostgreSQL's round(numeric).
 """
@@ -125,6 +131,9 @@ class Raw:
 
     def __init__(self, conn) -> None:
         self.customers = _query(conn, "select customer_id, email, segment from raw.customers")
+        self.as_of = conn.execute(
+            "select max(as_of_date) from marts.fct_advocacy_by_loyalty_category"
+        ).fetchone()[0]
         self.orders = _query(
             conn, "select order_id, customer_email, status, ordered_at from raw.orders"
         )
@@ -142,7 +151,8 @@ class Raw:
         )
         self.referrals = _query(
             conn,
-            "select referral_id, referrer_customer_id, referred_customer_id from raw.referrals",
+            "select referral_id, referrer_customer_id, referred_customer_id, created_at "
+            "from raw.referrals",
         )
         self.cases = _query(
             conn,
@@ -326,6 +336,22 @@ def check_response_rates(conn, raw: Raw) -> dict[str, tuple[int, int]]:
     for (category, _touchpoint), (invitations, responses) in by_category.items():
         before = totals.get(category, (0, 0))
         totals[category] = (before[0] + invitations, before[1] + responses)
+
+    # The advocacy mart's feedback: the same category at sending, cut at its as-of date,
+    # which here is no earlier than any invitation or response: the same numbers.
+    assert max(i[4] for i in raw.invitations).astimezone(UTC).date() <= raw.as_of
+    assert max(r[-1] for r in raw.responses).astimezone(UTC).date() <= raw.as_of
+    advocacy = {
+        row[0]: row[1:]
+        for row in _query(
+            conn,
+            "select loyalty_category, invitations_sent, invitations_answered, response_rate "
+            "from marts.fct_advocacy_by_loyalty_category",
+        )
+    }
+    for category in ("promoter", "passive", "detractor", "unknown"):
+        invitations, responses = totals.get(category, (0, 0))
+        assert advocacy[category] == (invitations, responses, ratio(responses, invitations))
     return totals
 
 
@@ -343,7 +369,7 @@ def check_referrals(conn, raw: Raw) -> dict[str, tuple]:
     made: Counter = Counter()
     converted: Counter = Counter()
     referred: dict[str, set[str]] = defaultdict(set)
-    for _id, referrer, referred_id in raw.referrals:
+    for _id, referrer, referred_id, _created_at in raw.referrals:
         made[str(referrer)] += 1
         converted[str(referrer)] += str(referred_id) in purchasers
         referred[str(referrer)].add(str(referred_id))
@@ -374,7 +400,9 @@ def check_referrals(conn, raw: Raw) -> dict[str, tuple]:
     expected: dict[str, list] = {
         c: [0, 0, 0, 0, Decimal(0)] for c in ("promoter", "passive", "detractor", "unknown")
     }
-    for key in raw.customer_keys | set(made):
+    # Customers are dim_customers' (CRM and inferred keys); a referrer the CRM lacks is in
+    # fct_referrers only.
+    for key in raw.customer_keys:
         row = expected[category.get(key, "unknown")]
         row[0] += 1
         if key in made:
@@ -401,7 +429,25 @@ def check_referrals(conn, raw: Raw) -> dict[str, tuple]:
             ratio(n_referrers, customers),
         ), category_name
     # Nobody dropped: every customer is in exactly one category.
-    assert sum(row[0] for row in mart.values()) == len(raw.customer_keys | set(made))
+    assert sum(row[0] for row in mart.values()) == len(raw.customer_keys)
+
+    # The advocacy mart's referral rate: the same rule, referrals cut at its as-of date,
+    # which here is no earlier than any referral: the same numbers.
+    assert max(r[3] for r in raw.referrals).astimezone(UTC).date() <= raw.as_of
+    advocacy = {
+        row[0]: row[1:]
+        for row in _query(
+            conn,
+            "select loyalty_category, customers, referrers, referral_rate "
+            "from marts.fct_advocacy_by_loyalty_category",
+        )
+    }
+    for category_name, (customers, n_referrers, *_rest) in expected.items():
+        assert advocacy[category_name] == (
+            customers,
+            n_referrers,
+            ratio(n_referrers, customers),
+        ), category_name
     return mart
 
 

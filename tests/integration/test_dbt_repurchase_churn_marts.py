@@ -15,6 +15,10 @@ Definitions checked (docs/metrics.md, CEM_DOMAIN.md):
   customer back.
 * satisfied-but-churned share: churned customers whose last CSAT on or before the churned
   date is >= 4, over churned customers with a CSAT by then.
+* advocacy referral rate: customers whose first referral is dated on or before the as-of
+  date / customers, by current loyalty category; advocacy response rate: invitations sent on
+  or before the as-of date and first answered on or before it, grouped by the invitee's
+  loyalty category when the invitation was sent (last LTR answer before sent_at).
 """
 
 from __future__ import annotations
@@ -131,8 +135,14 @@ def test_repurchase_and_churn_marts_match_an_independent_recomputation(
         lines = conn.execute("select order_id, line_amount from raw.order_lines").fetchall()
         responses = conn.execute(
             "select r.response_id, r.respondent_email, i.respondent_email, r.ltr, "
-            "r.csat, r.responded_at from raw.survey_responses as r "
+            "r.csat, r.responded_at, r.invitation_id from raw.survey_responses as r "
             "left join raw.invitations as i on r.invitation_id = i.invitation_id"
+        ).fetchall()
+        invitations = conn.execute(
+            "select invitation_id, respondent_email, sent_at from raw.invitations"
+        ).fetchall()
+        referrals = conn.execute(
+            "select referrer_customer_id, created_at from raw.referrals"
         ).fetchall()
         dim = dict(conn.execute("select customer_key, lifecycle_stage from marts.dim_customers"))
         repurchase = {
@@ -152,7 +162,8 @@ def test_repurchase_and_churn_marts_match_an_independent_recomputation(
         advocacy = {
             row[0]: row[1:]
             for row in conn.execute(
-                "select loyalty_category, customers, buyers, repeat_purchase_rate, churn_rate "
+                "select loyalty_category, customers, buyers, repeat_purchase_rate, churn_rate, "
+                "referrers, referral_rate, invitations_sent, invitations_answered, response_rate "
                 "from marts.fct_advocacy_by_loyalty_category"
             )
         }
@@ -259,7 +270,7 @@ def test_repurchase_and_churn_marts_match_an_independent_recomputation(
     ordered_responses = sorted(responses, key=lambda r: (r[5], r[0]))
     category: dict[str, str] = {}
     last_csat: dict[str, int] = {}
-    for _id, email, invited_email, ltr, csat, responded_at in ordered_responses:
+    for _id, email, invited_email, ltr, csat, responded_at, _inv in ordered_responses:
         key = key_of(normalise(email) or invited_email)
         if key is not None and ltr is not None:
             category[key] = nps_category(ltr)
@@ -275,12 +286,55 @@ def test_repurchase_and_churn_marts_match_an_independent_recomputation(
         customers_in = [key for key in dim if category.get(key, "unknown") == name]
         repeaters = [key for key in buyers if len(purchase_days[key]) > 1]
         churners = [key for key in buyers if key in churned]
-        assert advocacy[name] == (
+        assert advocacy[name][:4] == (
             len(customers_in),
             len(buyers),
             rate(len(repeaters), len(buyers)),
             rate(len(churners), len(buyers)),
         ), name
+
+    # Referral rate as of the as-of date: a customer whose first referral is on or before it.
+    first_referral: dict[str, date] = {}
+    for referrer_id, created_at in referrals:
+        if referrer_id is not None:
+            day = utc_date(created_at)
+            key = str(referrer_id)
+            first_referral[key] = min(day, first_referral.get(key, day))
+    assert any(day > AS_OF for day in first_referral.values())  # the cut really drops some
+    for name in ("promoter", "passive", "detractor", "unknown"):
+        customers_in = [key for key in dim if category.get(key, "unknown") == name]
+        referrers = [
+            key for key in customers_in if first_referral.get(key, AS_OF + timedelta(1)) <= AS_OF
+        ]
+        assert advocacy[name][4:6] == (
+            len(referrers),
+            rate(len(referrers), len(customers_in)),
+        ), name
+
+    # Feedback as of the as-of date, by the invitee's category when the invitation was sent
+    # (their last LTR answer strictly before sent_at), not by their current category.
+    ltr_answers: dict[str, list[tuple]] = defaultdict(list)
+    first_answered: dict[int, date] = {}
+    for response_id, email, invited_email, ltr, _csat, responded_at, invitation_id in responses:
+        key = key_of(normalise(email) or invited_email)
+        if key is not None and ltr is not None:
+            ltr_answers[key].append(((responded_at, response_id), nps_category(ltr)))
+        if invitation_id is not None:
+            day = utc_date(responded_at)
+            first_answered[invitation_id] = min(day, first_answered.get(invitation_id, day))
+    feedback: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for invitation_id, email, sent_at in invitations:
+        if utc_date(sent_at) > AS_OF:
+            continue
+        earlier = [a for a in ltr_answers.get(key_of(email), []) if a[0][0] < sent_at]
+        at_sending = max(earlier)[1] if earlier else "unknown"
+        feedback[at_sending][0] += 1
+        feedback[at_sending][1] += first_answered.get(invitation_id, AS_OF + timedelta(1)) <= AS_OF
+    assert any(utc_date(i[2]) > AS_OF for i in invitations)
+    for name in ("promoter", "passive", "detractor", "unknown"):
+        sent, answered = feedback[name]
+        assert advocacy[name][6:] == (sent, answered, rate(answered, sent)), name
+    assert feedback["unknown"][1] > 0  # not near 0 by construction, as the current category made it
 
     # Satisfied-but-churned share, overall.
     satisfied_count = sum(1 for score in last_csat.values() if score >= 4)

@@ -1,19 +1,28 @@
 {#-
     Do advocates behave differently, and what are they worth? One row per loyalty category
-    (dim_customers.loyalty_category: the NPS category of the customer's last LTR answer;
-    'unknown' for customers who never gave one, so nobody is dropped; all four rows always
-    exist), with the four advocate behaviours and value, as of the as-of date:
+    (all four rows always exist), with the four advocate behaviours and value, as of the
+    as-of date: every event (purchase, churn, referral, invitation, response) counts only on
+    or before it.
+
+    Customer columns group every dim_customers row once by dim_customers.loyalty_category
+    (the NPS category of the customer's last LTR answer; 'unknown' without one):
 
     * repurchase:  repeat-purchase rate = customers with frequency >= 1 / customers with a
                    purchase (buyers);
     * more lines:  mean product lines beyond the first, and the share buying more than one
                    line, over buyers;
-    * referral:    referral rate = referrers (a referral recorded on or before the as-of
-                   date) / customers;
-    * feedback:    response rate = invitations answered / invitations sent, both on or before
-                   the as-of date, of the customers in the category;
+    * referral:    referral rate = referrers / customers, a referrer being a dim_customers
+                   row whose first referral (fct_referrers) is on or before the as-of date:
+                   the rule of fct_referral_rates_by_loyalty_category, cut at the as-of date;
     * value:       revenue and gross margin of purchases on or before the as-of date,
                    revenue per customer (all customers), churn rate = churned / buyers.
+
+    Feedback groups INVITATIONS by the invitee's category when the invitation was sent
+    (int_invitations_categorised_at_sending, shared with
+    fct_survey_response_rates_by_loyalty_category): response rate = invitations answered
+    (first response on or before the as-of date) / invitations sent on or before it. Not the
+    current category: a customer has one only because they answered, which would push the
+    'unknown' rate to 0 and the others up.
 -#}
 
 with
@@ -36,28 +45,17 @@ churn as (
 
 ),
 
-referrals as (
+referrers as (
 
-    select * from {{ ref('fct_referrals') }}
+    select * from {{ ref('fct_referrers') }}
+    where first_referred_date <= {{ as_of_date() }}
 
 ),
 
 invitations as (
 
-    select * from {{ ref('stg_surveys__invitations') }}
-
-),
-
-responses as (
-
-    select * from {{ ref('stg_surveys__responses') }}
-
-),
-
-identities as (
-
-    select * from {{ ref('int_customers_resolved_across_sources') }}
-    where identifier_type = 'email'
+    select * from {{ ref('int_invitations_categorised_at_sending') }}
+    where sent_date <= {{ as_of_date() }}
 
 ),
 
@@ -71,39 +69,15 @@ categories as (
 
 ),
 
-referrers as (
-
-    select distinct referrer_customer_key as customer_key
-
-    from referrals
-    where referred_date <= {{ as_of_date() }}
-        and referrer_customer_key is not null
-
-),
-
-answered_invitations as (
-
-    select distinct invitation_id
-
-    from responses
-    where responded_date <= {{ as_of_date() }}
-        and invitation_id is not null
-
-),
-
-invitations_summed as (
+-- Feedback by the invitee's category at sending, not by the customer's current one.
+feedback_counted as (
 
     select
-        identities.customer_key,
+        loyalty_category_at_sending as loyalty_category,
         count(*) as invitations_sent,
-        count(answered_invitations.invitation_id) as invitations_answered
+        count(*) filter (where first_responded_date <= {{ as_of_date() }}) as invitations_answered
 
     from invitations
-    inner join identities
-        on invitations.respondent_email = identities.identifier
-    left join answered_invitations
-        on invitations.invitation_id = answered_invitations.invitation_id
-    where invitations.sent_date <= {{ as_of_date() }}
     group by 1
 
 ),
@@ -115,12 +89,10 @@ customer_behaviour as (
         customers.customer_key,
         repurchase.frequency,
         repurchase.product_lines_bought,
-        coalesce(invitations_summed.invitations_sent, 0) as invitations_sent,
-        coalesce(invitations_summed.invitations_answered, 0) as invitations_answered,
         coalesce(repurchase.revenue, 0) as revenue,
         coalesce(repurchase.gross_margin, 0) as gross_margin,
         repurchase.customer_key is not null as is_buyer,
-        referrers.customer_key is not null as is_referrer,
+        referrers.referrer_customer_key is not null as is_referrer,
         coalesce(churn.is_churned, false) as is_churned
 
     from customers
@@ -129,9 +101,7 @@ customer_behaviour as (
     left join churn
         on customers.customer_key = churn.customer_key
     left join referrers
-        on customers.customer_key = referrers.customer_key
-    left join invitations_summed
-        on customers.customer_key = invitations_summed.customer_key
+        on customers.customer_key = referrers.referrer_customer_key
 
 ),
 
@@ -145,8 +115,6 @@ counted as (
         count(*) filter (where product_lines_bought > 1) as multi_line_customers,
         avg(product_lines_bought - 1) as additional_product_lines,
         count(*) filter (where is_referrer) as referrers,
-        cast(sum(invitations_sent) as bigint) as invitations_sent,
-        cast(sum(invitations_answered) as bigint) as invitations_answered,
         count(*) filter (where is_churned) as churned_customers,
         sum(revenue) as revenue,
         sum(gross_margin) as gross_margin
@@ -165,14 +133,14 @@ final as (
         coalesce(counted.repeat_customers, 0) as repeat_customers,
         coalesce(counted.multi_line_customers, 0) as multi_line_customers,
         coalesce(counted.referrers, 0) as referrers,
-        coalesce(counted.invitations_sent, 0) as invitations_sent,
-        coalesce(counted.invitations_answered, 0) as invitations_answered,
+        coalesce(feedback_counted.invitations_sent, 0) as invitations_sent,
+        coalesce(feedback_counted.invitations_answered, 0) as invitations_answered,
         coalesce(counted.churned_customers, 0) as churned_customers,
         round(counted.repeat_customers::numeric / nullif(counted.buyers, 0), 4) as repeat_purchase_rate,
         round(counted.additional_product_lines, 4) as mean_additional_product_lines,
         round(counted.multi_line_customers::numeric / nullif(counted.buyers, 0), 4) as multi_line_share,
         round(counted.referrers::numeric / nullif(counted.customers, 0), 4) as referral_rate,
-        round(counted.invitations_answered::numeric / nullif(counted.invitations_sent, 0), 4) as response_rate,
+        round(feedback_counted.invitations_answered::numeric / nullif(feedback_counted.invitations_sent, 0), 4) as response_rate,
         coalesce(counted.revenue, 0) as revenue,
         coalesce(counted.gross_margin, 0) as gross_margin,
         round(counted.revenue / nullif(counted.customers, 0), 2) as revenue_per_customer,
@@ -182,6 +150,8 @@ final as (
     from categories
     left join counted
         on categories.loyalty_category = counted.loyalty_category
+    left join feedback_counted
+        on categories.loyalty_category = feedback_counted.loyalty_category
 
 )
 

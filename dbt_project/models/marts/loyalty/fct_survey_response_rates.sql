@@ -1,58 +1,31 @@
 {#-
     Response rate = responses / invitations sent (CEM_DOMAIN.md), per month of sending (UTC)
-    x survey x touchpoint. An invitation counts once as answered however many responses it
-    got (a re-submitted survey must not push the rate above 1), and in the month it was SENT,
-    so the latest months keep rising while their invitations are still being answered. A
-    response that names no known invitation counts in no rate.
+    x survey x touchpoint, over all loaded data (no as-of cut). An invitation counts once as
+    answered however many responses it got (a re-submitted survey must not push the rate
+    above 1), and in the month it was SENT, so the latest months keep rising while their
+    invitations are still being answered. A response that names no known invitation counts
+    in no rate. Invitations come from int_invitations_categorised_at_sending, the same rows
+    as the by-loyalty-category marts, so the totals agree.
 -#}
 
 with
 
 invitations as (
 
-    select * from {{ ref('stg_surveys__invitations') }}
-
-),
-
-responses as (
-
-    select * from {{ ref('stg_surveys__responses') }}
-
-),
-
-answered_invitations as (
-
-    select distinct invitation_id
-
-    from responses
-    where invitation_id is not null
-
-),
-
-flagged as (
-
-    select
-        cast(date_trunc('month', invitations.sent_date) as date) as sent_month,
-        coalesce(invitations.survey_id, 'unknown') as survey_id,
-        coalesce(invitations.touchpoint, 'unknown') as touchpoint,
-        answered_invitations.invitation_id is not null as is_answered
-
-    from invitations
-    left join answered_invitations
-        on invitations.invitation_id = answered_invitations.invitation_id
+    select * from {{ ref('int_invitations_categorised_at_sending') }}
 
 ),
 
 counted as (
 
     select
-        sent_month,
+        cast(date_trunc('month', sent_date) as date) as sent_month,
         survey_id,
         touchpoint,
         count(*) as invitations,
         count(*) filter (where is_answered) as responses
 
-    from flagged
+    from invitations
     group by 1, 2, 3
 
 ),

@@ -1,10 +1,15 @@
 {#-
     Do advocates refer more? Referral rate = referrers / customers (CEM_DOMAIN.md) per loyalty
     category (dim_customers.loyalty_category, the NPS category of the customer's last LTR
-    answer). Customers are every dim_customers row; those without a category (never answered
-    an LTR, including customers known only from sales or surveys) form the 'unknown' row, as
-    does a referrer missing from dim_customers, so nobody is dropped. All four rows always
-    exist.
+    answer), over all loaded referrals (no as-of cut, like fct_referrers).
+
+    Customers, their category, whether they referred (is_referrer) and how often
+    (referrals_made) are dim_customers' own columns, so this mart, the semantic layer's
+    referral_rate and fct_advocacy_by_loyalty_category (which cuts referrals at its as-of
+    date) share one population and one referrer rule. Customers without a category (never
+    answered an LTR, including customers known only from sales or surveys) form the 'unknown'
+    row. A referral naming a referrer missing from dim_customers is in fct_referrers
+    (is_in_dim_customers false) but in no category here. All four rows always exist.
 -#}
 
 with
@@ -31,40 +36,21 @@ categories as (
 
 ),
 
-population as (
+customer_referrals as (
 
     select
-        customer_key,
-        coalesce(loyalty_category, 'unknown') as loyalty_category
-
-    from customers
-
-    union all
-
-    select
-        referrer_customer_key as customer_key,
-        loyalty_category
-
-    from referrers
-    where not is_in_dim_customers
-
-),
-
-population_referrals as (
-
-    select
-        population.loyalty_category,
-        population.customer_key,
-        referrers.referrer_customer_key,
-        coalesce(referrers.referrals_made, 0) as referrals_made,
+        coalesce(customers.loyalty_category, 'unknown') as loyalty_category,
+        customers.customer_key,
+        customers.referrals_made,
         coalesce(referrers.converted_referrals, 0) as converted_referrals,
         coalesce(referrers.referred_customers, 0) as referred_customers,
         coalesce(referrers.referred_customers_revenue, 0) as referred_customers_revenue,
-        coalesce(referrers.referred_customers_net_revenue, 0) as referred_customers_net_revenue
+        coalesce(referrers.referred_customers_net_revenue, 0) as referred_customers_net_revenue,
+        customers.is_referrer
 
-    from population
+    from customers
     left join referrers
-        on population.customer_key = referrers.referrer_customer_key
+        on customers.customer_key = referrers.referrer_customer_key
 
 ),
 
@@ -73,14 +59,14 @@ counted as (
     select
         loyalty_category,
         count(*) as customers,
-        count(referrer_customer_key) as referrers,
+        count(*) filter (where is_referrer) as referrers,
         cast(sum(referrals_made) as bigint) as referrals_made,
         cast(sum(converted_referrals) as bigint) as converted_referrals,
         cast(sum(referred_customers) as bigint) as referred_customers,
         sum(referred_customers_revenue) as referred_customers_revenue,
         sum(referred_customers_net_revenue) as referred_customers_net_revenue
 
-    from population_referrals
+    from customer_referrals
     group by 1
 
 ),
