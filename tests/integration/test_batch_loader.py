@@ -242,3 +242,144 @@ def test_volume_far_off_the_recent_average_blocks(fresh_database):
     )
     with pytest.raises(BatchBlocked, match="expect_table_row_count_to_be_between.*observed 10"):
         strict.load(batch(good_rows(10, start=9100, day=7), cursor_from="2026-10-06"))
+
+
+def _published_state(location, outcomes) -> dict:
+    """What a load leaves behind: raw's rows and shape, the quarantine, a view reading raw."""
+    with connect(location) as conn:
+        shape = conn.execute(
+            "select c.relpersistence, c.relacl::text, obj_description(c.oid, 'pg_class'), "
+            "(select array_agg(row(a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, "
+            "  pg_get_expr(d.adbin, d.adrelid), col_description(c.oid, a.attnum))::text order by a.attnum) "
+            " from pg_attribute a left join pg_attrdef d on d.adrelid = a.attrelid and d.adnum = a.attnum "
+            " where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped), "
+            "(select array_agg(k.conname || ' ' || pg_get_constraintdef(k.oid) order by k.conname) "
+            " from pg_constraint k where k.conrelid = c.oid and k.contype <> 'n'), "
+            "(select array_agg(indexrelid::regclass::text) from pg_index where indrelid = c.oid) "
+            "from pg_class c where c.oid = 'raw.survey_responses'::regclass"
+        ).fetchone()
+        quarantine = conn.execute(
+            "select reason, payload::text from quarantine.survey_responses order by 1, 2"
+        ).fetchall()
+        view = conn.execute(
+            "select (select array_agg(row(r.*)::text order by r.response_id) from ops.responses_seen r), "
+            "c.relacl::text, obj_description(c.oid, 'pg_class') from pg_class c "
+            "where c.oid = 'ops.responses_seen'::regclass"
+        ).fetchone()
+        bookkeeping = conn.execute(
+            "select _batch_id, _source, count(*), count(_loaded_at) from raw.survey_responses "
+            "group by 1, 2 order by 1"
+        ).fetchall()
+        ledger = conn.execute(
+            "select rows_received, rows_published, rows_quarantined, rows_changed, status "
+            "from ops.load_batches order by started_at"
+        ).fetchall()
+        leftovers = conn.execute(
+            "select count(*) from pg_class where relnamespace = 'staging'::regnamespace"
+        ).fetchone()[0]
+    order = {o.batch_id: i for i, o in enumerate(outcomes)}
+    return {
+        "raw": raw_state(location),
+        "shape": shape,
+        "quarantine": quarantine,
+        "view": view,
+        "bookkeeping": sorted((order[b], s, n, loaded) for b, s, n, loaded in bookkeeping),
+        "ledger": ledger,
+        "staging_leftovers": leftovers,
+    }
+
+
+def _prepare_raw_with_a_reader(location) -> None:
+    from cem_warehouse.load.tables import ensure_entity_tables
+
+    bootstrap(location)
+    with connect(location, autocommit=True) as conn:
+        ensure_entity_tables(conn, CONTRACT)
+        conn.execute("comment on column raw.survey_responses.ltr is 'likelihood to recommend'")
+        conn.execute("grant select on raw.survey_responses to cem_reader")
+        conn.execute(
+            "create view ops.responses_seen as select response_id, ltr from raw.survey_responses"
+        )
+        conn.execute("grant select on ops.responses_seen to cem_reader")
+        conn.execute("comment on view ops.responses_seen is 'a reader of raw'")
+
+
+def test_a_first_load_is_written_once_and_publishes_what_the_insert_path_does(
+    fresh_database, database_factory
+):
+    first = good_rows(60)
+    first[3][4] = 42  # breaks a rule
+    first[4][4] = "ten"  # not an integer: the batch lands as text first
+    first += [list(r) for r in good_rows(5, day=2)]  # newer versions in the same batch
+    second = [list(r) for r in good_rows(40, start=30, day=3)]
+    for row in second:
+        row[5] = 5
+
+    states, paths = [], []
+    for single_write in (True, False):
+        location = database_factory()
+        _prepare_raw_with_a_reader(location)
+        loader = BatchLoader(
+            location,
+            CONTRACT,
+            SourcePolicy(name="surveys", bad_row_threshold=0.2),
+            single_write_first_load=single_write,
+        )
+        outcomes = [loader.load(batch(first)), loader.load(batch(second))]
+        for outcome in outcomes:
+            assert outcome.rows_received == outcome.rows_published + outcome.rows_quarantined
+        paths.append([o.path for o in outcomes])
+        states.append(_published_state(location, outcomes))
+
+    assert paths == [["first_load_swap", "merge"], ["first_load_insert", "merge"]]
+    swapped, inserted = states
+    assert swapped == inserted
+    assert swapped["shape"][0] == "p", "raw is a logged table"
+    assert swapped["staging_leftovers"] == 0
+    assert len(swapped["quarantine"]) == 5  # 2 bad rows, 3 older versions of good rows
+    assert [b[0] for b in swapped["bookkeeping"]] == [0, 1]
+
+
+def test_a_trusted_first_load_is_swapped_in(fresh_database):
+    """Typed batches (a database's COPY output) land frozen in the landed table."""
+    bootstrap(fresh_database)
+    loader = BatchLoader(fresh_database, CONTRACT, SourcePolicy(name="surveys"))
+    outcome = loader.load(batch(good_rows(50), trusted_types=True))
+    assert (outcome.path, outcome.rows_published) == ("first_load_swap", 50)
+    assert len(raw_state(fresh_database)) == 50
+
+
+def test_a_first_load_falls_back_when_raw_cannot_be_swapped(fresh_database, monkeypatch):
+    import cem_warehouse.load.batch as batch_module
+
+    bootstrap(fresh_database)
+    from cem_warehouse.load.tables import ensure_entity_tables
+
+    with connect(fresh_database, autocommit=True) as conn:
+        ensure_entity_tables(conn, CONTRACT)
+        conn.execute("create index responses_by_touchpoint on raw.survey_responses (touchpoint)")
+    loader = BatchLoader(fresh_database, CONTRACT, SourcePolicy(name="surveys"))
+    outcome = loader.load(batch(good_rows(20)))
+    assert outcome.path == "first_load_insert"
+    assert "indexes besides the primary key" in outcome.message
+    with connect(fresh_database, autocommit=True) as conn:
+        assert conn.execute("select to_regclass('raw.responses_by_touchpoint')").fetchone()[0]
+        conn.execute("drop index raw.responses_by_touchpoint")
+        conn.execute("truncate raw.survey_responses")
+
+    # raw is empty when the batch lands but not when it is published: merged, nothing lost.
+    validate = batch_module.validate_batch
+
+    def validate_then_someone_loads(*args, **kwargs):
+        with connect(fresh_database, autocommit=True) as conn:
+            conn.execute(
+                "insert into raw.survey_responses (response_id, ltr, _batch_id, _loaded_at, _source) "
+                "values ('R0', 1, 'other', now(), 'surveys'), ('X1', 1, 'other', now(), 'surveys')"
+            )
+        return validate(*args, **kwargs)
+
+    monkeypatch.setattr(batch_module, "validate_batch", validate_then_someone_loads)
+    outcome = loader.load(batch(good_rows(20)))
+    assert outcome.path == "merge"
+    assert "raw is not empty" in outcome.message
+    assert len(raw_state(fresh_database)) == 21

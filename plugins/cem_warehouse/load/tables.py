@@ -94,23 +94,32 @@ def create_batch_tables(
     names: dict,
     incoming: list[str],
     extra: list[str],
+    first_load: tuple[str, str] | None = None,
 ) -> None:
-    """Typed batch table (contract types), text twin for the slow path, accepted-rows view."""
+    """Typed batch table (contract types), text twin for the slow path, accepted-rows view.
+
+    ``first_load`` (batch id, source): ``raw.<entity>`` is empty, so the typed table is the
+    *landed table*: logged and shaped exactly like raw (see :func:`_create_landed_table`),
+    to be swapped in as raw at publish.
+    """
     for column in extra:
         conn.execute(
             sql.SQL("alter table raw.{} add column if not exists {} text").format(
                 _ident(contract.raw_table), _ident(column)
             )
         )
-    typed_columns = [
-        sql.SQL("{} {}").format(_ident(c.name), sql.SQL(c.type)) for c in contract.columns
-    ]
-    typed_columns += [sql.SQL("{} text").format(_ident(c)) for c in extra]
-    conn.execute(
-        sql.SQL("create unlogged table staging.{} ({}, _reject_reason text)").format(
-            _ident(names["typed"]), sql.SQL(", ").join(typed_columns)
+    if first_load is not None:
+        _create_landed_table(conn, contract, names["typed"], *first_load)
+    else:
+        typed_columns = [
+            sql.SQL("{} {}").format(_ident(c.name), sql.SQL(c.type)) for c in contract.columns
+        ]
+        typed_columns += [sql.SQL("{} text").format(_ident(c)) for c in extra]
+        conn.execute(
+            sql.SQL("create unlogged table staging.{} ({}, _reject_reason text)").format(
+                _ident(names["typed"]), sql.SQL(", ").join(typed_columns)
+            )
         )
-    )
     text_columns = [sql.SQL("{} text").format(_ident(c)) for c in data_columns(contract, extra)]
     conn.execute(
         sql.SQL(
@@ -327,3 +336,266 @@ def insert_into_empty_raw(
         )
     )
     return inserted
+
+
+# ---- first load: the landed table becomes raw -------------------------------------------
+
+BOOKKEEPING = ("_batch_id", "_loaded_at", "_source")
+
+
+def raw_is_empty(conn: psycopg.Connection, contract: EntityContract) -> bool:
+    return conn.execute(
+        sql.SQL("select not exists (select 1 from raw.{})").format(_ident(contract.raw_table))
+    ).fetchone()[0]
+
+
+def _create_landed_table(
+    conn: psycopg.Connection, contract: EntityContract, table: str, batch_id: str, source: str
+) -> None:
+    """A logged table shaped like ``raw.<entity>`` (its columns, in order, with raw's types
+    and column comments), plus ``_reject_reason``.
+
+    The bookkeeping columns are filled by defaults while COPY runs (``_loaded_at`` is the
+    landing time). No column is ``not null`` yet, so rows breaking a rule land too and are
+    judged like any batch; raw's ``not null`` and key come back at the swap.
+    """
+    landed = _ident(table)
+    conn.execute(
+        sql.SQL(
+            "create table staging.{} (like raw.{} including defaults including storage "
+            "including compression including comments, _reject_reason text)"
+        ).format(landed, _ident(contract.raw_table))
+    )
+    not_null = [
+        r[0]
+        for r in conn.execute(
+            "select attname from pg_attribute where attrelid = format('staging.%%I', %s::text)::regclass "
+            "and attnum > 0 and not attisdropped and attnotnull",
+            (table,),
+        )
+    ]
+    changes = [sql.SQL("alter column {} drop not null").format(_ident(c)) for c in not_null]
+    changes += [
+        sql.SQL("alter column {} set default {}").format(_ident(c), value)
+        for c, value in (
+            ("_batch_id", sql.Literal(batch_id)),
+            ("_loaded_at", sql.SQL("now()")),
+            ("_source", sql.Literal(source)),
+        )
+    ]
+    conn.execute(sql.SQL("alter table staging.{} {}").format(landed, sql.SQL(", ").join(changes)))
+
+
+_SWAP_BLOCKERS = """
+select concat_ws('; ',
+    case when c.relkind <> 'r' or c.relpersistence <> 'p' then 'not a plain logged table' end,
+    case when c.relrowsecurity then 'row-level security' end,
+    case when c.relreplident <> 'd' then 'replica identity' end,
+    case when c.reltablespace <> l.reltablespace or c.relam <> l.relam then 'tablespace or access method' end,
+    case when exists (select 1 from pg_inherits i where i.inhrelid = c.oid or i.inhparent = c.oid) then 'inheritance' end,
+    case when exists (select 1 from pg_trigger t where t.tgrelid = c.oid and not t.tgisinternal) then 'triggers' end,
+    case when exists (select 1 from pg_index i where i.indrelid = c.oid and not i.indisprimary) then 'indexes besides the primary key' end,
+    case when exists (select 1 from pg_constraint k where (k.conrelid = c.oid and k.contype not in ('p', 'n'))
+                      or (k.confrelid = c.oid and k.conrelid <> c.oid)) then 'constraints besides the primary key' end,
+    case when exists (select 1 from pg_attribute a where a.attrelid = c.oid and a.attacl is not null) then 'column privileges' end,
+    case when exists (select 1 from pg_publication_rel p where p.prrelid = c.oid) then 'publication' end,
+    case when exists (select 1 from pg_policy p where p.polrelid = c.oid) then 'policies' end,
+    case when (select array_agg(row(a.attname, format_type(a.atttypid, a.atttypmod), a.attcollation)::text order by a.attnum)
+               from pg_attribute a where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped)
+         is distinct from
+              (select array_agg(row(a.attname, format_type(a.atttypid, a.atttypmod), a.attcollation)::text order by a.attnum)
+               from pg_attribute a where a.attrelid = l.oid and a.attnum > 0 and not a.attisdropped
+               and a.attname <> '_reject_reason') then 'columns differ from the landed table' end
+)
+from pg_class c, pg_class l
+where c.oid = format('raw.%%I', %s::text)::regclass and l.oid = format('staging.%%I', %s::text)::regclass
+"""
+
+# Views reading raw.<entity>, directly or through other views, shallowest first.
+_DEPENDENT_VIEWS = """
+with recursive dependents(oid, depth) as (
+    select r.ev_class, 1 from pg_depend d join pg_rewrite r on r.oid = d.objid
+    where d.classid = 'pg_rewrite'::regclass and d.refclassid = 'pg_class'::regclass
+      and d.refobjid = %s and r.ev_class <> d.refobjid
+    union
+    select r.ev_class, v.depth + 1 from dependents v
+    join pg_depend d on d.refobjid = v.oid and d.classid = 'pg_rewrite'::regclass
+        and d.refclassid = 'pg_class'::regclass
+    join pg_rewrite r on r.oid = d.objid and r.ev_class <> v.oid
+)
+select c.relkind, n.nspname, c.relname, pg_get_viewdef(c.oid), pg_get_userbyid(c.relowner),
+       c.relacl::text is not null,
+       (select coalesce(array_agg(array[case when g.grantee = 0 then 'public' else pg_get_userbyid(g.grantee)::text end,
+                                        g.privilege_type, g.is_grantable::text]), '{}')
+        from aclexplode(c.relacl) g),
+       c.reloptions,
+       (select coalesce(array_agg(array[coalesce(a.attname::text, ''), d.description]), '{}')
+        from pg_description d left join pg_attribute a on a.attrelid = d.objoid and a.attnum = d.objsubid
+        where d.objoid = c.oid and d.classoid = 'pg_class'::regclass),
+       exists (select 1 from pg_trigger t where t.tgrelid = c.oid)
+from (select oid, max(depth) as depth from dependents group by oid) v
+join pg_class c on c.oid = v.oid join pg_namespace n on n.oid = c.relnamespace
+order by v.depth, c.oid
+"""
+
+_TABLE_PROPERTIES = """
+select c.oid, pg_get_userbyid(c.relowner), c.relacl::text is not null,
+       (select coalesce(array_agg(array[case when g.grantee = 0 then 'public' else pg_get_userbyid(g.grantee)::text end,
+                                        g.privilege_type, g.is_grantable::text]), '{}')
+        from aclexplode(c.relacl) g),
+       c.reloptions, obj_description(c.oid, 'pg_class'),
+       (select array_agg(k.conname::text) from pg_constraint k where k.conrelid = c.oid and k.contype = 'p'),
+       (select array_agg(pg_get_constraintdef(k.oid)) from pg_constraint k where k.conrelid = c.oid and k.contype = 'p'),
+       (select coalesce(array_agg(a.attname::text order by a.attnum), '{}') from pg_attribute a
+        where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped and a.attnotnull),
+       (select coalesce(array_agg(array[a.attname::text, pg_get_expr(d.adbin, d.adrelid)]), '{}')
+        from pg_attribute a left join pg_attrdef d on d.adrelid = a.attrelid and d.adnum = a.attnum
+        where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped)
+from pg_class c where c.oid = format('raw.%%I', %s::text)::regclass
+"""
+
+
+class NotSwappable(Exception):
+    """raw.<entity> carries something the swap would not reproduce: publish by inserting."""
+
+
+def _grant_statements(
+    target: sql.Composable, has_acl: bool, owner: str, grants: list[list[str]]
+) -> list[sql.Composable]:
+    """Statements giving ``target`` exactly the privileges of an ACL (none when it is the default)."""
+    if not has_acl:
+        return []
+    statements = [sql.SQL("revoke all on {} from {}").format(target, _ident(owner))]
+    for grantee, privilege, grantable in grants:
+        statements.append(
+            sql.SQL("grant {} on {} to {}{}").format(
+                sql.SQL(privilege),
+                target,
+                sql.SQL("public") if grantee == "public" else _ident(grantee),
+                sql.SQL(" with grant option" if grantable == "true" else ""),
+            )
+        )
+    return statements
+
+
+def swap_in_landed_table(
+    conn: psycopg.Connection,
+    contract: EntityContract,
+    landed: str,
+    accepted_view: str,
+    reject_rows: bool,
+) -> int:
+    """Make the landed table ``raw.<entity>``; returns its rows. Raises NotSwappable.
+
+    Inside the caller's publish transaction, after the rejected rows were quarantined:
+    under an exclusive lock on raw (readers of the empty table wait for the commit), when
+    raw is still empty and carries nothing the swap would not reproduce, the rejected rows
+    are deleted from the landed table, views reading raw are dropped, raw is dropped, the
+    landed table renamed into its place, and raw's not-null columns, primary key, defaults,
+    comment, owner, grants, storage options and the views (with theirs) are restored.
+    """
+    from cem_warehouse.load import failpoints
+
+    raw_name = contract.raw_table
+    raw = sql.SQL("raw.{}").format(_ident(raw_name))
+    if not raw_is_empty(conn, contract):
+        raise NotSwappable("raw is not empty")
+    conn.execute(sql.SQL("lock table {} in access exclusive mode").format(raw))
+    if not raw_is_empty(conn, contract):
+        raise NotSwappable("raw is not empty")
+    search_path = conn.execute("select current_setting('search_path')").fetchone()[0]
+    # Definitions (views, defaults) are printed, and read back, with every name qualified.
+    conn.execute("select set_config('search_path', 'pg_catalog', true)")
+    blockers = conn.execute(_SWAP_BLOCKERS, (raw_name, landed)).fetchone()[0]
+    if blockers:
+        raise NotSwappable(blockers)
+    (
+        raw_oid,
+        owner,
+        has_acl,
+        grants,
+        options,
+        comment,
+        key_names,
+        key_definitions,
+        not_null,
+        defaults,
+    ) = conn.execute(_TABLE_PROPERTIES, (raw_name,)).fetchone()
+    views = conn.execute(_DEPENDENT_VIEWS, (raw_oid,)).fetchall()
+    if any(v[0] != "v" or v[9] for v in views):
+        raise NotSwappable("a materialized view or a view with triggers reads raw")
+    table = sql.SQL("staging.{}").format(_ident(landed))
+    if reject_rows:
+        conn.execute(sql.SQL("delete from {} where _reject_reason is not null").format(table))
+    conn.execute(sql.SQL("drop view staging.{}").format(_ident(accepted_view)))
+    conn.execute(sql.SQL("alter table {} drop column _reject_reason").format(table))
+    rows = conn.execute(sql.SQL("select count(*) from {}").format(table)).fetchone()[0]
+    for _, schema, name, *_ in reversed(views):
+        conn.execute(sql.SQL("drop view {}.{}").format(_ident(schema), _ident(name)))
+    conn.execute(sql.SQL("drop table {}").format(raw))
+    conn.execute(sql.SQL("alter table {} set schema raw").format(table))
+    conn.execute(
+        sql.SQL("alter table raw.{} rename to {}").format(_ident(landed), _ident(raw_name))
+    )
+    failpoints.reach("during_swap")
+    # raw's defaults (none, as the loader creates it) replace the landing defaults.
+    changes = [
+        sql.SQL("alter column {} set default {}").format(_ident(c), sql.SQL(expr))
+        if expr is not None
+        else sql.SQL("alter column {} drop default").format(_ident(c))
+        for c, expr in defaults
+    ]
+    # One scan checks every not-null column.
+    changes += [sql.SQL("alter column {} set not null").format(_ident(c)) for c in not_null]
+    conn.execute(sql.SQL("alter table {} {}").format(raw, sql.SQL(", ").join(changes)))
+    conn.execute("set local maintenance_work_mem = '256MB'")
+    for name, definition in zip(key_names or [], key_definitions or [], strict=True):
+        conn.execute(
+            sql.SQL("alter table {} add constraint {} {}").format(
+                raw, _ident(name), sql.SQL(definition)
+            )
+        )
+    if comment is not None:
+        conn.execute(sql.SQL("comment on table {} is {}").format(raw, sql.Literal(comment)))
+    if options:
+        conn.execute(
+            sql.SQL("alter table {} set ({})").format(
+                raw, sql.SQL(", ").join(sql.SQL(o) for o in options)
+            )
+        )
+    conn.execute(sql.SQL("alter table {} owner to {}").format(raw, _ident(owner)))
+    for statement in _grant_statements(raw, has_acl, owner, grants):
+        conn.execute(statement)
+    for (
+        _,
+        schema,
+        name,
+        definition,
+        view_owner,
+        view_acl,
+        view_grants,
+        view_options,
+        comments,
+        _,
+    ) in views:
+        view = sql.SQL("{}.{}").format(_ident(schema), _ident(name))
+        with_options = (
+            sql.SQL(" with ({})").format(sql.SQL(", ").join(sql.SQL(o) for o in view_options))
+            if view_options
+            else sql.SQL("")
+        )
+        conn.execute(
+            sql.SQL("create view {}{} as {}").format(view, with_options, sql.SQL(definition))
+        )
+        conn.execute(sql.SQL("alter view {} owner to {}").format(view, _ident(view_owner)))
+        for statement in _grant_statements(view, view_acl, view_owner, view_grants):
+            conn.execute(statement)
+        for column, text in comments:
+            target = (
+                sql.SQL("column {}.{}").format(view, _ident(column))
+                if column
+                else sql.SQL("view {}").format(view)
+            )
+            conn.execute(sql.SQL("comment on {} is {}").format(target, sql.Literal(text)))
+    conn.execute("select set_config('search_path', %s, true)", (search_path,))
+    return rows
