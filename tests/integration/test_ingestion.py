@@ -140,9 +140,7 @@ ingest_sales(warehouse, SourceConnection("cem_source_sales", "postgres", sales.h
 """
 
 
-@pytest.mark.parametrize(
-    "point", ["during_copy", "before_publish", "during_swap", "during_publish"]
-)
+@pytest.mark.parametrize("point", ["during_copy", "before_publish", "during_publish"])
 def test_a_killed_worker_leaves_raw_and_cursors_untouched_and_the_next_run_converges(
     stand_ins, database_factory, point
 ):

@@ -13,13 +13,6 @@
 * **Publish.** One transaction: quarantine the rejected rows with their payload and reason,
   upsert the accepted rows into ``raw.<entity>`` (the newer version of a record wins, so
   batches can arrive in any order), record the batch and move the cursor.
-* **First load.** When ``raw.<entity>`` is empty as the batch lands (a first load, a
-  backfill), the batch lands in a *logged* table shaped exactly like raw, in ``staging``.
-  The publish re-checks under an exclusive lock that raw is still empty, deletes the
-  rejected rows (once quarantined), and swaps that table in as raw with raw's not-null
-  columns, key, comment, owner, grants and the views reading it: each row is written once.
-  When raw is no longer empty, or carries what the swap would not keep (other indexes,
-  triggers, ...), the same landed table is published by insert or upsert instead.
 
 Nothing in ``raw`` or the cursors changes before the publish commit, so a worker killed
 at any point leaves them as they were; the next run drops the dead batch's tables.
@@ -44,7 +37,6 @@ from cem_warehouse.load.tables import (
     batch_table_names,
     drop_batch_tables,
     ensure_entity_tables,
-    raw_is_empty,
     record_batch_start,
     typed_expression,
     validity_predicate,
@@ -109,27 +101,17 @@ class BatchOutcome:
     validation: ValidationOutcome | None
     message: str = ""
     timings: dict[str, float] = field(default_factory=dict)
-    # How raw was written: "first_load_swap" (the landed table became raw: one write),
-    # "first_load_insert" (inserted into empty raw, key built after) or "merge" (upsert).
-    path: str = "merge"
 
 
 class BatchLoader:
     """Loads batches of one entity under one source policy."""
 
     def __init__(
-        self,
-        location: WarehouseLocation,
-        contract: EntityContract,
-        policy: SourcePolicy,
-        *,
-        single_write_first_load: bool = True,
+        self, location: WarehouseLocation, contract: EntityContract, policy: SourcePolicy
     ) -> None:
         self.location = location
         self.contract = contract
         self.policy = policy
-        # False forces a first load through the insert path (tests compare the two).
-        self.single_write_first_load = single_write_first_load
 
     # ---- schema drift --------------------------------------------------------------------
     def _check_drift(self, incoming: IncomingBatch) -> list[str]:
@@ -195,10 +177,7 @@ class BatchLoader:
                 # Batch tables are unlogged and dropped after a crash anyway: their commits
                 # need not wait for the WAL flush.
                 conn.execute("set synchronous_commit = off")
-                # Into an empty raw (a first load, a backfill) the batch lands in a logged
-                # table shaped like raw, which the publish swaps in: each row written once.
-                first_load = self.single_write_first_load and raw_is_empty(conn, contract)
-                landed, invalid = self._land(conn, incoming, names, extra_columns, first_load)
+                landed, invalid = self._land(conn, incoming, names, extra_columns)
                 received = landed + len(incoming.rejected)
                 judged = self._mark_rejects(conn, names["typed"], extra_columns)
                 judged.invalid = invalid
@@ -220,9 +199,7 @@ class BatchLoader:
             timings["validate_seconds"] = time.perf_counter() - clock
             failpoints.reach("before_publish")
             clock = time.perf_counter()
-            outcome = self._publish(
-                incoming, names, received, validation, extra_columns, judged, first_load
-            )
+            outcome = self._publish(incoming, names, received, validation, extra_columns, judged)
             outcome.timings = {**timings, "publish_seconds": time.perf_counter() - clock}
             with connect(self.location, autocommit=True) as conn:
                 conn.execute(
@@ -246,12 +223,7 @@ class BatchLoader:
             raise
 
     def _land(
-        self,
-        conn: psycopg.Connection,
-        incoming: IncomingBatch,
-        names: dict,
-        extra: list[str],
-        first_load: bool,
+        self, conn: psycopg.Connection, incoming: IncomingBatch, names: dict, extra: list[str]
     ) -> tuple[int, int]:
         """COPY the batch in; returns (rows landed, rows of them not even valid values).
 
@@ -260,14 +232,7 @@ class BatchLoader:
         """
         from cem_warehouse.load.tables import create_batch_tables
 
-        create_batch_tables(
-            conn,
-            self.contract,
-            names,
-            incoming.columns,
-            extra,
-            first_load=(incoming.batch_id, self.contract.source) if first_load else None,
-        )
+        create_batch_tables(conn, self.contract, names, incoming.columns, extra)
         typed = sql.Identifier(names["typed"])
         text = sql.Identifier(names["text"])
         columns = sql.SQL(", ").join(sql.Identifier(c) for c in incoming.columns)
@@ -496,17 +461,10 @@ class BatchLoader:
         validation: ValidationOutcome,
         extra: list[str],
         judged: Judged,
-        first_load: bool,
     ) -> BatchOutcome:
-        from cem_warehouse.load.tables import (
-            NotSwappable,
-            insert_into_empty_raw,
-            publish_statements,
-            swap_in_landed_table,
-        )
+        from cem_warehouse.load.tables import insert_into_empty_raw, publish_statements
 
         contract = self.contract
-        swap_refused = ""
         with connect(self.location) as conn, conn.transaction():
             statements = publish_statements(conn, contract, names, incoming.batch_id, extra)
             # Each quarantine statement scans its batch table: skip those with nothing to move.
@@ -531,28 +489,10 @@ class BatchLoader:
                         ],
                     )
                 quarantined += len(incoming.rejected)
-            path = None
-            if first_load:
-                try:
-                    # A savepoint: when raw cannot be swapped, nothing of the attempt stays.
-                    with conn.transaction():
-                        accepted = changed = swap_in_landed_table(
-                            conn,
-                            contract,
-                            names["typed"],
-                            names["accepted_view"],
-                            reject_rows=typed_rejects > 0,
-                        )
-                    path = "first_load_swap"
-                except (NotSwappable, psycopg.Error) as reason:
-                    # raw was loaded meanwhile, or carries what a swap would not keep.
-                    swap_refused = f"{type(reason).__name__}: {reason}"
-            if path is None and conn.execute(statements["raw_is_empty"]).fetchone()[0]:
+            if conn.execute(statements["raw_is_empty"]).fetchone()[0]:
                 # Every accepted row is new: what the insert wrote is what was accepted.
                 accepted = changed = insert_into_empty_raw(conn, contract, *statements["insert"])
-                path = "first_load_insert"
-            elif path is None:
-                path = "merge"
+            else:
                 accepted = conn.execute(
                     sql.SQL("select count(*) from staging.{} where _reject_reason is null").format(
                         sql.Identifier(names["typed"])
@@ -588,8 +528,7 @@ class BatchLoader:
                     changed,
                     cursor_to,
                     validation.success,
-                    validation.summary
-                    + (f" [first load not swapped in: {swap_refused}]" if swap_refused else ""),
+                    validation.summary,
                     incoming.batch_id,
                 ),
             )
@@ -606,8 +545,6 @@ class BatchLoader:
             changed,
             cursor_to,
             validation,
-            message=swap_refused,
-            path=path,
         )
 
     def _finish_blocked(

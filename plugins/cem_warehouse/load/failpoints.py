@@ -11,7 +11,7 @@ import os
 import signal
 
 ENV = "CEM_FAILPOINT"
-POINTS = ("during_copy", "before_publish", "during_publish", "during_swap")
+POINTS = ("during_copy", "before_publish", "during_publish")
 
 
 def reach(point: str) -> None:
