@@ -462,11 +462,18 @@ class BatchLoader:
         extra: list[str],
         judged: Judged,
     ) -> BatchOutcome:
-        from cem_warehouse.load.tables import insert_into_empty_raw, publish_statements
+        from cem_warehouse.load.tables import (
+            begin_raw_publish,
+            insert_into_empty_raw,
+            publish_statements,
+        )
 
         contract = self.contract
         with connect(self.location) as conn, conn.transaction():
-            statements = publish_statements(conn, contract, names, incoming.batch_id, extra)
+            loaded_at = begin_raw_publish(conn)
+            statements = publish_statements(
+                conn, contract, names, incoming.batch_id, extra, loaded_at
+            )
             # Each quarantine statement scans its batch table: skip those with nothing to move.
             # (A wrong skip cannot hide a row: the accounting below would not add up.)
             typed_rejects = received - len(incoming.rejected) - judged.invalid - judged.accepted

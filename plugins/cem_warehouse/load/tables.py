@@ -229,8 +229,32 @@ def row_rule_reasons(contract: EntityContract) -> list[tuple[sql.Composable, str
     return rules
 
 
+# Publishes into raw hold this lock shared; incremental dbt models take it exclusively for
+# their transaction (macro wait_for_raw_publishes). See begin_raw_publish.
+RAW_PUBLISH_LOCK = "cem_warehouse.raw_publish"
+
+
+def begin_raw_publish(conn: psycopg.Connection):
+    """Start publishing into raw inside the open transaction; returns the rows' ``_loaded_at``.
+
+    Incremental marts take in raw rows loaded after the newest ``_loaded_at`` they hold. For
+    that to miss nothing, no row may become visible with a ``_loaded_at`` older than one a
+    build has already read. So the publish first takes the shared lock (an incremental
+    build holding it exclusively is waited for, and a build starting now waits for this
+    commit), and only then reads the clock: not the transaction's start time, which may lie
+    before the wait.
+    """
+    conn.execute("select pg_advisory_xact_lock_shared(hashtext(%s))", (RAW_PUBLISH_LOCK,))
+    return conn.execute("select clock_timestamp()").fetchone()[0]
+
+
 def publish_statements(
-    conn: psycopg.Connection, contract: EntityContract, names: dict, batch_id: str, extra: list[str]
+    conn: psycopg.Connection,
+    contract: EntityContract,
+    names: dict,
+    batch_id: str,
+    extra: list[str],
+    loaded_at,
 ) -> dict:
     columns_of_record = data_columns(contract, extra)
     raw = _ident(contract.raw_table)
@@ -274,7 +298,7 @@ def publish_statements(
     )
     insert = sql.SQL(
         "insert into raw.{raw} ({cols}, _batch_id, _loaded_at, _source) "
-        "select {cols}, %s, now(), %s from staging.{t} where _reject_reason is null"
+        "select {cols}, %s, %s, %s from staging.{t} where _reject_reason is null"
     ).format(raw=raw, cols=payload_columns, t=_ident(names["typed"]))
     upsert = sql.SQL(
         "{} on conflict ({key}) do update set {updates} where {newer} and {changed}"
@@ -285,7 +309,7 @@ def publish_statements(
         newer=newer,
         changed=changed,
     )
-    params = (batch_id, contract.source)
+    params = (batch_id, loaded_at, contract.source)
     # Into an empty raw table nothing can conflict (keys are unique within the batch and the
     # source's writer lock is held): a plain insert (see insert_into_empty_raw) costs far
     # less than the upsert.
