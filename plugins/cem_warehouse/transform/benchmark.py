@@ -2,8 +2,9 @@
 
 Generates the sources, ingests them through the real ingestion functions (the CRM through
 its stand-in API), then times three builds of the marts with publish: a full refresh, a
-warm incremental build with nothing new, and an incremental build after one
-``--next-day`` delta. Prints JSON figures (seconds, per-model timings from dbt's
+second build with nothing new (full again: the first publication leaves marts_build
+empty), and an incremental build after one ``--next-day`` delta, which starts from the
+first build's generation as write-audit-publish has it. Prints JSON figures (seconds, per-model timings from dbt's
 run_results.json, the incremental / full ratio and the goals); it asserts nothing.
 
 Everything lands in two throw-away databases (warehouse and sales stand-in) on the
@@ -165,12 +166,14 @@ def bench_marts(customers: int, seed: int = 42, *, keep: bool = False) -> dict:
                 lambda: build_marts(warehouse, full_refresh=True),
             )
             timings["full_build"] = _run_results()
+            # After the first publication marts_build is empty, so this build is full again;
+            # it gives both generations the day-0 data, like a warehouse in service.
             step(
-                "noop_incremental_build",
-                "incremental build, no new data",
+                "second_build_no_new_data",
+                "second build, no new data (marts_build was empty)",
                 lambda: build_marts(warehouse),
             )
-            timings["noop_incremental_build"] = _run_results()
+            timings["second_build_no_new_data"] = _run_results()
             step(
                 "generate_next_day",
                 "generate one --next-day delta",
@@ -200,7 +203,6 @@ def bench_marts(customers: int, seed: int = 42, *, keep: bool = False) -> dict:
         "seed": seed,
         "seconds": seconds,
         "incremental_to_full_ratio": round(seconds["incremental_build"] / full, 4),
-        "noop_incremental_to_full_ratio": round(seconds["noop_incremental_build"] / full, 4),
         "goals": {
             **GOALS,
             "full_build_met": full < GOALS["full_build_seconds_at_1m_customers_on_2_cores"],
