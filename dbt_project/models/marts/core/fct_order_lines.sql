@@ -56,12 +56,7 @@ orders as not materialized (
 ),
 
 {% if is_incremental() %}
-
-watermark as (
-
-    select {{ incremental_watermark() }} as loaded_at
-
-),
+{%- set watermark = incremental_watermark() %}
 
 touched_crm_customers as (
 
@@ -70,13 +65,13 @@ touched_crm_customers as (
         customer_email
 
     from {{ ref('stg_crm__customers') }}
-    where loaded_at > (select loaded_at from watermark)
+    where loaded_at > {{ watermark }}
 
 ),
 
 changed_orders as (
 
-    select order_id from orders where source_loaded_at > (select loaded_at from watermark)
+    select order_id from orders where source_loaded_at > {{ watermark }}
 
 ),
 
@@ -131,7 +126,7 @@ scope as (
     from order_lines
     inner join products
         on order_lines.product_id = products.product_id
-    where products.loaded_at > (select loaded_at from watermark)
+    where products.loaded_at > {{ watermark }}
 
 ),
 
@@ -167,7 +162,7 @@ final as (
     left join products
         on order_lines.product_id = products.product_id
     {% if is_incremental() -%}
-    where order_lines.loaded_at > (select loaded_at from watermark)
+    where order_lines.loaded_at > {{ watermark }}
         or order_lines.order_id in (select order_id from scope)
     {%- endif %}
 

@@ -70,16 +70,11 @@ identities as not materialized (
 ),
 
 {% if is_incremental() %}
+{%- set watermark = incremental_watermark() %}
 
 crm_customers as not materialized (
 
     select * from {{ ref('stg_crm__customers') }}
-
-),
-
-watermark as (
-
-    select {{ incremental_watermark() }} as loaded_at
 
 ),
 
@@ -90,18 +85,18 @@ touched_crm_customers as (
         customer_email
 
     from crm_customers
-    where loaded_at > (select loaded_at from watermark)
+    where loaded_at > {{ watermark }}
 
 ),
 
 -- The order row itself, a line, a refund or a product of a line loaded since the watermark.
 changed_orders as (
 
-    select order_id from orders where loaded_at > (select loaded_at from watermark)
+    select order_id from orders where loaded_at > {{ watermark }}
 
     union
 
-    select order_id from order_lines where loaded_at > (select loaded_at from watermark)
+    select order_id from order_lines where loaded_at > {{ watermark }}
 
     union
 
@@ -109,11 +104,11 @@ changed_orders as (
     from order_lines
     inner join products
         on order_lines.product_id = products.product_id
-    where products.loaded_at > (select loaded_at from watermark)
+    where products.loaded_at > {{ watermark }}
 
     union
 
-    select order_id from refunds where loaded_at > (select loaded_at from watermark)
+    select order_id from refunds where loaded_at > {{ watermark }}
 
 ),
 

@@ -54,12 +54,7 @@ survey_responses as not materialized (
 ),
 
 {% if is_incremental() %}
-
-watermark as (
-
-    select {{ incremental_watermark() }} as loaded_at
-
-),
+{%- set watermark = incremental_watermark() %}
 
 changed_responses as (
 
@@ -69,17 +64,17 @@ changed_responses as (
         related_interaction_id
 
     from survey_responses
-    where source_loaded_at > (select loaded_at from watermark)
+    where source_loaded_at > {{ watermark }}
 
 ),
 
 scope_cases as (
 
-    select case_id from interactions where loaded_at > (select loaded_at from watermark)
+    select case_id from interactions where loaded_at > {{ watermark }}
 
     union
 
-    select case_id from support_cases where loaded_at > (select loaded_at from watermark)
+    select case_id from support_cases where loaded_at > {{ watermark }}
 
     union
 

@@ -51,12 +51,7 @@ identities as not materialized (
 ),
 
 {% if is_incremental() %}
-
-watermark as (
-
-    select {{ incremental_watermark() }} as loaded_at
-
-),
+{%- set watermark = incremental_watermark() %}
 
 touched_crm_customers as (
 
@@ -65,13 +60,13 @@ touched_crm_customers as (
         customer_email
 
     from {{ ref('stg_crm__customers') }}
-    where loaded_at > (select loaded_at from watermark)
+    where loaded_at > {{ watermark }}
 
 ),
 
 scope as (
 
-    select response_id from responses where loaded_at > (select loaded_at from watermark)
+    select response_id from responses where loaded_at > {{ watermark }}
 
     union
 
@@ -79,7 +74,7 @@ scope as (
     from responses
     inner join invitations
         on responses.invitation_id = invitations.invitation_id
-    where invitations.loaded_at > (select loaded_at from watermark)
+    where invitations.loaded_at > {{ watermark }}
 
     union
 
