@@ -6,6 +6,7 @@ Readers are played by the BI role (``cem_reader``) on real connections to the wa
 from __future__ import annotations
 
 import threading
+import time
 
 import psycopg
 import pytest
@@ -15,6 +16,7 @@ from cem_warehouse.load.sources import ingest_crm, ingest_sales, ingest_surveys
 from cem_warehouse.ops_report import print_marts
 from cem_warehouse.quality.marts_audit import audit_marts
 from cem_warehouse.sources.generator.run import generate_next_day
+from cem_warehouse.transform.dbt import run_dbt
 from cem_warehouse.transform.marts import build_marts
 from cem_warehouse.transform.publish import publish_marts
 from cem_warehouse.warehouse.connection import connect
@@ -63,6 +65,27 @@ def test_readers_see_the_last_good_marts_until_an_audited_build_is_swapped_in(
         # The build schema is not for readers: it may be half-built or have failed its audit.
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             reader.execute("select count(*) from marts_build.dim_customers")
+
+    # An incremental fact waits for a publish into raw that is in flight, so its watermark
+    # cannot step over rows that commit after it read raw.
+    with connect(stand_ins.warehouse, autocommit=True) as loader:
+        loader.execute("select pg_advisory_lock_shared(hashtext('cem_warehouse.raw_publish'))")
+        build = threading.Thread(
+            target=run_dbt, args=(stand_ins.warehouse, ["run", "--select", "fct_orders"])
+        )
+        build.start()
+        waiting = False
+        for _ in range(120):
+            waiting = loader.execute(
+                "select exists (select 1 from pg_stat_activity where wait_event = 'advisory' "
+                "and query like '%%cem_warehouse.raw_publish%%' and pid <> pg_backend_pid())"
+            ).fetchone()[0]
+            if waiting or not build.is_alive():
+                break
+            time.sleep(0.5)
+        loader.execute("select pg_advisory_unlock_shared(hashtext('cem_warehouse.raw_publish'))")
+        build.join(300)
+    assert waiting
 
     # A new day arrives; the build is corrupted after dbt and before the audit.
     generate_next_day(stand_ins.targets)
