@@ -7,10 +7,10 @@
       build: an order whose own row, lines or refunds were loaded after the watermark has
       fct_orders.source_loaded_at past it -> its lines;
     * an order's customer_key can also move without the order changing (identity): then its
-      key, before or after, is one of: a CRM customer loaded after the watermark, the current
-      key of such a customer's email, or a key, before or after, of a changed order (an
-      email-less order follows its sales account's latest email). The lines of every order
-      keyed to one of those keys, in this table or in fct_orders, are re-derived.
+      key, before or after, is a CRM customer loaded after the watermark or the current key
+      of such a customer's email (the lines of every order keyed to one, here or in
+      fct_orders, are re-derived); or, for an email-less order, which follows its sales
+      account's latest email, a key before or after of a changed order.
 -#}
 
 {{
@@ -75,7 +75,8 @@ changed_orders as (
 
 ),
 
-touched_keys as (
+-- Keys a CRM change touched: any order, with or without an email, may move to or from them.
+crm_keys as (
 
     select customer_key from touched_crm_customers
 
@@ -86,7 +87,11 @@ touched_keys as (
     inner join touched_crm_customers
         on identities.customer_email = touched_crm_customers.customer_email
 
-    union
+),
+
+-- Keys, before and after, of changed orders: only email-less orders (keyed by their sales
+-- account's latest email) can move with them; an order with an email keeps its email's key.
+changed_order_keys as (
 
     select orders.customer_key
     from orders
@@ -102,6 +107,17 @@ touched_keys as (
 
 ),
 
+emailless_orders as (
+
+    select
+        order_id,
+        customer_key
+
+    from orders
+    where customer_email is null
+
+),
+
 scope as (
 
     select order_id from changed_orders
@@ -110,15 +126,31 @@ scope as (
 
     select orders.order_id
     from orders
-    inner join touched_keys
-        on orders.customer_key = touched_keys.customer_key
+    inner join crm_keys
+        on orders.customer_key = crm_keys.customer_key
 
     union
 
     select previous.order_id
     from {{ this }} as previous
-    inner join touched_keys
-        on previous.customer_key = touched_keys.customer_key
+    inner join crm_keys
+        on previous.customer_key = crm_keys.customer_key
+
+    union
+
+    select emailless_orders.order_id
+    from emailless_orders
+    inner join changed_order_keys
+        on emailless_orders.customer_key = changed_order_keys.customer_key
+
+    union
+
+    select emailless_orders.order_id
+    from emailless_orders
+    inner join {{ this }} as previous
+        on emailless_orders.order_id = previous.order_id
+    inner join changed_order_keys
+        on previous.customer_key = changed_order_keys.customer_key
 
     union
 
