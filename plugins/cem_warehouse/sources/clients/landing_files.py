@@ -115,6 +115,10 @@ def _cell(value):
         return json.dumps(value)
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        # JSON has one number type: exporters (pandas among them) write 5.0 in an integer
+        # column that has gaps. 5.0 is the integer 5; 5.5 stays 5.5 and is refused later.
+        return str(int(value))
     return value
 
 
