@@ -57,7 +57,13 @@ def test_staging_builds_keeps_every_row_and_normalises_emails(stand_ins, tmp_pat
 
     target = tmp_path / "state" / "dbt" / "target"
     results = json.loads((target / "run_results.json").read_text())["results"]
-    assert all(r["status"] in ("success", "pass", "warn") for r in results)
+    # Exposures (the dashboards) are listed by `dbt build` as no-ops.
+    assert not [
+        (r["unique_id"], r["status"])
+        for r in results
+        if r["status"] not in ("success", "pass", "warn")
+        and not (r["unique_id"].startswith("exposure.") and r["status"] == "no-op")
+    ]
     # On generated data even the warn-only staging tests (values outside the documented sets) pass.
     staging = [r for r in results if "stg_" in r["unique_id"] or ".source_" in r["unique_id"]]
     assert staging and all(r["status"] in ("success", "pass") for r in staging)
