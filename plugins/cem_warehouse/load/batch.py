@@ -466,6 +466,7 @@ class BatchLoader:
             begin_raw_publish,
             insert_into_empty_raw,
             publish_statements,
+            refresh_statistics,
         )
 
         contract = self.contract
@@ -542,6 +543,8 @@ class BatchLoader:
             if incoming.on_publish is not None:
                 incoming.on_publish(conn, incoming.batch_id)
             drop_batch_tables(conn, names)
+        if changed:
+            refresh_statistics(self.location, contract, changed)
         return BatchOutcome(
             incoming.batch_id,
             contract.entity,

@@ -12,6 +12,8 @@ import psycopg
 from psycopg import sql
 
 from cem_warehouse.load.contracts import EntityContract
+from cem_warehouse.warehouse.connection import connect
+from cem_warehouse.warehouse.settings import WarehouseLocation
 
 _SQL_RULES = {
     "expect_column_values_to_not_be_null": "{col} is null",
@@ -320,6 +322,23 @@ def publish_statements(
         "insert": (insert, params),
         "raw_is_empty": is_empty,
     }
+
+
+def refresh_statistics(location: WarehouseLocation, contract: EntityContract, changed: int) -> None:
+    """ANALYZE ``raw.<entity>`` after a publish that changed more than a tenth of it.
+
+    The incremental marts filter raw on ``_loaded_at``; without statistics (a first load,
+    a server with autovacuum off or behind) PostgreSQL guesses a third of each table is new
+    and plans minutes of work. Run after the commit: a kill here only leaves stale statistics.
+    """
+    with connect(location, autocommit=True) as conn:
+        # reltuples is -1 until the table was first analyzed: that counts as stale.
+        estimated = conn.execute(
+            "select reltuples from pg_class where oid = format('raw.%%I', %s::text)::regclass",
+            (contract.raw_table,),
+        ).fetchone()[0]
+        if estimated <= 0 or changed > 0.1 * estimated:
+            conn.execute(sql.SQL("analyze raw.{}").format(_ident(contract.raw_table)))
 
 
 def insert_into_empty_raw(

@@ -261,11 +261,11 @@ def validate_batch(
         )
     )
     outcome.success = all(o.success for o in outcome.outcomes if o.critical)
-    _record(location, batch_id, outcome)
+    record_outcome(location, batch_id, outcome)
     return outcome
 
 
-def _record(location: WarehouseLocation, batch_id: str, outcome: ValidationOutcome) -> None:
+def record_outcome(location: WarehouseLocation, batch_id: str, outcome: ValidationOutcome) -> None:
     with connect(location) as conn, conn.transaction():
         conn.execute(
             "delete from ops.dq_results where batch_id = %s and suite_name = %s",

@@ -16,8 +16,12 @@ from datetime import UTC, datetime
 
 from cem_warehouse import paths
 from cem_warehouse.errors import CemError
-from cem_warehouse.quality.gx_runner import ValidationOutcome, load_suite_definition, run_suite
-from cem_warehouse.quality.gx_runner import _record as record_outcome
+from cem_warehouse.quality.gx_runner import (
+    ValidationOutcome,
+    load_suite_definition,
+    record_outcome,
+    run_suite,
+)
 from cem_warehouse.transform.publish import BUILD_SCHEMA
 from cem_warehouse.warehouse.connection import connect
 from cem_warehouse.warehouse.settings import WarehouseLocation

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from cem_warehouse import paths
+from cem_warehouse.transform.dbt import dbt_target_dir
 from cem_warehouse.warehouse.connection import connect
 from cem_warehouse.warehouse.settings import WarehouseLocation
 
@@ -98,7 +98,7 @@ def _ingest(warehouse: WarehouseLocation, sales_db: WarehouseLocation, work: Pat
 
 def _run_results() -> dict:
     """Per-model seconds (models only) and the total of tests, from dbt's run_results.json."""
-    results = json.loads((paths.state_dir() / "dbt" / "target" / "run_results.json").read_text())
+    results = json.loads((dbt_target_dir() / "run_results.json").read_text())
     models: dict[str, float] = {}
     tests = 0.0
     for result in results["results"]:

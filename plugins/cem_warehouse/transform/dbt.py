@@ -35,10 +35,15 @@ def dbt_executable() -> str:
     return str(candidate) if candidate.exists() else "dbt"
 
 
+def dbt_target_dir() -> Path:
+    """Where run_dbt's dbt writes its artifacts (run_results.json, the docs site, ...)."""
+    return paths.state_dir() / "dbt" / "target"
+
+
 def run_dbt(location: WarehouseLocation, args: list[str], *, log_path: Path | None = None) -> str:
     """Run one dbt command; a failure raises with dbt's own summary lines."""
     project = paths.dbt_project_dir()
-    target_dir = paths.state_dir() / "dbt" / "target"
+    target_dir = dbt_target_dir()
     command = [
         dbt_executable(),
         *args,

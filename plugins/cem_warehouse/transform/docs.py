@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 
 from cem_warehouse import paths
-from cem_warehouse.transform.dbt import run_dbt
+from cem_warehouse.transform.dbt import dbt_target_dir, run_dbt
 from cem_warehouse.transform.publish import PUBLISHED_SCHEMA
 from cem_warehouse.warehouse.settings import WarehouseLocation
 
@@ -39,7 +39,7 @@ def publish_dbt_docs(location: WarehouseLocation) -> Path:
             json.dumps({"marts_build_schema": PUBLISHED_SCHEMA}),
         ],
     )
-    target = paths.state_dir() / "dbt" / "target"
+    target = dbt_target_dir()
     site = dbt_docs_dir()
     site.mkdir(parents=True, exist_ok=True)
     for source, name in (

@@ -20,7 +20,7 @@
 {{
     config(
         materialized='table',
-        pre_hook=["set local work_mem = '256MB'", '{{ analyze_stale_raw_tables() }}'],
+        pre_hook="set local work_mem = '256MB'",
         post_hook='analyze {{ this }}',
         indexes=[
             {'columns': ['identifier_type', 'identifier'], 'unique': True},
