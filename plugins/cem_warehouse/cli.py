@@ -133,6 +133,15 @@ def _register_bench(subparsers: argparse._SubParsersAction) -> None:
     marts.set_defaults(handler=_cmd_bench_marts)
 
 
+HEADLINE_METRICS = (
+    "nps",
+    "repeat_purchase_rate",
+    "churn_rate",
+    "satisfied_but_churned_share",
+    "referral_rate",
+)
+
+
 def _cmd_metrics(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
@@ -142,13 +151,15 @@ def _cmd_metrics(args: argparse.Namespace) -> int:
     from cem_warehouse.warehouse.settings import warehouse_location
 
     layer = SemanticLayer.from_manifest(ensure_manifest())
-    names = args.metric or [
-        "nps",
-        "repeat_purchase_rate",
-        "churn_rate",
-        "satisfied_but_churned_share",
-        "referral_rate",
-    ]
+    names = args.metric or list(HEADLINE_METRICS)
+    if args.by and not args.metric:
+        # Of the headline metrics, those defined on a model that has this dimension.
+        names = [name for name in names if args.by in layer.dimensions(name)]
+        if not names:
+            raise CemError(
+                f"no headline metric can be split by {args.by!r}; try one of: "
+                + ", ".join(sorted(set().union(*(layer.dimensions(n) for n in HEADLINE_METRICS))))
+            )
     location = warehouse_location()
     table = Table(
         title="Semantic-layer metrics on the published marts"

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -67,6 +68,17 @@ def test_cem_run_loads_all_sources_and_builds_then_names_the_failed_task(project
         ).fetchall()
         assert as_of == latest and resolved_from.startswith("latest data"), resolved_from
         assert conn.execute("select as_of_date from ops.mart_publications").fetchall() == [(as_of,)]
+    # The dbt docs of the published marts, with the dashboards, are where the README says.
+    docs = Path(os.environ["CEM_DBT_DOCS_DIR"]) / "index.html"
+    assert "fct_nps_monthly" in docs.read_text() and "cx_loyalty_dashboard" in docs.read_text()
+    # The semantic layer's headline metrics, on those marts.
+    metrics = _cem("metrics", env=project_env)
+    assert metrics.returncode == 0, metrics.stderr[-2000:]
+    assert "Net Promoter Score" in metrics.stdout and "Monthly churn rate" in metrics.stdout
+    # Split by a dimension (as the README shows): the headline metrics that have it.
+    by_category = _cem("metrics", "--by", "loyalty_category", env=project_env)
+    assert by_category.returncode == 0, by_category.stderr[-2000:]
+    assert "Referral rate" in by_category.stdout and "promoter" in by_category.stdout
 
     # An export whose rows are all out of range: the run must fail and say where.
     bad_dir = tmp_path / "landing" / "surveys" / "responses" / "export_date=2026-11-02"

@@ -86,6 +86,19 @@ class SemanticLayer:
         with connect(location) as conn:
             return {row[0]: row[1] for row in conn.execute(query)}
 
+    def dimensions(self, name: str) -> set[str]:
+        """The dimensions ``name`` can be split by: those every one of its measures has."""
+        params = self.metrics[name]["type_params"]
+        kind = self.metrics[name]["type"]
+        if kind == "simple":
+            return set(self.measures[params["measure"]["name"]].dimensions)
+        parts = (
+            [params["numerator"]["name"], params["denominator"]["name"]]
+            if kind == "ratio"
+            else [m["name"] for m in params.get("metrics") or []]
+        )
+        return set.intersection(*(self.dimensions(part) for part in parts)) if parts else set()
+
     def evaluate(
         self, location: WarehouseLocation, name: str, by: str | None = None
     ) -> dict[str, Decimal | None]:
