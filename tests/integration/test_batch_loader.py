@@ -248,3 +248,43 @@ def test_volume_far_off_the_recent_average_blocks(fresh_database):
     )
     with pytest.raises(BatchBlocked, match="expect_table_row_count_to_be_between.*observed 10"):
         strict.load(batch(good_rows(10, start=9100, day=7), cursor_from="2026-10-06"))
+
+
+def test_a_small_day_after_a_chunked_backfill_publishes(fresh_database):
+    """A history export split into big files is the initial load, not the volume baseline:
+    the first normal day after it (far smaller) publishes, even for a source that must
+    deliver. Once normal days exist, a day far off them still blocks."""
+    from cem_warehouse.load.ingest import run_source
+
+    bootstrap(fresh_database)
+    policy = SourcePolicy(name="surveys", volume_factor=5, volume_min_rows=100, allow_empty=False)
+    history = [
+        batch(good_rows(3000, start=chunk * 3000, day=1), cursor_from=f"history-c{chunk}.csv")
+        for chunk in range(3)
+    ]
+    run_source(
+        fresh_database, "surveys", [CONTRACT], lambda c, cursor, p: iter(history), policy=policy
+    )
+    for day in (2, 3, 4):
+        day_file = batch(good_rows(150, start=day * 10_000, day=day), cursor_from=f"day-{day}.csv")
+        run_source(
+            fresh_database,
+            "surveys",
+            [CONTRACT],
+            lambda c, cursor, p: iter([day_file]),
+            policy=policy,
+        )
+    with connect(fresh_database) as conn:
+        marked = conn.execute(
+            "select initial_load, count(*) from ops.load_batches where status = 'published' group by 1 order by 1"
+        ).fetchall()
+    assert marked == [(False, 3), (True, 3)]
+    replayed_history = batch(good_rows(3000, start=50_000, day=5), cursor_from="day-5.csv")
+    with pytest.raises(BatchBlocked, match="expect_table_row_count_to_be_between.*observed 3000"):
+        run_source(
+            fresh_database,
+            "surveys",
+            [CONTRACT],
+            lambda c, cursor, p: iter([replayed_history]),
+            policy=policy,
+        )

@@ -107,11 +107,20 @@ class BatchLoader:
     """Loads batches of one entity under one source policy."""
 
     def __init__(
-        self, location: WarehouseLocation, contract: EntityContract, policy: SourcePolicy
+        self,
+        location: WarehouseLocation,
+        contract: EntityContract,
+        policy: SourcePolicy,
+        *,
+        initial_load: bool | None = None,
     ) -> None:
         self.location = location
         self.contract = contract
         self.policy = policy
+        # Every batch of a run that starts with nothing published is part of the initial
+        # load (a backfill, often split into chunks): recorded so that later volume checks
+        # do not compare a normal day with it. None (not known): judged by the cursor.
+        self.initial_load = initial_load
 
     # ---- schema drift --------------------------------------------------------------------
     def _check_drift(self, incoming: IncomingBatch) -> list[str]:
@@ -156,7 +165,13 @@ class BatchLoader:
         names = batch_table_names(contract, incoming.batch_id)
         with connect(self.location, autocommit=True) as conn:
             ensure_entity_tables(conn, contract)
-            record_batch_start(conn, contract, incoming.batch_id, incoming.cursor_from)
+            record_batch_start(
+                conn,
+                contract,
+                incoming.batch_id,
+                incoming.cursor_from,
+                initial_load=self.initial_load,
+            )
         where = (
             f"{contract.entity} ({incoming.description})"
             if incoming.description

@@ -14,7 +14,7 @@ from cem_warehouse.load.batch import BatchBlocked, BatchLoader, BatchOutcome, In
 from cem_warehouse.load.contracts import EntityContract
 from cem_warehouse.load.locks import source_writer_lock
 from cem_warehouse.load.policy import SourcePolicy, source_policy
-from cem_warehouse.load.tables import abandon_dead_batches
+from cem_warehouse.load.tables import abandon_dead_batches, has_published_batch
 from cem_warehouse.warehouse.connection import connect
 from cem_warehouse.warehouse.settings import WarehouseLocation
 
@@ -77,7 +77,9 @@ def run_source(
         with connect(location, autocommit=True) as conn:
             run.abandoned = abandon_dead_batches(conn, source, {c.entity: c for c in contracts})
         for contract in contracts:
-            loader = BatchLoader(location, contract, policy)
+            with connect(location) as conn:
+                initial_load = not has_published_batch(conn, contract)
+            loader = BatchLoader(location, contract, policy, initial_load=initial_load)
             cursor = read_cursor(location, source, contract.entity)
             for incoming in extract(contract, cursor, policy):
                 try:

@@ -82,12 +82,28 @@ def ensure_entity_tables(conn: psycopg.Connection, contract: EntityContract) -> 
 
 
 def record_batch_start(
-    conn: psycopg.Connection, contract: EntityContract, batch_id: str, cursor_from: str | None
+    conn: psycopg.Connection,
+    contract: EntityContract,
+    batch_id: str,
+    cursor_from: str | None,
+    *,
+    initial_load: bool | None = None,
 ) -> None:
     conn.execute(
-        "insert into ops.load_batches (batch_id, source, entity, cursor_from, status) values (%s, %s, %s, %s, 'running')",
-        (batch_id, contract.source, contract.entity, cursor_from),
+        "insert into ops.load_batches (batch_id, source, entity, cursor_from, status, initial_load) "
+        "values (%s, %s, %s, %s, 'running', %s)",
+        (batch_id, contract.source, contract.entity, cursor_from, initial_load),
     )
+
+
+def has_published_batch(conn: psycopg.Connection, contract: EntityContract) -> bool:
+    """Whether the entity has published a batch before: if not, a run is its initial load."""
+    row = conn.execute(
+        "select exists (select from ops.load_batches where source = %s and entity = %s "
+        "and status = 'published')",
+        (contract.source, contract.entity),
+    ).fetchone()
+    return bool(row[0])
 
 
 def create_batch_tables(

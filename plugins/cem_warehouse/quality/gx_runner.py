@@ -182,9 +182,11 @@ def _recent_average_rows(
     with connect(location) as conn:
         row = conn.execute(
             "select avg(rows_received) from (select rows_received from ops.load_batches "
-            # Incremental batches only: a first full load says nothing about a normal day.
+            # Not the initial load: a backfill (a first full extract, or the chunks of a
+            # history export) says nothing about a normal day. Rows recorded before the
+            # initial_load column existed, or by a loader not told, count when they had a cursor.
             "where source = %s and entity = %s and status = 'published' and rows_received > 0 "
-            "and cursor_from is not null "
+            "and not coalesce(initial_load, cursor_from is null) "
             "order by started_at desc limit %s) as recent",
             (source, entity, batches),
         ).fetchone()

@@ -56,6 +56,8 @@ create index if not exists dq_results_batch_idx on ops.dq_results (batch_id);
 alter table ops.load_batches add column if not exists land_seconds numeric;
 alter table ops.load_batches add column if not exists validate_seconds numeric;
 alter table ops.load_batches add column if not exists publish_seconds numeric;
+-- A batch of an entity's first load (a backfill): no baseline for a normal day's volume.
+alter table ops.load_batches add column if not exists initial_load boolean;
 create index if not exists load_batches_entity_idx on ops.load_batches (source, entity, started_at desc);
 create table if not exists ops.source_cursors (
     source text not null,
