@@ -13,6 +13,7 @@ import pytest
 
 from cem_warehouse.errors import CemError
 from cem_warehouse.load.sources import ingest_crm, ingest_sales, ingest_surveys
+from cem_warehouse.load.tables import begin_raw_publish
 from cem_warehouse.ops_report import print_marts
 from cem_warehouse.quality.marts_audit import audit_marts
 from cem_warehouse.sources.generator.run import generate_next_day
@@ -68,22 +69,23 @@ def test_readers_see_the_last_good_marts_until_an_audited_build_is_swapped_in(
 
     # An incremental fact waits for a publish into raw that is in flight, so its watermark
     # cannot step over rows that commit after it read raw.
-    with connect(stand_ins.warehouse, autocommit=True) as loader:
-        loader.execute("select pg_advisory_lock_shared(hashtext('cem_warehouse.raw_publish'))")
+    with connect(stand_ins.warehouse) as loader:
+        begin_raw_publish(loader)  # a publish into raw, not yet committed
         build = threading.Thread(
             target=run_dbt, args=(stand_ins.warehouse, ["run", "--select", "fct_orders"])
         )
         build.start()
         waiting = False
-        for _ in range(120):
-            waiting = loader.execute(
-                "select exists (select 1 from pg_stat_activity where wait_event = 'advisory' "
-                "and query like '%%cem_warehouse.raw_publish%%' and pid <> pg_backend_pid())"
-            ).fetchone()[0]
-            if waiting or not build.is_alive():
-                break
-            time.sleep(0.5)
-        loader.execute("select pg_advisory_unlock_shared(hashtext('cem_warehouse.raw_publish'))")
+        with connect(stand_ins.warehouse, autocommit=True) as watcher:
+            for _ in range(120):
+                waiting = watcher.execute(
+                    "select exists (select 1 from pg_stat_activity where wait_event_type = 'Lock' "
+                    "and query like '%%raw_publish_gate%%')"
+                ).fetchone()[0]
+                if waiting or not build.is_alive():
+                    break
+                time.sleep(0.5)
+        loader.rollback()
         build.join(300)
     assert waiting
 

@@ -1,7 +1,7 @@
 """The dbt project keeps the promises every analyst relies on, checked on the parsed manifest.
 
-* every model: a description, a description on every column, and a primary key (one
-  column tested both `unique` and `not_null`);
+* every model: a description, a description on every column, and a primary-key test
+  (`primary_key`, or `unique` and `not_null` on one column);
 * every mart: a table (or incremental table), never a view (views would follow the schema
   swap of write-audit-publish), with an enforced contract;
 * every raw source: freshness declared on its load timestamp;
@@ -34,7 +34,11 @@ def test_every_model_and_column_is_described_and_has_a_primary_key(manifest):
     tested: dict[str, dict[str, set[str]]] = {}
     for node in manifest["nodes"].values():
         metadata = node.get("test_metadata") or {}
-        if node["resource_type"] == "test" and metadata.get("name") in ("unique", "not_null"):
+        if node["resource_type"] == "test" and metadata.get("name") in (
+            "unique",
+            "not_null",
+            "primary_key",
+        ):
             columns = tested.setdefault(node.get("attached_node") or "", {})
             columns.setdefault(node.get("column_name"), set()).add(metadata["name"])
     problems = []
@@ -47,8 +51,10 @@ def test_every_model_and_column_is_described_and_has_a_primary_key(manifest):
         if undocumented or not model["columns"]:
             problems.append(f"{name}: columns without a description: {undocumented or 'all'}")
         keys = tested.get(model["unique_id"], {})
-        if not any(tests >= {"unique", "not_null"} for tests in keys.values()):
-            problems.append(f"{name}: no primary-key test (unique + not_null on one column)")
+        if not any(
+            "primary_key" in tests or tests >= {"unique", "not_null"} for tests in keys.values()
+        ):
+            problems.append(f"{name}: no primary-key test (primary_key, or unique + not_null)")
     assert not problems, "\n".join(problems)
 
 

@@ -59,6 +59,9 @@ alter table ops.load_batches add column if not exists publish_seconds numeric;
 -- A batch of an entity's first load (a backfill): no baseline for a normal day's volume.
 alter table ops.load_batches add column if not exists initial_load boolean;
 create index if not exists load_batches_entity_idx on ops.load_batches (source, entity, started_at desc);
+-- Never holds a row: its table lock orders publishes into raw against incremental marts
+-- (load.tables.begin_raw_publish, dbt macro wait_for_raw_publishes).
+create table if not exists ops.raw_publish_gate ();
 create table if not exists ops.source_cursors (
     source text not null,
     entity text not null,

@@ -21,7 +21,6 @@
     config(
         materialized='table',
         pre_hook="set local work_mem = '256MB'",
-        post_hook='analyze {{ this }}',
         indexes=[
             {'columns': ['identifier_type', 'identifier'], 'unique': True},
             {'columns': ['customer_email']},
