@@ -271,7 +271,7 @@ def test_a_small_day_after_a_chunked_backfill_publishes(fresh_database):
             fresh_database,
             "surveys",
             [CONTRACT],
-            lambda c, cursor, p: iter([day_file]),
+            lambda c, cursor, p, day_file=day_file: iter([day_file]),
             policy=policy,
         )
     with connect(fresh_database) as conn:
