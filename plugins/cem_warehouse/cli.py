@@ -59,6 +59,43 @@ def _register_run(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_cmd_run)
 
 
+def _cmd_marts_build(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from cem_warehouse.transform.marts import build_marts
+    from cem_warehouse.warehouse.embedded import ensure_warehouse
+
+    location = ensure_warehouse()
+    what = "full refresh" if args.full_refresh else "build"
+    console = Console(stderr=True, highlight=False)
+    with console.status(f"[bold]marts: dbt {what}, GX audit, publish[/] ({location.redacted_url})"):
+        publication = build_marts(location, as_of=args.as_of, full_refresh=args.full_refresh)
+    print(publication.summary if publication else "built; not published")
+    return 0
+
+
+def _register_marts(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "marts",
+        help="build, audit and publish the marts outside Airflow (what transform_cx_marts does)",
+    )
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    build = actions.add_parser(
+        "build",
+        help="dbt build into marts_build, the GX audit, then the swap into marts",
+        description="A failed model, test or audit publishes nothing: marts stays as it was.",
+    )
+    build.add_argument(
+        "--as-of", dest="as_of", metavar="YYYY-MM-DD", help="as-of date (default: the latest data)"
+    )
+    build.add_argument(
+        "--full-refresh",
+        action="store_true",
+        help="rebuild the incremental facts from raw (once after upgrading, or after a fact's columns changed)",
+    )
+    build.set_defaults(handler=_cmd_marts_build)
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from cem_warehouse.demo import run_demo
 
@@ -211,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     for register in (
         _register_warehouse,
         _register_run,
+        _register_marts,
         _register_demo,
         _register_status,
         _register_airflow,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from cem_warehouse.cli import main
 from cem_warehouse.load.sources import ingest_crm, ingest_sales, ingest_surveys
 from cem_warehouse.sources.generator.params import DEFAULT_PARAMS
 from cem_warehouse.sources.generator.run import generate_next_day
@@ -129,11 +130,15 @@ def _order_keys(warehouse) -> dict[int, str]:
         return dict(conn.execute("select order_id, customer_key from marts.fct_orders"))
 
 
-def test_incremental_builds_equal_a_full_refresh(stand_ins, tmp_path, monkeypatch):
+def test_incremental_builds_equal_a_full_refresh(stand_ins, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("CEM_HOME", str(tmp_path / "state"))
     warehouse = stand_ins.warehouse
     _ingest(stand_ins)
-    build_marts(warehouse)  # first build: the incremental facts are created in full
+    # First build, through the command an operator runs: the incremental facts are created
+    # in full, audited and published.
+    monkeypatch.setenv("CEM_WAREHOUSE_URL", warehouse.url)
+    assert main(["marts", "build", "--full-refresh"]) == 0
+    assert "published" in capsys.readouterr().out
 
     late_order_id = None
     for day in range(1, DAYS + 1):
