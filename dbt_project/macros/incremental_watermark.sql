@@ -10,9 +10,9 @@
     value is unknown to the planner, which then expects a third of every table to be new and
     plans accordingly (minutes instead of seconds at a million customers).
 
-    Assumes a load's rows are visible once a build reads a later _loaded_at: true when loads
-    and builds take turns (the transform DAG runs after ingestion). A load transaction that
-    started before and commits after a build's snapshot would be missed until a full refresh.
+    A load's rows are visible once a build reads a later _loaded_at: loads stamp _loaded_at
+    after taking the raw-publish gate, which an incremental model holds for its whole
+    transaction (wait_for_raw_publishes).
 -#}
 {% macro incremental_watermark() -%}
     {%- if execute and is_incremental() -%}
@@ -23,5 +23,25 @@
         cast('{{ loaded_at }}' as timestamptz)
     {%- else -%}
         cast('-infinity' as timestamptz)
+    {%- endif -%}
+{%- endmacro %}
+
+
+{#-
+    Whether `relation` (a staging model with a `loaded_at` column) has rows loaded after
+    `watermark`, asked when the model runs. For a branch of an incremental scope that is
+    rare but huge when it happens (a product's cost changes: every line of that product),
+    the planner can only guess "a share of the table" and then plans every join of the
+    build as a full scan. Leaving the branch out of the SQL on the days it is empty keeps
+    the plan right; on the days it is not, it is there.
+-#}
+{% macro has_rows_loaded_since(relation, watermark) -%}
+    {%- if execute -%}
+        {%- set query -%}
+            select exists (select from {{ relation }} where loaded_at > {{ watermark }})
+        {%- endset -%}
+        {{- return(run_query(query).columns[0].values()[0]) -}}
+    {%- else -%}
+        {{- return(true) -}}
     {%- endif -%}
 {%- endmacro %}

@@ -98,6 +98,13 @@ def test_clean_batch_publishes_every_row(loader):
             "select reltuples from pg_class where oid = 'raw.survey_responses'::regclass"
         ).fetchone()[0]
     assert analyzed == 200
+    # ...and a BRIN index on _loaded_at: incremental marts read "loaded after the watermark".
+    with connect(loader.location) as conn:
+        brin = conn.execute(
+            "select indexdef from pg_indexes where schemaname = 'raw' "
+            "and tablename = 'survey_responses' and indexdef like '%%USING brin%%'"
+        ).fetchall()
+    assert [d for (d,) in brin if "(_loaded_at)" in d]
     # The validation is browsable as GX Data Docs, linked from the front page.
     from cem_warehouse.quality.gx_runner import data_docs_dir
 

@@ -73,6 +73,17 @@ def ensure_entity_tables(conn: psycopg.Connection, contract: EntityContract) -> 
                 _ident(contract.raw_table), sql.Literal(contract.description)
             )
         )
+    # Incremental marts read "rows loaded after their watermark". A publish stamps its rows
+    # with one _loaded_at and appends them, so _loaded_at follows the physical order closely:
+    # a BRIN index (a few pages, next to nothing to maintain on load) lets that read skip the
+    # old part of the table instead of scanning all of it (10.9M order lines at 1M customers).
+    brin = f"{contract.raw_table}_loaded_at_brin"
+    if conn.execute("select to_regclass(%s)", (f"raw.{brin}",)).fetchone()[0] is None:
+        conn.execute(
+            sql.SQL("create index if not exists {} on raw.{} using brin (_loaded_at)").format(
+                _ident(brin), _ident(contract.raw_table)
+            )
+        )
     conn.execute(
         sql.SQL(
             "create table if not exists quarantine.{} (batch_id text not null, reason text not null, payload jsonb, "

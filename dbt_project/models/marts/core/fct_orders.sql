@@ -98,13 +98,17 @@ changed_orders as (
 
     select order_id from order_lines where loaded_at > {{ watermark }}
 
+    {%- if has_rows_loaded_since(ref('stg_sales__products'), watermark) %}
+
     union
 
+    -- only on a day a product changed (see has_rows_loaded_since)
     select order_lines.order_id
     from order_lines
     inner join products
         on order_lines.product_id = products.product_id
     where products.loaded_at > {{ watermark }}
+    {%- endif %}
 
     union
 
