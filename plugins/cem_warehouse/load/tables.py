@@ -377,11 +377,35 @@ def insert_into_empty_raw(
     """Insert a batch into an empty ``raw.<entity>``; returns the rows inserted.
 
     Building the primary key once over the sorted rows costs far less than updating it row
-    by row, so the key is dropped and added back around the insert. This takes the table's
-    exclusive lock until the publish commits: readers of the (empty) table wait that long.
-    A key that a foreign key refers to stays in place.
+    by row, so the key is dropped and added back around the insert; so are the other
+    indexes (the BRIN index on _loaded_at cost 0.6 s per million rows maintained row by
+    row). This takes the table's exclusive lock until the publish commits: readers of the
+    (empty) table wait that long. A key that a foreign key refers to stays in place.
     """
     raw = sql.SQL("raw.{}").format(_ident(contract.raw_table))
+    # Indexes that back no constraint: dropped here, built again after the insert.
+    indexes = conn.execute(
+        "select i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid) from pg_index i "
+        "where i.indrelid = format('raw.%%I', %s::text)::regclass "
+        "and not exists (select 1 from pg_constraint c where c.conindid = i.indexrelid)",
+        (contract.raw_table,),
+    ).fetchall()
+    # All in the publish transaction: if anything fails, the drops roll back with it.
+    for index, _ in indexes:
+        conn.execute(sql.SQL("drop index {}").format(sql.SQL(index)))
+    inserted = _insert_without_key(conn, contract, raw, insert, params)
+    for _, definition in indexes:
+        conn.execute(definition)
+    return inserted
+
+
+def _insert_without_key(
+    conn: psycopg.Connection,
+    contract: EntityContract,
+    raw: sql.Composable,
+    insert: sql.Composable,
+    params: tuple,
+) -> int:
     key = conn.execute(
         "select c.conname, pg_get_constraintdef(c.oid) from pg_constraint c "
         "where c.conrelid = format('raw.%%I', %s::text)::regclass and c.contype = 'p' "
