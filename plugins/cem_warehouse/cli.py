@@ -70,7 +70,7 @@ def _cmd_marts_build(args: argparse.Namespace) -> int:
     console = Console(stderr=True, highlight=False)
     with console.status(f"[bold]marts: dbt {what}, GX audit, publish[/] ({location.redacted_url})"):
         publication = build_marts(location, as_of=args.as_of, full_refresh=args.full_refresh)
-    print(publication.summary if publication else "built; not published")
+    print(publication.summary)
     return 0
 
 

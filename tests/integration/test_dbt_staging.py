@@ -7,6 +7,9 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
+from cem_warehouse.errors import CemError
 from cem_warehouse.load.sources import ingest_crm, ingest_sales, ingest_surveys
 from cem_warehouse.sources.contracts import BY_SOURCE
 from cem_warehouse.sources.generator.params import DEFAULT_PARAMS
@@ -162,3 +165,16 @@ def test_staging_builds_keeps_every_row_and_normalises_emails(stand_ins, tmp_pat
             assert Path(node["original_file_path"]).parent.name == model.split("__")[
                 0
             ].removeprefix("stg_")
+
+    # The key tests fail when a key breaks. A duplicated key in a model: `primary_key`.
+    with connect(stand_ins.warehouse) as conn:
+        conn.execute("insert into staging.int_as_of_date select * from staging.int_as_of_date")
+        conn.commit()
+    with pytest.raises(CemError, match="primary_key_int_as_of_date"):
+        run_dbt(stand_ins.warehouse, ["test", "--select", "int_as_of_date"])
+    # A raw table whose key is no longer PostgreSQL's primary key: `enforced_primary_key`.
+    with connect(stand_ins.warehouse) as conn:
+        conn.execute("alter table raw.products drop constraint products_pkey")
+        conn.commit()
+    with pytest.raises(CemError, match="enforced_primary_key"):
+        run_dbt(stand_ins.warehouse, ["test", "--select", "source:sales.products"])

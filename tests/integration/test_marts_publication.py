@@ -114,6 +114,15 @@ def test_readers_see_the_last_good_marts_until_an_audited_build_is_swapped_in(
             (audit_id,),
         ).fetchall()
     assert failures == [("expect_column_values_to_be_between", "nps")]
+    # The audit counts first; the failing suite ran again with samples, so its Data Docs
+    # page shows the value that broke.
+    from cem_warehouse.quality.gx_runner import data_docs_dir
+
+    pages = sorted(
+        (data_docs_dir() / "marts_fct_nps_monthly" / "validations").rglob("*.html"),
+        key=lambda page: page.stat().st_mtime,
+    )
+    assert pages and "150" in pages[-1].read_text()
     # `cem status` tells the operator which build analysts read and that a later one was held.
     capsys.readouterr()
     print_marts(stand_ins.warehouse)

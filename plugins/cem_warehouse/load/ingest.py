@@ -76,10 +76,13 @@ def run_source(
     with source_writer_lock(location, source, wait_seconds=lock_wait_seconds):
         with connect(location, autocommit=True) as conn:
             run.abandoned = abandon_dead_batches(conn, source, {c.entity: c for c in contracts})
+            # Decided before this run publishes anything: all its batches of an entity
+            # with nothing published yet are that entity's initial load.
+            initial_load = {c.entity: not has_published_batch(conn, c) for c in contracts}
         for contract in contracts:
-            with connect(location) as conn:
-                initial_load = not has_published_batch(conn, contract)
-            loader = BatchLoader(location, contract, policy, initial_load=initial_load)
+            loader = BatchLoader(
+                location, contract, policy, initial_load=initial_load[contract.entity]
+            )
             cursor = read_cursor(location, source, contract.entity)
             for incoming in extract(contract, cursor, policy):
                 try:

@@ -78,6 +78,8 @@ def ensure_entity_tables(conn: psycopg.Connection, contract: EntityContract) -> 
     # a BRIN index (a few pages, next to nothing to maintain on load) lets that read skip the
     # old part of the table instead of scanning all of it (10.9M order lines at 1M customers).
     brin = f"{contract.raw_table}_loaded_at_brin"
+    # Looked up first: CREATE INDEX locks the table even when the index exists, and this
+    # runs before every batch.
     if conn.execute("select to_regclass(%s)", (f"raw.{brin}",)).fetchone()[0] is None:
         conn.execute(
             sql.SQL("create index if not exists {} on raw.{} using brin (_loaded_at)").format(

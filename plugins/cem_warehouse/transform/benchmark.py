@@ -4,8 +4,9 @@ Generates the sources, ingests them through the real ingestion functions (the CR
 its stand-in API), then times three builds of the marts with publish: a full refresh, a
 second build with nothing new (full again: the first publication leaves marts_build
 empty), and an incremental build after one ``--next-day`` delta, which starts from the
-first build's generation as write-audit-publish has it. Prints JSON figures (seconds, per-model timings from dbt's
-run_results.json, the incremental / full ratio and the goals); it asserts nothing.
+first build's generation as write-audit-publish has it. Prints JSON figures (seconds,
+per-model timings from dbt's run_results.json, the incremental / full ratio and the
+goals); it asserts nothing.
 
 Everything lands in two throw-away databases (warehouse and sales stand-in) on the
 configured server and a temporary folder, all removed afterwards unless ``keep``.
