@@ -21,6 +21,7 @@ from cem_warehouse.sources.clients.http_api import (
     SourceAuthError,
     SourceContractError,
 )
+from cem_warehouse.sources.clients.spool import spool_dir
 from cem_warehouse.sources.contracts import CRM, SALES, SURVEYS
 from cem_warehouse.warehouse.connection import connect
 
@@ -148,15 +149,18 @@ def test_a_killed_worker_leaves_raw_and_cursors_untouched_and_the_next_run_conve
 
     prepare_warehouse(stand_ins.warehouse)
     before = stand_ins.fingerprint(stand_ins.warehouse, SALES)
-    killed = subprocess.run(
+    killed = subprocess.Popen(
         [sys.executable, "-c", _CRASH_SCRIPT, stand_ins.warehouse.url, stand_ins.sales_db.url],
         env={**os.environ, "CEM_FAILPOINT": point},
-        capture_output=True,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=300,
     )
-    assert killed.returncode == -9, killed.stderr[-2000:]
+    _, stderr = killed.communicate(timeout=300)
+    assert killed.returncode == -9, stderr[-2000:]
     assert stand_ins.fingerprint(stand_ins.warehouse, SALES) == before
+    # The killed worker could not remove its spool file; the next run on this host does.
+    orphans = [path for path in spool_dir().glob("cem_*") if f"_{killed.pid}_" in path.name]
+    assert orphans, "the killed worker left its spool file behind"
     with connect(stand_ins.warehouse) as conn:
         assert conn.execute("select count(*) from ops.source_cursors").fetchone() == (0,)
         assert conn.execute("select status from ops.load_batches").fetchone() == ("running",)
@@ -177,6 +181,7 @@ def test_a_killed_worker_leaves_raw_and_cursors_untouched_and_the_next_run_conve
         )
     assert leftovers == 0
     assert statuses["failed"] == 1
+    assert not [path for path in orphans if path.exists()], "dead workers' spool files are swept"
 
 
 def test_orders_and_responses_for_unknown_customers_are_kept_and_flagged(stand_ins):

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from pathlib import Path
 
 from cem_warehouse.load.batch import IncomingBatch
 from cem_warehouse.load.contracts import EntityContract
 from cem_warehouse.sources.clients.http_api import ApiClient
-from cem_warehouse.sources.clients.spool import CsvSpool
+from cem_warehouse.sources.clients.spool import CsvSpool, new_spool_file
 
 
 def _cell(value):
@@ -27,9 +24,7 @@ def extract_stream(
     """All records changed since ``cursor`` (inclusive: the upsert makes re-reads harmless)."""
     params = {"updated_since": cursor} if cursor else {}
     # Records go to disk as they arrive; the column set is only known once all pages are in.
-    handle, name = tempfile.mkstemp(prefix="cem_crm_", suffix=".jsonl")
-    os.close(handle)
-    jsonl = Path(name)
+    jsonl = new_spool_file("crm", ".jsonl")
     seen: dict[str, None] = dict.fromkeys(contract.column_names)
     try:
         with jsonl.open("w", encoding="utf-8") as out:
