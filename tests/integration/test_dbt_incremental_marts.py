@@ -17,7 +17,7 @@ from cem_warehouse.cli import main
 from cem_warehouse.load.sources import ingest_crm, ingest_sales, ingest_surveys
 from cem_warehouse.sources.generator.params import DEFAULT_PARAMS
 from cem_warehouse.sources.generator.run import generate_next_day
-from cem_warehouse.transform.dbt import run_dbt
+from cem_warehouse.transform.dbt import dbt_target_dir, run_dbt
 from cem_warehouse.transform.marts import build_marts
 from cem_warehouse.warehouse.connection import connect
 
@@ -125,6 +125,61 @@ def _assert_equal_to_a_side_full_refresh(warehouse) -> None:
     _assert_facts_equal(warehouse, "marts_full")
 
 
+# Per-customer intermediates that rebuild only the customers whose facts changed.
+PER_CUSTOMER_INTERMEDIATES = {
+    "int_orders_aggregated_to_purchase_days": "repurchase",
+    "int_order_lines_aggregated_to_customers": "repurchase",
+}
+
+
+def _assert_per_customer_intermediates_equal_a_full_recompute(
+    warehouse, *, built_incrementally: bool
+) -> None:
+    """Each per-customer intermediate holds exactly what its SQL computes in full from the
+    facts it was built from (published in `marts` by now): compiled with --full-refresh,
+    so without the changed-customers filter."""
+    if built_incrementally:
+        ran = dbt_target_dir() / "run" / "cem_warehouse" / "models" / "intermediate"
+        for model, folder in PER_CUSTOMER_INTERMEDIATES.items():
+            assert "mart_key_changes" in (ran / folder / f"{model}.sql").read_text(), (
+                f"{model} was rebuilt in full, not for the changed customers only"
+            )
+    run_dbt(
+        warehouse,
+        [
+            "compile",
+            "--full-refresh",
+            "--select",
+            " ".join(PER_CUSTOMER_INTERMEDIATES),
+            "--vars",
+            '{"marts_build_schema": "marts"}',
+        ],
+    )
+    compiled = dbt_target_dir() / "compiled" / "cem_warehouse" / "models" / "intermediate"
+    with connect(warehouse) as conn:
+        for model, folder in PER_CUSTOMER_INTERMEDIATES.items():
+            full = (compiled / folder / f"{model}.sql").read_text()
+            assert "mart_key_changes" not in full, "compiled with the incremental filter"
+            only_incremental, only_full, total = conn.execute(
+                f"with full_recompute as ({full}) "
+                f"select (select count(*) from (select * from staging.{model} "
+                f"except all select * from full_recompute) as missing), "
+                f"(select count(*) from (select * from full_recompute "
+                f"except all select * from staging.{model}) as extra), "
+                f"(select count(*) from staging.{model})"
+            ).fetchone()
+            assert total > 0, model
+            sample = conn.execute(
+                f"with full_recompute as ({full}) "
+                f"select * from (select * from staging.{model} "
+                f"except all select * from full_recompute) as missing limit 3"
+            ).fetchall()
+            assert (only_incremental, only_full) == (0, 0), (
+                f"{model}: {only_incremental} rows only in the incremental build, "
+                f"{only_full} only in the full recompute (of {total}), e.g. {sample}"
+            )
+
+
 def _order_keys(warehouse) -> dict[int, str]:
     with connect(warehouse) as conn:
         return dict(conn.execute("select order_id, customer_key from marts.fct_orders"))
@@ -164,6 +219,11 @@ def test_incremental_builds_equal_a_full_refresh(stand_ins, tmp_path, monkeypatc
             rekeyed = [k for k in inferred_in_start_state if not keys[k].startswith("inferred-")]
             assert rekeyed, "no inferred order got its CRM key when the CRM record arrived"
         _assert_equal_to_a_side_full_refresh(warehouse)
+        # Day 1's first build starts from the empty marts_build of the first publication:
+        # the facts, and so the intermediates, are built in full; later builds are not.
+        _assert_per_customer_intermediates_equal_a_full_recompute(
+            warehouse, built_incrementally=day > 1
+        )
 
     with connect(warehouse) as conn:
         late = conn.execute(

@@ -62,6 +62,22 @@ create index if not exists load_batches_entity_idx on ops.load_batches (source, 
 -- Never holds a row: its table lock orders publishes into raw against incremental marts
 -- (load.tables.begin_raw_publish, dbt macro wait_for_raw_publishes).
 create table if not exists ops.raw_publish_gate ();
+-- The customer keys whose rows an incremental fact replaced (key before and after), and how
+-- far each per-customer intermediate has read them: it rebuilds only those customers
+-- (dbt macros/change_log.sql). key_value null: the fact was rebuilt in full.
+create table if not exists ops.mart_key_changes (
+    change_id bigserial primary key,
+    producer text not null,
+    key_value text,
+    logged_at timestamptz not null default now()
+);
+create index if not exists mart_key_changes_producer_idx on ops.mart_key_changes (producer, change_id);
+create table if not exists ops.mart_change_positions (
+    consumer text primary key,
+    change_id bigint not null,
+    as_of_date date,
+    built_at timestamptz not null default now()
+);
 create table if not exists ops.source_cursors (
     source text not null,
     entity text not null,

@@ -4,11 +4,31 @@
     a line already owned: a purchase day on which the customer buys a tier of a product
     line above every tier of that line they bought on earlier days. Buying two tiers of a
     new line on one day is not an upgrade.
+
+    Incremental by customer (macros/change_log.sql): a build recomputes the customers whose
+    lines fct_order_lines replaced since the last build, and those with a line dated in the
+    days the as-of date moved over; every other customer's row is as it was.
 -#}
+
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='replace_changed_keys',
+        unique_key='customer_key',
+        change_log_key='customer_key',
+        change_log_producers=['fct_order_lines'],
+        on_schema_change='fail',
+        post_hook=["{{ record_change_position(['fct_order_lines']) }}", 'analyze {{ this }}'],
+        indexes=[{'columns': ['customer_key'], 'unique': True}],
+    )
+}}
+
+-- depends_on: {{ ref('fct_orders') }}
+{%- set changes = change_log_state(['fct_order_lines']) %}
 
 with
 
-order_lines as (
+order_lines as not materialized (
 
     select * from {{ ref('fct_order_lines') }}
 
@@ -26,6 +46,19 @@ purchased_lines as (
     where not is_cancelled
         and customer_key is not null
         and ordered_date <= {{ as_of_date() }}
+        {%- if not changes.full %}
+        and customer_key in (
+            {{ changed_keys_since_last_build(['fct_order_lines'], changes) | indent(12) }}
+
+            union
+
+            -- a line's date is its order's: found through fct_orders' index on it
+            select customer_key
+            from {{ ref('fct_orders') }}
+            where ordered_date > cast('{{ changes.previous_as_of }}' as date)
+                and ordered_date <= {{ as_of_date() }}
+        )
+        {%- endif %}
 
 ),
 

@@ -2,11 +2,30 @@
     One row per customer and purchase day, as of the build's as-of date. A purchase is an
     order not cancelled (CEM_DOMAIN.md); several orders on one day are one purchase day,
     the unit of repurchase frequency, inter-purchase gaps and churn.
+
+    Incremental by customer (macros/change_log.sql): a build recomputes the customers whose
+    orders fct_orders replaced since the last build, and those with an order dated in the
+    days the as-of date moved over; every other customer's days are as they were.
 -#}
+
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='replace_changed_keys',
+        unique_key='purchase_day_id',
+        change_log_key='customer_key',
+        change_log_producers=['fct_orders'],
+        on_schema_change='fail',
+        post_hook=["{{ record_change_position(['fct_orders']) }}", 'analyze {{ this }}'],
+        indexes=[{'columns': ['customer_key']}],
+    )
+}}
+
+{%- set changes = change_log_state(['fct_orders']) %}
 
 with
 
-orders as (
+orders as not materialized (
 
     select * from {{ ref('fct_orders') }}
 
@@ -24,6 +43,18 @@ purchases as (
     where not is_cancelled
         and customer_key is not null
         and ordered_date <= {{ as_of_date() }}
+        {%- if not changes.full %}
+        and customer_key in (
+            {{ changed_keys_since_last_build(['fct_orders'], changes) | indent(12) }}
+
+            union
+
+            select customer_key
+            from orders
+            where ordered_date > cast('{{ changes.previous_as_of }}' as date)
+                and ordered_date <= {{ as_of_date() }}
+        )
+        {%- endif %}
 
 ),
 

@@ -11,15 +11,20 @@
       of such a customer's email (the lines of every order keyed to one, here or in
       fct_orders, are re-derived); or, for an email-less order, which follows its sales
       account's latest email, a key before or after of a changed order.
+
+    Its strategy, delete_insert_logging_keys, is delete+insert that also logs the customer
+    key of every row it replaces and writes, so the per-customer intermediates recompute
+    only those customers (macros/change_log.sql).
 -#}
 
 {{
     config(
         materialized='incremental',
         unique_key='order_line_id',
-        incremental_strategy='delete+insert',
+        incremental_strategy='delete_insert_logging_keys',
+        change_log_key='customer_key',
         on_schema_change='fail',
-        pre_hook="set local work_mem = '256MB'",
+        pre_hook=["set local work_mem = '256MB'", "{{ log_rebuilt_in_full() }}"],
         post_hook='analyze {{ this }}',
         indexes=[
             {'columns': ['order_line_id'], 'unique': True},

@@ -13,15 +13,20 @@
     * customer_order_number / is_first_order: every order of every customer key, old or new,
       of a re-derived order (a late earlier order, a cancellation, a re-keyed order renumber
       the customer's other orders).
+
+    Its strategy, delete_insert_logging_keys, is delete+insert that also logs the customer
+    key of every row it replaces and writes, so the per-customer intermediates recompute
+    only those customers (macros/change_log.sql).
 -#}
 
 {{
     config(
         materialized='incremental',
         unique_key='order_id',
-        incremental_strategy='delete+insert',
+        incremental_strategy='delete_insert_logging_keys',
+        change_log_key='customer_key',
         on_schema_change='fail',
-        pre_hook="set local work_mem = '256MB'",
+        pre_hook=["set local work_mem = '256MB'", "{{ log_rebuilt_in_full() }}"],
         post_hook='analyze {{ this }}',
         indexes=[
             {'columns': ['order_id'], 'unique': True},
@@ -29,6 +34,7 @@
             {'columns': ['customer_email']},
             {'columns': ['sales_account_id']},
             {'columns': ['source_loaded_at']},
+            {'columns': ['ordered_date']},
         ],
     )
 }}

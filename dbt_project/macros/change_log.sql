@@ -1,0 +1,178 @@
+{#-
+    Per-customer intermediates that rebuild only the customers whose facts changed.
+
+    A per-customer model (purchase days, product lines bought...) reads every row of a large
+    fact for every customer, yet after a one-day delta only a few thousand customers have a
+    row that changed. So:
+
+    * an incremental fact replaces its rows with the strategy `delete_insert_logging_keys`,
+      which first records in ops.mart_key_changes the `change_log_key` (customer_key) of
+      every row it is about to replace and of every row it writes: a re-keyed order logs
+      both the customer it left and the one it joined. A build of the fact in full logs
+      one row with a null key (pre-hook `log_rebuilt_in_full`);
+    * a per-customer model (strategy `replace_changed_keys`) recomputes, from the whole fact,
+      the customers logged since its own last build plus those with an event that the
+      moving as-of date lets in, deletes every row of those customers and inserts the new
+      ones. It records how far it read in ops.mart_change_positions (post-hook
+      `record_change_position`), in the same transaction as its rows.
+
+    It rebuilds everything (as a full refresh would) when it has no position yet, when a
+    fact it reads was rebuilt in full since, when the as-of date moved back, or when its
+    position is older than the log keeps (90 days).
+
+    Why this equals a full refresh: such a model's rows for a customer depend only on that
+    customer's fact rows and the as-of date, and every change to those rows is logged.
+    Under write-audit-publish the fact in marts_build may be a generation behind when a build
+    starts, while the intermediates (not swapped) were computed from the newer generation,
+    now in `marts`. Catching up re-derives every row changed since the older generation, a
+    superset of those changed since the newer one, and logs for each the key it had in
+    both generations and the key it gets. tests/integration/test_dbt_incremental_marts.py
+    compares both intermediates with a full recompute after every day.
+-#}
+
+{% macro change_log_name(relation) -%}
+    {{- relation.schema ~ '.' ~ relation.identifier -}}
+{%- endmacro %}
+
+
+{#- How far {{ this }} has read the log of `producers` (model names) and whether it must
+    rebuild everything. Read when the model runs; the same answer in its SQL, strategy and
+    hooks, since the producers ran before it (dbt's order) and nothing else writes the log. -#}
+{% macro change_log_state(producers) %}
+    {%- set state = {'full': true, 'from_id': 0, 'to_id': 0, 'previous_as_of': none} -%}
+    {#- A build in full reads nothing; nor does a unit test (no `this`, refs are fixtures). -#}
+    {%- if not execute or this is none or not is_incremental() -%}
+        {{- return(state) -}}
+    {%- endif -%}
+    {%- set names = producer_names(producers) -%}
+    {%- set query -%}
+        with position as (
+            select change_id, as_of_date, built_at
+            from ops.mart_change_positions
+            where consumer = '{{ change_log_name(this) }}'
+        )
+        select
+            (select change_id from position),
+            (select coalesce(max(change_id), 0) from ops.mart_key_changes where producer in ({{ names | join(', ') }})),
+            (select cast(as_of_date as text) from position),
+            exists (
+                select from ops.mart_key_changes
+                where producer in ({{ names | join(', ') }})
+                    and key_value is null
+                    and change_id > coalesce((select change_id from position), 0)
+            ),
+            coalesce((select built_at < now() - interval '90 days' from position), true),
+            (select as_of_date < (select as_of_date from position) from {{ ref('int_as_of_date') }})
+    {%- endset -%}
+    {%- set row = run_query(query).rows[0] -%}
+    {%- do state.update({'from_id': row[0] or 0, 'to_id': row[1], 'previous_as_of': row[2]}) -%}
+    {%- do state.update({'full': row[0] is none or row[3] or row[4] or (row[5] is true)}) -%}
+    {{- return(state) -}}
+{% endmacro %}
+
+
+{#- The log names of `producers` (model names), as quoted SQL literals. -#}
+{% macro producer_names(producers) %}
+    {%- set names = [] -%}
+    {%- for producer in producers -%}
+        {%- do names.append("'" ~ change_log_name(ref(producer)) ~ "'") -%}
+    {%- endfor -%}
+    {{- return(names) -}}
+{% endmacro %}
+
+
+{#- The keys logged by `producers` since {{ this }} last read the log (a select of one column). -#}
+{% macro changed_keys_since_last_build(producers, state) -%}
+    select key_value
+    from ops.mart_key_changes
+    where producer in ({{ producer_names(producers) | join(', ') }})
+        and change_id > {{ state.from_id }}
+        and change_id <= {{ state.to_id }}
+        and key_value is not null
+{%- endmacro %}
+
+
+{#- Strategy of a fact: log the old and new key of every row replaced, then delete+insert.
+
+    "Old" is taken from both generations of the fact. The table being caught up (in
+    marts_build) can be a generation older than the one the readers last computed from,
+    which is now published in `marts`: an order added by the last build and re-keyed by
+    this one is not in the older table at all, and only `marts` knows the key it had. -#}
+{% macro get_incremental_delete_insert_logging_keys_sql(arg_dict) %}
+    {%- set key = config.require('change_log_key') -%}
+    {%- set unique_key = arg_dict['unique_key'] -%}
+    {%- set target = arg_dict['target_relation'] -%}
+    {%- set published = adapter.get_relation(database=target.database, schema='marts', identifier=target.identifier) -%}
+    insert into ops.mart_key_changes (producer, key_value)
+    select '{{ change_log_name(target) }}', changed.key_value
+    from (
+        select {{ key }} as key_value
+        from {{ target }}
+        where {{ unique_key }} in (select {{ unique_key }} from {{ arg_dict['temp_relation'] }})
+        {%- if published is not none and published != target %}
+        union
+        select {{ key }}
+        from {{ published }}
+        where {{ unique_key }} in (select {{ unique_key }} from {{ arg_dict['temp_relation'] }})
+        {%- endif %}
+        union
+        select {{ key }} from {{ arg_dict['temp_relation'] }}
+    ) as changed
+    where changed.key_value is not null;
+    {{ get_incremental_delete_insert_sql(arg_dict) }}
+{% endmacro %}
+
+
+{#- Pre-hook of a fact: a build in full tells its readers to rebuild in full. Rendered before
+    the build, so is_incremental() still describes the table the build starts from. -#}
+{% macro log_rebuilt_in_full() -%}
+    {%- if is_incremental() -%}
+        select 'built incrementally: its strategy logs the keys it replaces'
+    {%- else -%}
+        insert into ops.mart_key_changes (producer, key_value) values ('{{ change_log_name(this) }}', null)
+    {%- endif -%}
+{%- endmacro %}
+
+
+{#- Strategy of a per-customer model: every row of the recomputed customers is replaced,
+    including customers left with no row at all (their last order was cancelled or re-keyed). -#}
+{% macro get_incremental_replace_changed_keys_sql(arg_dict) %}
+    {%- set key = config.require('change_log_key') -%}
+    {%- set producers = config.require('change_log_producers') -%}
+    {%- set state = change_log_state(producers) -%}
+    {%- set target = arg_dict['target_relation'] -%}
+    {%- set columns = get_quoted_csv(arg_dict['dest_columns'] | map(attribute='name')) -%}
+    {%- if state.full %}
+    delete from {{ target }};
+    {%- else %}
+    delete from {{ target }}
+    where {{ key }} in (select {{ key }} from {{ arg_dict['temp_relation'] }})
+        or {{ key }} in ({{ changed_keys_since_last_build(producers, state) }});
+    {%- endif %}
+    insert into {{ target }} ({{ columns }})
+    select {{ columns }} from {{ arg_dict['temp_relation'] }}
+{% endmacro %}
+
+
+{#- Post-hook of a per-customer model: how far it has read, in the transaction of its rows.
+    The log is then trimmed of what every reader built in the last 90 days has read. -#}
+{% macro record_change_position(producers) -%}
+    {#- The same newest entry the build read up to: the producers ran before this model. -#}
+    insert into ops.mart_change_positions (consumer, change_id, as_of_date, built_at)
+    select
+        '{{ change_log_name(this) }}',
+        (
+            select coalesce(max(change_id), 0) from ops.mart_key_changes
+            where producer in ({{ producer_names(producers) | join(', ') }})
+        ),
+        as_of_date,
+        now()
+    from {{ ref('int_as_of_date') }}
+    on conflict (consumer) do update set
+        change_id = excluded.change_id, as_of_date = excluded.as_of_date, built_at = excluded.built_at;
+    delete from ops.mart_key_changes
+    where change_id <= (
+        select min(change_id) from ops.mart_change_positions
+        where built_at >= now() - interval '90 days'
+    )
+{%- endmacro %}
