@@ -37,7 +37,9 @@
 
 {#- How far {{ this }} has read the log of `producers` (model names) and whether it must
     rebuild everything. Read when the model runs; the same answer in its SQL, strategy and
-    hooks, since the producers ran before it (dbt's order) and nothing else writes the log. -#}
+    hooks, since the producers ran before it (dbt's order) and nothing else writes the log.
+    A model whose rows do not depend on the as-of date sets change_log_as_of=false: moving
+    the date back then does not rebuild it. -#}
 {% macro change_log_state(producers) %}
     {%- set state = {'full': true, 'from_id': 0, 'to_id': 0, 'previous_as_of': none} -%}
     {#- A build in full reads nothing; nor does a unit test (no `this`, refs are fixtures). -#}
@@ -62,7 +64,11 @@
                     and change_id > coalesce((select change_id from position), 0)
             ),
             coalesce((select built_at < now() - interval '90 days' from position), true),
+            {%- if config.get('change_log_as_of', true) %}
             (select as_of_date < (select as_of_date from position) from {{ ref('int_as_of_date') }})
+            {%- else %}
+            false
+            {%- endif %}
     {%- endset -%}
     {%- set row = run_query(query).rows[0] -%}
     {%- do state.update({'from_id': row[0] or 0, 'to_id': row[1], 'previous_as_of': row[2]}) -%}
@@ -99,24 +105,26 @@
     which is now published in `marts`: an order added by the last build and re-keyed by
     this one is not in the older table at all, and only `marts` knows the key it had. -#}
 {% macro get_incremental_delete_insert_logging_keys_sql(arg_dict) %}
-    {%- set key = config.require('change_log_key') -%}
+    {%- set keys = config.require('change_log_key') -%}
+    {%- set keys = [keys] if keys is string else keys -%}
     {%- set unique_key = arg_dict['unique_key'] -%}
     {%- set target = arg_dict['target_relation'] -%}
+    {%- set temp = arg_dict['temp_relation'] -%}
     {%- set published = adapter.get_relation(database=target.database, schema='marts', identifier=target.identifier) -%}
+    {%- set replaced = [target] + ([published] if published is not none and published != target else []) -%}
     insert into ops.mart_key_changes (producer, key_value)
     select '{{ change_log_name(target) }}', changed.key_value
     from (
+        {%- for key in keys %}
+        {%- for relation in replaced %}
         select {{ key }} as key_value
-        from {{ target }}
-        where {{ unique_key }} in (select {{ unique_key }} from {{ arg_dict['temp_relation'] }})
-        {%- if published is not none and published != target %}
+        from {{ relation }}
+        where {{ unique_key }} in (select {{ unique_key }} from {{ temp }})
         union
-        select {{ key }}
-        from {{ published }}
-        where {{ unique_key }} in (select {{ unique_key }} from {{ arg_dict['temp_relation'] }})
-        {%- endif %}
-        union
-        select {{ key }} from {{ arg_dict['temp_relation'] }}
+        {%- endfor %}
+        select {{ key }} from {{ temp }}
+        {{- '\n        union' if not loop.last }}
+        {%- endfor %}
     ) as changed
     where changed.key_value is not null;
     {{ get_incremental_delete_insert_sql(arg_dict) }}
@@ -165,9 +173,12 @@
             select coalesce(max(change_id), 0) from ops.mart_key_changes
             where producer in ({{ producer_names(producers) | join(', ') }})
         ),
-        as_of_date,
+        {%- if config.get('change_log_as_of', true) %}
+        (select as_of_date from {{ ref('int_as_of_date') }}),
+        {%- else %}
+        null,
+        {%- endif %}
         now()
-    from {{ ref('int_as_of_date') }}
     on conflict (consumer) do update set
         change_id = excluded.change_id, as_of_date = excluded.as_of_date, built_at = excluded.built_at;
     delete from ops.mart_key_changes

@@ -33,6 +33,11 @@ def build_marts(
     publish: bool = True,
 ) -> Publication | None:
     """`dbt build` into marts_build (models, unit and data tests), then the GX audit, then the swap."""
+    from cem_warehouse.warehouse.bootstrap import bootstrap
+
+    # The ops tables the build writes (mart change log, publications) exist after an
+    # upgrade even when no load has run since (loads bootstrap too; the DAG runs after them).
+    bootstrap(location)
     args = ["build"]
     chosen = dbt_vars(as_of=as_of, data_interval_end=data_interval_end)
     if chosen:

@@ -12,45 +12,113 @@
     non-archived one, then the earliest created, then the lowest customer_id. The other CRM
     record keeps its own key in dim_customers but receives no email-matched facts.
 
-    A table, not a view: fct_orders, fct_survey_responses, dim_customers and the incremental
-    facts' change detection all look identifiers up in it (indexed), so it is resolved once
-    per build instead of once per reader.
+    A table: fct_orders, fct_survey_responses, dim_customers and the incremental facts'
+    change detection all look identifiers up in it (indexed), so it is resolved once per
+    build instead of once per reader.
+
+    Incremental by identifier (macros/change_log.sql): it reads int_identity_observations
+    (every record naming a customer, emails normalised and indexed) and re-resolves only the
+    emails and accounts whose observations changed since its last build, plus the accounts
+    whose latest email is one of those emails (their key follows the email's), plus the
+    latest emails of those accounts (to look their keys up). Every other identifier keeps
+    its row: its inputs did not change.
 -#}
 
 {{
     config(
-        materialized='table',
+        materialized='incremental',
+        incremental_strategy='replace_changed_keys',
+        unique_key='customer_identifier_id',
+        change_log_key='customer_identifier_id',
+        change_log_producers=['int_identity_observations'],
+        change_log_as_of=false,
+        on_schema_change='fail',
         pre_hook="set local work_mem = '256MB'",
+        post_hook=["{{ record_change_position(['int_identity_observations']) }}", 'analyze {{ this }}'],
         indexes=[
+            {'columns': ['customer_identifier_id'], 'unique': True},
             {'columns': ['identifier_type', 'identifier'], 'unique': True},
             {'columns': ['customer_email']},
         ],
     )
 }}
 
+{%- set changes = change_log_state(['int_identity_observations']) %}
+
 with
 
-crm_customers as (
+observations as not materialized (
 
-    select * from {{ ref('stg_crm__customers') }}
-
-),
-
-orders as (
-
-    select * from {{ ref('stg_sales__orders') }}
+    select * from {{ ref('int_identity_observations') }}
 
 ),
 
-invitations as (
+{% if not changes.full -%}
+changed_identifiers as (
 
-    select * from {{ ref('stg_surveys__invitations') }}
+    {{ changed_keys_since_last_build(['int_identity_observations'], changes) | indent(4) }}
 
 ),
 
-responses as (
+changed_emails as (
 
-    select * from {{ ref('stg_surveys__responses') }}
+    select substr(key_value, length('email:') + 1) as customer_email
+    from changed_identifiers
+    where key_value like 'email:%'
+
+),
+
+-- accounts with a changed order, and accounts whose latest email (as resolved last time) changed
+accounts_in_scope as materialized (
+
+    select substr(key_value, length('sales_account:') + 1) as sales_account_id
+    from changed_identifiers
+    where key_value like 'sales_account:%'
+
+    union
+
+    select resolved.identifier
+    from {{ this }} as resolved
+    where resolved.identifier_type = 'sales_account'
+        and resolved.customer_email in (select customer_email from changed_emails)
+
+),
+
+-- changed emails, and the emails of the accounts in scope (their keys are looked up below)
+emails_in_scope as materialized (
+
+    select customer_email from changed_emails
+
+    union
+
+    select customer_email
+    from observations
+    where source = 'sales'
+        and sales_account_id in (select sales_account_id from accounts_in_scope)
+        and customer_email is not null
+
+),
+
+{% endif -%}
+
+email_observations as (
+
+    select * from observations
+    where customer_email is not null
+    {%- if not changes.full %}
+        and customer_email in (select customer_email from emails_in_scope)
+    {%- endif %}
+
+),
+
+account_observations as (
+
+    select * from observations
+    where source = 'sales'
+        and sales_account_id is not null
+    {%- if not changes.full %}
+        and sales_account_id in (select sales_account_id from accounts_in_scope)
+    {%- endif %}
 
 ),
 
@@ -58,15 +126,15 @@ crm_emails as (
 
     select
         customer_id,
-        {{ normalize_email('customer_email') }} as customer_email,
+        customer_email,
         created_at,
         row_number() over (
-            partition by {{ normalize_email('customer_email') }}
+            partition by customer_email
             order by is_archived asc, created_at asc nulls last, customer_id asc
         ) as email_owner_rank
 
-    from crm_customers
-    where {{ normalize_email('customer_email') }} is not null
+    from email_observations
+    where source = 'crm'
 
 ),
 
@@ -85,11 +153,11 @@ crm_email_owners as (
 sales_emails as (
 
     select
-        {{ normalize_email('customer_email') }} as customer_email,
-        min(ordered_at) as first_seen_at
+        customer_email,
+        min(seen_at) as first_seen_at
 
-    from orders
-    where {{ normalize_email('customer_email') }} is not null
+    from email_observations
+    where source = 'sales'
     group by 1
 
 ),
@@ -100,22 +168,8 @@ survey_emails as (
         customer_email,
         min(seen_at) as first_seen_at
 
-    from (
-        select
-            {{ normalize_email('respondent_email') }} as customer_email,
-            sent_at as seen_at
-
-        from invitations
-
-        union all
-
-        select
-            {{ normalize_email('respondent_email') }} as customer_email,
-            coalesce(sent_at, responded_at) as seen_at
-
-        from responses
-    ) as seen
-    where customer_email is not null
+    from email_observations
+    where source = 'surveys'
     group by 1
 
 ),
@@ -159,28 +213,15 @@ resolved_emails as (
 
 ),
 
-account_orders as (
-
-    select
-        sales_account_id,
-        {{ normalize_email('customer_email') }} as customer_email,
-        ordered_at,
-        order_id
-
-    from orders
-    where sales_account_id is not null
-
-),
-
 account_latest_emails as (
 
     select distinct on (sales_account_id)
         sales_account_id,
         customer_email
 
-    from account_orders
+    from account_observations
     where customer_email is not null
-    order by sales_account_id asc, ordered_at desc, order_id desc
+    order by sales_account_id asc, seen_at desc, order_id desc
 
 ),
 
@@ -188,9 +229,9 @@ accounts as (
 
     select
         sales_account_id,
-        min(ordered_at) as first_seen_at
+        min(seen_at) as first_seen_at
 
-    from account_orders
+    from account_observations
     group by 1
 
 ),

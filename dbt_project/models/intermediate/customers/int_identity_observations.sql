@@ -1,0 +1,160 @@
+{#-
+    Every record that names a customer, once: CRM customers, sales orders, survey
+    invitations and responses, each with its email normalised (normalize_email), its sales
+    account and the time it first saw the customer. Identity resolution reads this table,
+    not the raw sources: its normalised emails are indexed, so a build can resolve only the
+    emails and accounts whose records changed.
+
+    Incremental on the raw load time (incremental_watermark, under the raw-publish gate like
+    the facts): a record loaded again replaces its observation. The strategy logs the email
+    and account identifiers of the replaced and the new observation (macros/change_log.sql):
+    an order whose email changed from a to b touches both a and b.
+
+    Records without an email or account are kept: a record whose email was removed must
+    still replace, and so remove, the observation that had it.
+-#}
+
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete_insert_logging_keys',
+        unique_key='observation_id',
+        change_log_key=['email_identifier_id', 'account_identifier_id'],
+        on_schema_change='fail',
+        pre_hook=["{{ wait_for_raw_publishes() }}", "{{ log_rebuilt_in_full() }}"],
+        indexes=[
+            {'columns': ['observation_id'], 'unique': True},
+            {'columns': ['customer_email']},
+            {'columns': ['sales_account_id']},
+            {'columns': ['source_loaded_at']},
+        ],
+    )
+}}
+
+{%- set watermark = incremental_watermark() %}
+
+with
+
+crm_customers as (
+
+    select * from {{ ref('stg_crm__customers') }}
+    {%- if is_incremental() %}
+    where loaded_at > {{ watermark }}
+    {%- endif %}
+
+),
+
+orders as (
+
+    select * from {{ ref('stg_sales__orders') }}
+    {%- if is_incremental() %}
+    where loaded_at > {{ watermark }}
+    {%- endif %}
+
+),
+
+invitations as (
+
+    select * from {{ ref('stg_surveys__invitations') }}
+    {%- if is_incremental() %}
+    where loaded_at > {{ watermark }}
+    {%- endif %}
+
+),
+
+responses as (
+
+    select * from {{ ref('stg_surveys__responses') }}
+    {%- if is_incremental() %}
+    where loaded_at > {{ watermark }}
+    {%- endif %}
+
+),
+
+observations as (
+
+    select
+        'crm_customer:' || customer_id as observation_id,
+        'crm' as source,
+        {{ normalize_email('customer_email') }} as customer_email,
+        cast(null as text) as sales_account_id,
+        customer_id,
+        is_archived,
+        created_at,
+        cast(null as bigint) as order_id,
+        created_at as seen_at,
+        loaded_at as source_loaded_at
+
+    from crm_customers
+
+    union all
+
+    select
+        'order:' || order_id as observation_id,
+        'sales' as source,
+        {{ normalize_email('customer_email') }} as customer_email,
+        sales_account_id,
+        cast(null as bigint) as customer_id,
+        cast(null as boolean) as is_archived,
+        cast(null as timestamptz) as created_at,
+        order_id,
+        ordered_at as seen_at,
+        loaded_at as source_loaded_at
+
+    from orders
+
+    union all
+
+    select
+        'invitation:' || invitation_id as observation_id,
+        'surveys' as source,
+        {{ normalize_email('respondent_email') }} as customer_email,
+        cast(null as text) as sales_account_id,
+        cast(null as bigint) as customer_id,
+        cast(null as boolean) as is_archived,
+        cast(null as timestamptz) as created_at,
+        cast(null as bigint) as order_id,
+        sent_at as seen_at,
+        loaded_at as source_loaded_at
+
+    from invitations
+
+    union all
+
+    select
+        'response:' || response_id as observation_id,
+        'surveys' as source,
+        {{ normalize_email('respondent_email') }} as customer_email,
+        cast(null as text) as sales_account_id,
+        cast(null as bigint) as customer_id,
+        cast(null as boolean) as is_archived,
+        cast(null as timestamptz) as created_at,
+        cast(null as bigint) as order_id,
+        coalesce(sent_at, responded_at) as seen_at,
+        loaded_at as source_loaded_at
+
+    from responses
+
+),
+
+final as (
+
+    select
+        observation_id,
+        source,
+        customer_email,
+        sales_account_id,
+        customer_id,
+        is_archived,
+        created_at,
+        order_id,
+        seen_at,
+        'email:' || customer_email as email_identifier_id,
+        'sales_account:' || sales_account_id as account_identifier_id,
+        source_loaded_at
+
+    from observations
+
+)
+
+select * from final
