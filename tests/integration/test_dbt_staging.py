@@ -178,3 +178,25 @@ def test_staging_builds_keeps_every_row_and_normalises_emails(stand_ins, tmp_pat
         conn.commit()
     with pytest.raises(CemError, match="enforced_primary_key"):
         run_dbt(stand_ins.warehouse, ["test", "--select", "source:sales.products"])
+    # A large model whose key PostgreSQL enforces through a unique index and NOT NULL: the
+    # catalog test fails when the column may be null, and when the index is gone.
+    observations = "int_identity_observations"
+    run_dbt(stand_ins.warehouse, ["test", "--select", observations])
+    with connect(stand_ins.warehouse) as conn:
+        conn.execute(
+            f"alter table staging.{observations} alter column observation_id drop not null"
+        )
+        conn.commit()
+    with pytest.raises(CemError, match=f"enforced_primary_key_{observations}"):
+        run_dbt(stand_ins.warehouse, ["test", "--select", observations])
+    with connect(stand_ins.warehouse) as conn:
+        conn.execute(f"alter table staging.{observations} alter column observation_id set not null")
+        unique_index = conn.execute(
+            "select indexrelid::regclass::text from pg_index where indrelid = %s::regclass "
+            "and indisunique",
+            (f"staging.{observations}",),
+        ).fetchone()[0]
+        conn.execute(f"drop index {unique_index}")
+        conn.commit()
+    with pytest.raises(CemError, match=f"enforced_primary_key_{observations}"):
+        run_dbt(stand_ins.warehouse, ["test", "--select", observations])

@@ -1,7 +1,8 @@
 """The dbt project keeps the promises every analyst relies on, checked on the parsed manifest.
 
 * every model: a description, a description on every column, and a primary-key test
-  (`primary_key`, or `unique` and `not_null` on one column);
+  (`primary_key`, `enforced_primary_key` (a key PostgreSQL enforces, checked in the
+  catalog), or `unique` and `not_null` on one column);
 * every mart: a table (or incremental table), never a view (views would follow the schema
   swap of write-audit-publish), with an enforced contract;
 * every raw source: freshness declared on its load timestamp;
@@ -38,6 +39,7 @@ def test_every_model_and_column_is_described_and_has_a_primary_key(manifest):
             "unique",
             "not_null",
             "primary_key",
+            "enforced_primary_key",
         ):
             columns = tested.setdefault(node.get("attached_node") or "", {})
             columns.setdefault(node.get("column_name"), set()).add(metadata["name"])
@@ -52,9 +54,12 @@ def test_every_model_and_column_is_described_and_has_a_primary_key(manifest):
             problems.append(f"{name}: columns without a description: {undocumented or 'all'}")
         keys = tested.get(model["unique_id"], {})
         if not any(
-            "primary_key" in tests or tests >= {"unique", "not_null"} for tests in keys.values()
+            tests & {"primary_key", "enforced_primary_key"} or tests >= {"unique", "not_null"}
+            for tests in keys.values()
         ):
-            problems.append(f"{name}: no primary-key test (primary_key, or unique + not_null)")
+            problems.append(
+                f"{name}: no primary-key test (primary_key, enforced_primary_key, or unique + not_null)"
+            )
     assert not problems, "\n".join(problems)
 
 

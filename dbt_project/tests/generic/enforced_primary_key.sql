@@ -1,44 +1,80 @@
 {#-
-    For raw tables: the column is the table's PRIMARY KEY constraint, so PostgreSQL itself
-    refuses a null or a duplicate on every write (the loader upserts on it). Checking the
-    constraint in the catalog proves the same as scanning for duplicates, in milliseconds
-    instead of a scan of every raw row on every build. Fails when the table has no primary
-    key, or one on other columns.
+    The column is a key PostgreSQL itself enforces, so no write can ever leave a null or a
+    duplicate in it: the table's PRIMARY KEY constraint (raw tables: the loader upserts on
+    it), or a unique index on exactly that column with the column NOT NULL (the large
+    incremental models: the index is declared in their config, NOT NULL by their contract
+    or by the post-hook `set_not_null`). Checking this in the catalog proves what a scan
+    for duplicates would, in milliseconds instead of a scan of millions of rows on every
+    build. Fails, naming the problem, when neither holds.
 -#}
 {% test enforced_primary_key(model, column_name) %}
 
 with
 
-primary_key_columns as (
+relation as (
 
-    select attribute.attname as column_name
+    select to_regclass('{{ model }}') as relation_id
+
+),
+
+key_constraint_columns as (
+
+    select
+        key_constraint.conname as enforced_by,
+        array_agg(attribute.attname order by attribute.attname) as columns
 
     from pg_catalog.pg_constraint as key_constraint
     inner join pg_catalog.pg_attribute as attribute
         on attribute.attrelid = key_constraint.conrelid
         and attribute.attnum = any(key_constraint.conkey)
-    where key_constraint.conrelid = to_regclass('{{ model }}')
+    where key_constraint.conrelid = (select relation_id from relation)
         and key_constraint.contype = 'p'
+    group by 1
 
 ),
 
-expected as (
+unique_index_columns as (
 
-    select '{{ column_name }}' as column_name
+    select
+        index_class.relname as enforced_by,
+        array_agg(attribute.attname order by attribute.attname) as columns,
+        bool_and(attribute.attnotnull) as all_not_null
+
+    from pg_catalog.pg_index as unique_index
+    inner join pg_catalog.pg_class as index_class
+        on index_class.oid = unique_index.indexrelid
+    inner join pg_catalog.pg_attribute as attribute
+        on attribute.attrelid = unique_index.indrelid
+        and attribute.attnum = any(unique_index.indkey)
+    where unique_index.indrelid = (select relation_id from relation)
+        and unique_index.indisunique
+        and unique_index.indisvalid
+        and unique_index.indpred is null
+        and unique_index.indexprs is null
+    group by 1
+
+),
+
+enforcing as (
+
+    select enforced_by from key_constraint_columns
+    where columns = array['{{ column_name }}']::name[]
+
+    union all
+
+    select enforced_by from unique_index_columns
+    where columns = array['{{ column_name }}']::name[]
+        and all_not_null
 
 )
 
 select
-    coalesce(expected.column_name, primary_key_columns.column_name) as column_name,
+    '{{ column_name }}' as column_name,
     case
-        when primary_key_columns.column_name is null then 'not in the primary key (or no primary key)'
-        else 'in the primary key but not expected'
+        when (select relation_id from relation) is null then 'the relation does not exist'
+        else 'no PRIMARY KEY on this column alone, and no unique index on it with the column NOT NULL'
     end as problem
 
-from expected
-full outer join primary_key_columns
-    on expected.column_name = primary_key_columns.column_name
-where expected.column_name is null
-    or primary_key_columns.column_name is null
+where not exists (select from enforcing)
 
 {% endtest %}

@@ -34,7 +34,11 @@
         change_log_as_of=false,
         on_schema_change='fail',
         pre_hook="set local work_mem = '256MB'",
-        post_hook=["{{ record_change_position(['int_identity_observations']) }}", 'analyze {{ this }}'],
+        post_hook=[
+            "{{ record_change_position(['int_identity_observations']) }}",
+            "{{ set_not_null('customer_identifier_id') }}",
+            'analyze {{ this }}',
+        ],
         indexes=[
             {'columns': ['customer_identifier_id'], 'unique': True},
             {'columns': ['identifier_type', 'identifier'], 'unique': True},

@@ -18,7 +18,11 @@
         change_log_key='customer_key',
         change_log_producers=['fct_order_lines'],
         on_schema_change='fail',
-        post_hook=["{{ record_change_position(['fct_order_lines']) }}", 'analyze {{ this }}'],
+        post_hook=[
+            "{{ record_change_position(['fct_order_lines']) }}",
+            "{{ set_not_null('customer_key') }}",
+            'analyze {{ this }}',
+        ],
         indexes=[{'columns': ['customer_key'], 'unique': True}],
     )
 }}

@@ -16,8 +16,12 @@
         change_log_key='customer_key',
         change_log_producers=['fct_orders'],
         on_schema_change='fail',
-        post_hook=["{{ record_change_position(['fct_orders']) }}", 'analyze {{ this }}'],
-        indexes=[{'columns': ['customer_key']}],
+        post_hook=[
+            "{{ record_change_position(['fct_orders']) }}",
+            "{{ set_not_null('purchase_day_id') }}",
+            'analyze {{ this }}',
+        ],
+        indexes=[{'columns': ['purchase_day_id'], 'unique': True}, {'columns': ['customer_key']}],
     )
 }}
 
