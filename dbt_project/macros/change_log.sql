@@ -143,18 +143,34 @@
 
 
 {#- Strategy of a per-customer model: every row of the recomputed customers is replaced,
-    including customers left with no row at all (their last order was cancelled or re-keyed). -#}
+    including customers left with no row at all (their last order was cancelled or re-keyed).
+    With change_log_replaced=true it is a producer too: it logs the keys it replaced, for
+    the models that read it (a null key when it replaced everything). -#}
 {% macro get_incremental_replace_changed_keys_sql(arg_dict) %}
     {%- set key = config.require('change_log_key') -%}
     {%- set producers = config.require('change_log_producers') -%}
     {%- set state = change_log_state(producers) -%}
     {%- set target = arg_dict['target_relation'] -%}
+    {%- set temp = arg_dict['temp_relation'] -%}
     {%- set columns = get_quoted_csv(arg_dict['dest_columns'] | map(attribute='name')) -%}
     {%- if state.full %}
+    {%- if config.get('change_log_replaced', false) %}
+    insert into ops.mart_key_changes (producer, key_value) values ('{{ change_log_name(target) }}', null);
+    {%- endif %}
     delete from {{ target }};
     {%- else %}
+    {%- if config.get('change_log_replaced', false) %}
+    insert into ops.mart_key_changes (producer, key_value)
+    select '{{ change_log_name(target) }}', replaced.key_value
+    from (
+        select {{ key }} as key_value from {{ temp }}
+        union
+        {{ changed_keys_since_last_build(producers, state) | indent(8) }}
+    ) as replaced
+    where replaced.key_value is not null;
+    {%- endif %}
     delete from {{ target }}
-    where {{ key }} in (select {{ key }} from {{ arg_dict['temp_relation'] }})
+    where {{ key }} in (select {{ key }} from {{ temp }})
         or {{ key }} in ({{ changed_keys_since_last_build(producers, state) }});
     {%- endif %}
     insert into {{ target }} ({{ columns }})

@@ -131,6 +131,7 @@ PER_CUSTOMER_INTERMEDIATES = {
     "int_customers_resolved_across_sources": "customers",
     "int_orders_aggregated_to_purchase_days": "repurchase",
     "int_order_lines_aggregated_to_customers": "repurchase",
+    "int_purchase_gaps_assessed_for_churn": "churn",
 }
 
 

@@ -15,13 +15,70 @@
       that day. A cancellation before the first purchase is ignored.
     * The earlier of the two is the churn; a tie counts as the explicit cancellation.
     * A churned customer who buys again is won back on that purchase day.
+
+    Incremental by customer (macros/change_log.sql). Only the open gap (after the last
+    purchase day) depends on the as-of date, so a build recomputes: customers whose purchase
+    days changed (logged by int_orders_aggregated_to_purchase_days), customers whose CRM
+    record was loaded again (a cancellation date may have changed; logged by
+    int_identity_observations), and customers whose open gap reaches its threshold or
+    cancellation in the days the as-of date moved over. gap_end_date is therefore null for
+    the open gap, not the as-of date: every other row stays as it was.
 -#}
 
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='replace_changed_keys',
+        unique_key='purchase_day_id',
+        change_log_key='customer_key',
+        change_log_producers=['int_orders_aggregated_to_purchase_days', 'int_identity_observations'],
+        on_schema_change='fail',
+        post_hook=[
+            "{{ record_change_position(['int_orders_aggregated_to_purchase_days', 'int_identity_observations']) }}",
+            "{{ set_not_null('purchase_day_id') }}",
+            'analyze {{ this }}',
+        ],
+        indexes=[{'columns': ['purchase_day_id'], 'unique': True}, {'columns': ['customer_key']}],
+    )
+}}
+
+{%- set changes = change_log_state(['int_orders_aggregated_to_purchase_days', 'int_identity_observations']) %}
+
 with
+
+{% if not changes.full -%}
+customers_in_scope as materialized (
+
+    {{ changed_keys_since_last_build(['int_orders_aggregated_to_purchase_days', 'int_identity_observations'], changes) | indent(4) }}
+
+    union
+
+    -- open gaps whose threshold falls in the days the as-of date moved over
+    select customer_key
+    from {{ this }}
+    where is_last_purchase_day
+        and not is_churned
+        and purchase_date + threshold_days > cast('{{ changes.previous_as_of }}' as date)
+        and purchase_date + threshold_days <= {{ as_of_date() }}
+
+    union
+
+    -- cancellations dated in those days
+    select cast(customer_id as text)
+    from {{ ref('stg_crm__customers') }}
+    where cancelled_date > cast('{{ changes.previous_as_of }}' as date)
+        and cancelled_date <= {{ as_of_date() }}
+
+),
+
+{% endif -%}
 
 purchase_days as (
 
     select * from {{ ref('int_orders_aggregated_to_purchase_days') }}
+    {%- if not changes.full %}
+    where customer_key in (select key_value from customers_in_scope)
+    {%- endif %}
 
 ),
 
@@ -67,7 +124,7 @@ thresholded as (
         prefix_gaps.purchase_date,
         prefix_gaps.next_purchase_date,
         -- the last day of the gap: the day before the next purchase, else the as-of date
-        coalesce(prefix_gaps.next_purchase_date - 1, {{ as_of_date() }}) as gap_end_date
+        coalesce(prefix_gaps.next_purchase_date - 1, {{ as_of_date() }}) as assessed_until
 
     from prefix_gaps
     -- the median of those gaps; null on the first purchase day (no gap yet)
@@ -83,11 +140,11 @@ candidates as (
     select
         thresholded.*,
         case
-            when thresholded.purchase_date + thresholded.threshold_days <= thresholded.gap_end_date
+            when thresholded.purchase_date + thresholded.threshold_days <= thresholded.assessed_until
                 then thresholded.purchase_date + thresholded.threshold_days
         end as threshold_churned_date,
         case
-            when crm_customers.cancelled_date between thresholded.purchase_date and thresholded.gap_end_date
+            when crm_customers.cancelled_date between thresholded.purchase_date and thresholded.assessed_until
                 then crm_customers.cancelled_date
         end as cancellation_date
 
@@ -116,7 +173,9 @@ final as (
         coalesce(threshold_churned_date, cancellation_date) is not null
         and next_purchase_date is not null as is_won_back,
         purchase_date,
-        gap_end_date,
+        -- null while the gap is open: the as-of date is not stored, so the row stays valid
+        -- as the date moves until the threshold or a cancellation falls due
+        next_purchase_date - 1 as gap_end_date,
         least(threshold_churned_date, cancellation_date) as churned_date,
         case
             when coalesce(threshold_churned_date, cancellation_date) is not null

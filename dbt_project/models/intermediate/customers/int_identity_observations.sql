@@ -8,7 +8,8 @@
     Incremental on the raw load time (incremental_watermark, under the raw-publish gate like
     the facts): a record loaded again replaces its observation. The strategy logs the email
     and account identifiers of the replaced and the new observation (macros/change_log.sql):
-    an order whose email changed from a to b touches both a and b.
+    an order whose email changed from a to b touches both a and b. A CRM record also logs
+    its customer key, for the churn gaps (a cancellation date lives on the CRM record).
 
     Records without an email or account are kept: a record whose email was removed must
     still replace, and so remove, the observation that had it.
@@ -19,7 +20,7 @@
         materialized='incremental',
         incremental_strategy='delete_insert_logging_keys',
         unique_key='observation_id',
-        change_log_key=['email_identifier_id', 'account_identifier_id'],
+        change_log_key=['email_identifier_id', 'account_identifier_id', 'crm_customer_key'],
         on_schema_change='fail',
         pre_hook=["{{ wait_for_raw_publishes() }}", "{{ log_rebuilt_in_full() }}"],
         post_hook=["{{ set_not_null('observation_id') }}", 'analyze {{ this }}'],
@@ -152,6 +153,7 @@ final as (
         seen_at,
         'email:' || customer_email as email_identifier_id,
         'sales_account:' || sales_account_id as account_identifier_id,
+        cast(customer_id as text) as crm_customer_key,
         source_loaded_at
 
     from observations

@@ -15,7 +15,9 @@
         unique_key='purchase_day_id',
         change_log_key='customer_key',
         change_log_producers=['fct_orders'],
+        change_log_replaced=true,
         on_schema_change='fail',
+        pre_hook="{{ log_rebuilt_in_full() }}",
         post_hook=[
             "{{ record_change_position(['fct_orders']) }}",
             "{{ set_not_null('purchase_day_id') }}",
