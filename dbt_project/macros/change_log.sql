@@ -14,14 +14,20 @@
       the customers logged since its own last build plus those with an event that the
       moving as-of date lets in, deletes every row of those customers and inserts the new
       ones. It records how far it read in ops.mart_change_positions (post-hook
-      `record_change_position`), in the same transaction as its rows.
+      `record_change_position`), in the same transaction as its rows, per physical table:
+      a mart's two generations (marts_build and marts swap) each keep their own position.
+      A reader can be a producer too (change_log_replaced_key): the purchase days log the
+      customers they replaced for the churn gaps, identity resolution the customer keys an
+      identifier left or joined, for dim_customers.
 
     It rebuilds everything (as a full refresh would) when it has no position yet, when a
     fact it reads was rebuilt in full since, when the as-of date moved back, or when its
     position is older than the log keeps (90 days).
 
     Why this equals a full refresh: such a model's rows for a customer depend only on that
-    customer's fact rows and the as-of date, and every change to those rows is logged.
+    customer's input rows and the as-of date; every change to those rows is logged, and
+    what the as-of date changes is found by comparison (dates falling due in the days it
+    moved over, or a stored value against the new one).
     Under write-audit-publish the fact in marts_build may be a generation behind when a build
     starts, while the intermediates (not swapped) were computed from the newer generation,
     now in `marts`. Catching up re-derives every row changed since the older generation, a
@@ -32,6 +38,14 @@
 
 {% macro change_log_name(relation) -%}
     {{- relation.schema ~ '.' ~ relation.identifier -}}
+{%- endmacro %}
+
+
+{#- A reader's position belongs to its physical table ('<table name>#<oid>'): under
+    write-audit-publish a mart's two generations swap schemas (the oid and name stay with
+    the table), and each has read the log up to its own build. -#}
+{% macro change_log_reader(relation) -%}
+    '{{ relation.identifier }}#' || coalesce(cast(cast(to_regclass('{{ change_log_name(relation) }}') as oid) as text), 'new')
 {%- endmacro %}
 
 
@@ -51,7 +65,7 @@
         with position as (
             select change_id, as_of_date, built_at
             from ops.mart_change_positions
-            where consumer = '{{ change_log_name(this) }}'
+            where consumer = {{ change_log_reader(this) }}
         )
         select
             (select change_id from position),
@@ -144,8 +158,9 @@
 
 {#- Strategy of a per-customer model: every row of the recomputed customers is replaced,
     including customers left with no row at all (their last order was cancelled or re-keyed).
-    With change_log_replaced=true it is a producer too: it logs the keys it replaced, for
-    the models that read it (a null key when it replaced everything). -#}
+    With change_log_replaced_key set it is a producer too: it logs that column of every row
+    it deletes and inserts (identity resolution logs the customer keys an identifier moved
+    between), for the models that read it; a null key when it replaced everything. -#}
 {% macro get_incremental_replace_changed_keys_sql(arg_dict) %}
     {%- set key = config.require('change_log_key') -%}
     {%- set producers = config.require('change_log_producers') -%}
@@ -153,25 +168,29 @@
     {%- set target = arg_dict['target_relation'] -%}
     {%- set temp = arg_dict['temp_relation'] -%}
     {%- set columns = get_quoted_csv(arg_dict['dest_columns'] | map(attribute='name')) -%}
+    {%- set replaced_key = config.get('change_log_replaced_key') -%}
+    {%- set in_scope -%}
+        {{ key }} in (select {{ key }} from {{ temp }})
+        or {{ key }} in ({{ changed_keys_since_last_build(producers, state) }})
+    {%- endset -%}
     {%- if state.full %}
-    {%- if config.get('change_log_replaced', false) %}
+    {%- if replaced_key %}
     insert into ops.mart_key_changes (producer, key_value) values ('{{ change_log_name(target) }}', null);
     {%- endif %}
     delete from {{ target }};
     {%- else %}
-    {%- if config.get('change_log_replaced', false) %}
+    {%- if replaced_key %}
     insert into ops.mart_key_changes (producer, key_value)
     select '{{ change_log_name(target) }}', replaced.key_value
     from (
-        select {{ key }} as key_value from {{ temp }}
+        select {{ replaced_key }} as key_value from {{ target }} where {{ in_scope }}
         union
-        {{ changed_keys_since_last_build(producers, state) | indent(8) }}
+        select {{ replaced_key }} from {{ temp }}
     ) as replaced
     where replaced.key_value is not null;
     {%- endif %}
     delete from {{ target }}
-    where {{ key }} in (select {{ key }} from {{ temp }})
-        or {{ key }} in ({{ changed_keys_since_last_build(producers, state) }});
+    where {{ in_scope }};
     {%- endif %}
     insert into {{ target }} ({{ columns }})
     select {{ columns }} from {{ arg_dict['temp_relation'] }}
@@ -184,7 +203,7 @@
     {#- The same newest entry the build read up to: the producers ran before this model. -#}
     insert into ops.mart_change_positions (consumer, change_id, as_of_date, built_at)
     select
-        '{{ change_log_name(this) }}',
+        {{ change_log_reader(this) }},
         (
             select coalesce(max(change_id), 0) from ops.mart_key_changes
             where producer in ({{ producer_names(producers) | join(', ') }})
@@ -197,6 +216,13 @@
         now()
     on conflict (consumer) do update set
         change_id = excluded.change_id, as_of_date = excluded.as_of_date, built_at = excluded.built_at;
+    {#- positions of tables a full refresh replaced (their oid is gone) hold nothing back -#}
+    delete from ops.mart_change_positions as position
+    where not exists (
+        select from pg_catalog.pg_class as reader
+        where cast(reader.oid as text) = split_part(position.consumer, '#', 2)
+            and reader.relname = split_part(position.consumer, '#', 1)
+    );
     delete from ops.mart_key_changes
     where change_id <= (
         select min(change_id) from ops.mart_change_positions

@@ -125,25 +125,28 @@ def _assert_equal_to_a_side_full_refresh(warehouse) -> None:
     _assert_facts_equal(warehouse, "marts_full")
 
 
-# Per-customer intermediates that rebuild only the customers whose facts changed.
-PER_CUSTOMER_INTERMEDIATES = {
-    "int_identity_observations": "customers",
-    "int_customers_resolved_across_sources": "customers",
-    "int_orders_aggregated_to_purchase_days": "repurchase",
-    "int_order_lines_aggregated_to_customers": "repurchase",
-    "int_purchase_gaps_assessed_for_churn": "churn",
+# Per-customer models that rebuild only the customers whose facts changed: their folder
+# under models/ and the schema holding the generation the last build computed.
+PER_CUSTOMER_MODELS = {
+    "int_identity_observations": ("intermediate/customers", "staging"),
+    "int_customers_resolved_across_sources": ("intermediate/customers", "staging"),
+    "int_orders_aggregated_to_purchase_days": ("intermediate/repurchase", "staging"),
+    "int_order_lines_aggregated_to_customers": ("intermediate/repurchase", "staging"),
+    "int_purchase_gaps_assessed_for_churn": ("intermediate/churn", "staging"),
+    # a mart: built in marts_build, published (swapped into marts) by then
+    "dim_customers": ("marts/core", "marts"),
 }
 
 
-def _assert_per_customer_intermediates_equal_a_full_recompute(
+def _assert_per_customer_models_equal_a_full_recompute(
     warehouse, *, built_incrementally: bool
 ) -> None:
-    """Each per-customer intermediate holds exactly what its SQL computes in full from the
-    facts it was built from (published in `marts` by now): compiled with --full-refresh,
-    so without the changed-customers filter."""
+    """Each per-customer model holds exactly what its SQL computes in full from the facts
+    it was built from (published in `marts` by now): compiled with --full-refresh, so
+    without the changed-customers filter."""
     if built_incrementally:
-        ran = dbt_target_dir() / "run" / "cem_warehouse" / "models" / "intermediate"
-        for model, folder in PER_CUSTOMER_INTERMEDIATES.items():
+        ran = dbt_target_dir() / "run" / "cem_warehouse" / "models"
+        for model, (folder, _) in PER_CUSTOMER_MODELS.items():
             # the strategy's statement: it reads (or, for a fact, writes) the change log
             assert "mart_key_changes" in (ran / folder / f"{model}.sql").read_text(), (
                 f"{model} was rebuilt in full, not for the changed customers only"
@@ -154,28 +157,28 @@ def _assert_per_customer_intermediates_equal_a_full_recompute(
             "compile",
             "--full-refresh",
             "--select",
-            " ".join(PER_CUSTOMER_INTERMEDIATES),
+            " ".join(PER_CUSTOMER_MODELS),
             "--vars",
             '{"marts_build_schema": "marts"}',
         ],
     )
-    compiled = dbt_target_dir() / "compiled" / "cem_warehouse" / "models" / "intermediate"
+    compiled = dbt_target_dir() / "compiled" / "cem_warehouse" / "models"
     with connect(warehouse) as conn:
-        for model, folder in PER_CUSTOMER_INTERMEDIATES.items():
+        for model, (folder, schema) in PER_CUSTOMER_MODELS.items():
             full = (compiled / folder / f"{model}.sql").read_text()
             assert "mart_key_changes" not in full, "compiled with the incremental filter"
             only_incremental, only_full, total = conn.execute(
                 f"with full_recompute as ({full}) "
-                f"select (select count(*) from (select * from staging.{model} "
+                f"select (select count(*) from (select * from {schema}.{model} "
                 f"except all select * from full_recompute) as missing), "
                 f"(select count(*) from (select * from full_recompute "
-                f"except all select * from staging.{model}) as extra), "
-                f"(select count(*) from staging.{model})"
+                f"except all select * from {schema}.{model}) as extra), "
+                f"(select count(*) from {schema}.{model})"
             ).fetchone()
             assert total > 0, model
             sample = conn.execute(
                 f"with full_recompute as ({full}) "
-                f"select * from (select * from staging.{model} "
+                f"select * from (select * from {schema}.{model} "
                 f"except all select * from full_recompute) as missing limit 3"
             ).fetchall()
             assert (only_incremental, only_full) == (0, 0), (
@@ -225,9 +228,7 @@ def test_incremental_builds_equal_a_full_refresh(stand_ins, tmp_path, monkeypatc
         _assert_equal_to_a_side_full_refresh(warehouse)
         # Day 1's first build starts from the empty marts_build of the first publication:
         # the facts, and so the intermediates, are built in full; later builds are not.
-        _assert_per_customer_intermediates_equal_a_full_recompute(
-            warehouse, built_incrementally=day > 1
-        )
+        _assert_per_customer_models_equal_a_full_recompute(warehouse, built_incrementally=day > 1)
 
     with connect(warehouse) as conn:
         late = conn.execute(

@@ -21,7 +21,8 @@
     emails and accounts whose observations changed since its last build, plus the accounts
     whose latest email is one of those emails (their key follows the email's), plus the
     latest emails of those accounts (to look their keys up). Every other identifier keeps
-    its row: its inputs did not change.
+    its row: its inputs did not change. It logs the customer keys of the identifiers it
+    replaced, before and after, for dim_customers.
 -#}
 
 {{
@@ -32,8 +33,9 @@
         change_log_key='customer_identifier_id',
         change_log_producers=['int_identity_observations'],
         change_log_as_of=false,
+        change_log_replaced_key='customer_key',
         on_schema_change='fail',
-        pre_hook="set local work_mem = '256MB'",
+        pre_hook=["set local work_mem = '256MB'", "{{ log_rebuilt_in_full() }}"],
         post_hook=[
             "{{ record_change_position(['int_identity_observations']) }}",
             "{{ set_not_null('customer_identifier_id') }}",
@@ -43,6 +45,7 @@
             {'columns': ['customer_identifier_id'], 'unique': True},
             {'columns': ['identifier_type', 'identifier'], 'unique': True},
             {'columns': ['customer_email']},
+            {'columns': ['customer_key']},
         ],
     )
 }}

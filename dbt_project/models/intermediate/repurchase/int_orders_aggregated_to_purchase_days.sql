@@ -15,7 +15,7 @@
         unique_key='purchase_day_id',
         change_log_key='customer_key',
         change_log_producers=['fct_orders'],
-        change_log_replaced=true,
+        change_log_replaced_key='customer_key',
         on_schema_change='fail',
         pre_hook="{{ log_rebuilt_in_full() }}",
         post_hook=[

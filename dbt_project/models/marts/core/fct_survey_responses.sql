@@ -6,15 +6,19 @@
     * identity (customer_key by respondent email): a key changes only when a CRM customer with
       that email is loaded, so CRM customers loaded after the watermark -> the responses with
       their current email and those keyed to them before (an email that moved away).
+
+    Its strategy logs the customer key of every response it replaces and writes, so that
+    dim_customers recomputes only those customers (macros/change_log.sql).
 -#}
 
 {{
     config(
         materialized='incremental',
         unique_key='response_id',
-        incremental_strategy='delete+insert',
+        incremental_strategy='delete_insert_logging_keys',
+        change_log_key='customer_key',
         on_schema_change='fail',
-        pre_hook="set local work_mem = '256MB'",
+        pre_hook=["set local work_mem = '256MB'", "{{ log_rebuilt_in_full() }}"],
         post_hook='analyze {{ this }}',
         indexes=[
             {'columns': ['response_id'], 'unique': True},
