@@ -29,6 +29,7 @@
     )
 }}
 
+-- depends_on: {{ ref('int_as_of_date') }}
 {%- set changes = change_log_state(['int_identity_observations', 'int_customers_resolved_across_sources', 'fct_orders', 'fct_survey_responses']) %}
 
 with
