@@ -1,10 +1,11 @@
 """`cem bench marts`: full build of the marts, then incremental builds, at N customers.
 
 Generates the sources, ingests them through the real ingestion functions (the CRM through
-its stand-in API), then times three builds of the marts with publish: a full refresh, a
+its stand-in API), then times four builds of the marts with publish: a full refresh, a
 second build with nothing new (full again: the first publication leaves marts_build
-empty), and an incremental build after one ``--next-day`` delta, which starts from the
-first build's generation as write-audit-publish has it. Prints JSON figures (seconds,
+empty), an incremental build after one ``--next-day`` delta, which starts from the
+first build's generation as write-audit-publish has it, and one more after a second
+delta (the steady state of a warehouse in service). Prints JSON figures (seconds,
 per-model timings from dbt's run_results.json, the incremental / full ratio and the
 goals); it asserts nothing.
 
@@ -187,6 +188,26 @@ def bench_marts(customers: int, seed: int = 42, *, keep: bool = False) -> dict:
                 lambda: build_marts(warehouse),
             )
             timings["incremental_build"] = _run_results()
+            # The build above starts from the first build's generation, older than the
+            # second build's full rebuild of the facts, so the per-customer marts that read
+            # the facts' change log (dim_customers) rebuild in full once. A second day shows
+            # the daily build of a warehouse in service, every generation caught up.
+            step(
+                "generate_second_day",
+                "generate a second --next-day delta",
+                lambda: generate_next_day(targets),
+            )
+            step(
+                "ingest_second_day",
+                "ingest the second delta",
+                lambda: _ingest(warehouse, sales_db, work),
+            )
+            step(
+                "steady_incremental_build",
+                "incremental build + publish after the second delta (steady state)",
+                lambda: build_marts(warehouse),
+            )
+            timings["steady_incremental_build"] = _run_results()
             counts = _counts(warehouse)
             kept = (
                 {"warehouse": warehouse.redacted_url, "sales": sales_db.redacted_url}
@@ -204,10 +225,14 @@ def bench_marts(customers: int, seed: int = 42, *, keep: bool = False) -> dict:
         "seed": seed,
         "seconds": seconds,
         "incremental_to_full_ratio": round(seconds["incremental_build"] / full, 4),
+        "steady_incremental_to_full_ratio": round(seconds["steady_incremental_build"] / full, 4),
         "goals": {
             **GOALS,
             "full_build_met": full < GOALS["full_build_seconds_at_1m_customers_on_2_cores"],
-            "incremental_met": seconds["incremental_build"] / full
+            "incremental_met": max(
+                seconds["incremental_build"], seconds["steady_incremental_build"]
+            )
+            / full
             < GOALS["incremental_after_one_day_share_of_full_build"],
             "note": "builds are `dbt build` (models, unit and data tests) plus publish",
         },
