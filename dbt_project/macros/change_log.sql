@@ -169,9 +169,15 @@
     {%- set temp = arg_dict['temp_relation'] -%}
     {%- set columns = get_quoted_csv(arg_dict['dest_columns'] | map(attribute='name')) -%}
     {%- set replaced_key = config.get('change_log_replaced_key') -%}
+    {#- One IN over a union, never `in (...) or in (...)`: with the OR, PostgreSQL cannot
+        hash both lists and probed the (unanalyzed) temp table once per target row; a 1M
+        customer build spent more than six minutes in it. -#}
     {%- set in_scope -%}
-        {{ key }} in (select {{ key }} from {{ temp }})
-        or {{ key }} in ({{ changed_keys_since_last_build(producers, state) }})
+        {{ key }} in (
+            select {{ key }} from {{ temp }}
+            union
+            {{ changed_keys_since_last_build(producers, state) | indent(12) }}
+        )
     {%- endset -%}
     {%- if state.full %}
     {%- if replaced_key %}
