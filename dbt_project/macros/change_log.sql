@@ -131,12 +131,12 @@
     from (
         {%- for key in keys %}
         {%- for relation in replaced %}
-        select {{ key }} as key_value
+        select cast({{ key }} as text) as key_value
         from {{ relation }}
         where {{ unique_key }} in (select {{ unique_key }} from {{ temp }})
         union
         {%- endfor %}
-        select {{ key }} from {{ temp }}
+        select cast({{ key }} as text) from {{ temp }}
         {{- '\n        union' if not loop.last }}
         {%- endfor %}
     ) as changed

@@ -14,36 +14,117 @@
     All loaded data: the marts cut at an as-of date filter on sent_date and
     first_responded_date (a category at sending only uses answers before sent_at, so it
     never looks past the cut).
+
+    Incremental by invitation (no as-of date in its rows). An invitation's row depends on
+    the invitation, the responses naming it, the customer its email resolves to and that
+    customer's LTR answers. A build recomputes the invitations loaded, or answered, since
+    its watermark (the newest load time of the invitation or its responses), and, read from
+    the change log (macros/change_log.sql), those named by a response fct_survey_responses
+    replaced and those of the customers that response or identity resolution replaced
+    (keyed to them before, or resolving to them now). Invitations are never removed, so
+    replacing the recomputed ones by invitation_id is enough.
 -#}
+
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='invitation_id',
+        on_schema_change='fail',
+        change_log_as_of=false,
+        pre_hook=["{{ wait_for_raw_publishes() }}"],
+        post_hook=[
+            "{{ record_change_position(['int_customers_resolved_across_sources', 'fct_survey_responses']) }}",
+            "{{ set_not_null('invitation_id') }}",
+            'analyze {{ this }}',
+        ],
+        indexes=[
+            {'columns': ['invitation_id'], 'unique': True},
+            {'columns': ['customer_key']},
+            {'columns': ['respondent_email']},
+        ],
+    )
+}}
+
+{%- set changes = change_log_state(['int_customers_resolved_across_sources', 'fct_survey_responses']) %}
+{%- set incremental = is_incremental() and not changes.full %}
 
 with
 
-invitations as (
+-- Not materialized: an incremental build reads a few rows of each through their indexes.
+invitations as not materialized (
 
     select * from {{ ref('stg_surveys__invitations') }}
 
 ),
 
-responses as (
+responses as not materialized (
 
     select * from {{ ref('stg_surveys__responses') }}
 
 ),
 
-identities as (
+identities as not materialized (
 
     select * from {{ ref('int_customers_resolved_across_sources') }}
     where identifier_type = 'email'
 
 ),
 
-ltr_answers as (
+ltr_answers as not materialized (
 
     select * from {{ ref('fct_survey_responses') }}
     where customer_key is not null
         and nps_category is not null
 
 ),
+
+{% if incremental -%}
+{%- set watermark = incremental_watermark() %}
+changed_keys as materialized (
+
+    {{ changed_keys_since_last_build(['int_customers_resolved_across_sources', 'fct_survey_responses'], changes) | indent(4) }}
+
+),
+
+scope as (
+
+    select invitation_id from invitations where loaded_at > {{ watermark }}
+
+    union
+
+    select invitation_id from responses where loaded_at > {{ watermark }}
+
+    union
+
+    -- fct_survey_responses logs the invitation of every response it replaced, too (as
+    -- text, beside customer keys: a customer key that reads as a number only adds an
+    -- invitation to recompute, never leaves one out)
+    select invitation_id
+    from invitations
+    where invitation_id in (
+        select case when key_value ~ '^[0-9]{1,18}$' then cast(key_value as bigint) end
+        from changed_keys
+    )
+
+    union
+
+    select previous.invitation_id
+    from {{ this }} as previous
+    where previous.customer_key in (select key_value from changed_keys)
+
+    union
+
+    -- through this table's own indexed email: raw holds the email only as typed
+    select previous.invitation_id
+    from {{ this }} as previous
+    inner join identities
+        on previous.respondent_email = identities.identifier
+    where identities.customer_key in (select key_value from changed_keys)
+
+),
+
+{% endif -%}
 
 -- An invitation answered several times counts once, from its first answer.
 first_responses as (
@@ -52,10 +133,14 @@ first_responses as (
         invitation_id,
         count(*) as response_count,
         min(responded_date) as first_responded_date,
-        min(responded_at) as first_responded_at
+        min(responded_at) as first_responded_at,
+        max(loaded_at) as last_loaded_at
 
     from responses
     where invitation_id is not null
+        {%- if incremental %}
+        and invitation_id in (select invitation_id from scope)
+        {%- endif %}
     group by 1
 
 ),
@@ -69,6 +154,9 @@ invitees as (
     from invitations
     left join identities
         on invitations.respondent_email = identities.identifier
+    {%- if incremental %}
+    where invitations.invitation_id in (select invitation_id from scope)
+    {%- endif %}
 
 ),
 
@@ -95,6 +183,7 @@ final as (
     select
         invitees.invitation_id,
         invitees.customer_key,
+        invitees.respondent_email,
         coalesce(invitees.survey_id, 'unknown') as survey_id,
         coalesce(invitees.touchpoint, 'unknown') as touchpoint,
         coalesce(categories_at_sending.loyalty_category, 'unknown') as loyalty_category_at_sending,
@@ -103,7 +192,9 @@ final as (
         invitees.sent_date,
         first_responses.first_responded_date,
         invitees.sent_at,
-        first_responses.first_responded_at
+        first_responses.first_responded_at,
+        -- the incremental watermark: the newest load of the invitation or of a response to it
+        greatest(invitees.loaded_at, first_responses.last_loaded_at) as source_loaded_at
 
     from invitees
     left join categories_at_sending

@@ -16,7 +16,7 @@
         materialized='incremental',
         unique_key='response_id',
         incremental_strategy='delete_insert_logging_keys',
-        change_log_key='customer_key',
+        change_log_key=['customer_key', 'invitation_id'],
         on_schema_change='fail',
         pre_hook=["set local work_mem = '256MB'", "{{ log_rebuilt_in_full() }}"],
         post_hook='analyze {{ this }}',
