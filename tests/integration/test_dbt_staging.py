@@ -178,6 +178,22 @@ def test_staging_builds_keeps_every_row_and_normalises_emails(stand_ins, tmp_pat
         conn.commit()
     with pytest.raises(CemError, match="enforced_primary_key"):
         run_dbt(stand_ins.warehouse, ["test", "--select", "source:sales.products"])
+    # A staging view's key is checked through its plan: one scan of a raw table passing the
+    # key through. The products view now reads a column nothing enforces.
+    with pytest.raises(CemError, match="enforced_primary_key_stg_sales__products"):
+        run_dbt(stand_ins.warehouse, ["test", "--select", "stg_sales__products"])
+    # A view that could repeat a row (here: every referral twice) is refused by its plan.
+    referrals = "stg_crm__referrals"
+    run_dbt(stand_ins.warehouse, ["test", "--select", referrals])
+    with connect(stand_ins.warehouse) as conn:
+        definition = _scalar(conn, f"select pg_get_viewdef('staging.{referrals}')").rstrip("; \n")
+        conn.execute(
+            f"create or replace view staging.{referrals} as "
+            f"({definition}) union all ({definition})"
+        )
+        conn.commit()
+    with pytest.raises(CemError, match=f"enforced_primary_key_{referrals}"):
+        run_dbt(stand_ins.warehouse, ["test", "--select", referrals])
     # A large model whose key PostgreSQL enforces through a unique index and NOT NULL: the
     # catalog test fails when the column may be null, and when the index is gone.
     observations = "int_identity_observations"

@@ -20,9 +20,11 @@
     customer's LTR answers. A build recomputes the invitations loaded, or answered, since
     its watermark (the newest load time of the invitation or its responses), and, read from
     the change log (macros/change_log.sql), those named by a response fct_survey_responses
-    replaced and those of the customers that response or identity resolution replaced
-    (keyed to them before, or resolving to them now). Invitations are never removed, so
-    replacing the recomputed ones by invitation_id is enough.
+    replaced and those keyed to a customer that response or identity resolution replaced.
+    Every email resolves to a customer (an inferred one until the CRM knows it), so an
+    invitation whose email moves to another customer was keyed to one the log names.
+    Invitations are never removed, so replacing the recomputed ones by invitation_id is
+    enough.
 -#}
 
 {{
@@ -41,7 +43,6 @@
         indexes=[
             {'columns': ['invitation_id'], 'unique': True},
             {'columns': ['customer_key']},
-            {'columns': ['respondent_email']},
         ],
     )
 }}
@@ -113,14 +114,6 @@ scope as (
     from {{ this }} as previous
     where previous.customer_key in (select key_value from changed_keys)
 
-    union
-
-    -- through this table's own indexed email: raw holds the email only as typed
-    select previous.invitation_id
-    from {{ this }} as previous
-    inner join identities
-        on previous.respondent_email = identities.identifier
-    where identities.customer_key in (select key_value from changed_keys)
 
 ),
 
@@ -183,7 +176,6 @@ final as (
     select
         invitees.invitation_id,
         invitees.customer_key,
-        invitees.respondent_email,
         coalesce(invitees.survey_id, 'unknown') as survey_id,
         coalesce(invitees.touchpoint, 'unknown') as touchpoint,
         coalesce(categories_at_sending.loyalty_category, 'unknown') as loyalty_category_at_sending,
