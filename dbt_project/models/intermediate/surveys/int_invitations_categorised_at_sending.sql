@@ -98,15 +98,10 @@ scope as (
 
     union
 
-    -- fct_survey_responses logs the invitation of every response it replaced, too (as
-    -- text, beside customer keys: a customer key that reads as a number only adds an
-    -- invitation to recompute, never leaves one out)
-    select invitation_id
-    from invitations
-    where invitation_id in (
-        select case when key_value ~ '^[0-9]{1,18}$' then cast(key_value as bigint) end
-        from changed_keys
-    )
+    -- fct_survey_responses logs the invitation of every response it replaced, too
+    select cast(substr(key_value, length('invitation:') + 1) as bigint)
+    from changed_keys
+    where key_value like 'invitation:%'
 
     union
 

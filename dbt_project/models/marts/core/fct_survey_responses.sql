@@ -8,7 +8,9 @@
       their current email and those keyed to them before (an email that moved away).
 
     Its strategy logs the customer key of every response it replaces and writes, so that
-    dim_customers recomputes only those customers (macros/change_log.sql).
+    dim_customers recomputes only those customers (macros/change_log.sql), and its
+    invitation as 'invitation:<id>' for int_invitations_categorised_at_sending (prefixed:
+    invitation ids and CRM customer keys are both numbers, and must not name each other).
 -#}
 
 {{
@@ -16,7 +18,7 @@
         materialized='incremental',
         unique_key='response_id',
         incremental_strategy='delete_insert_logging_keys',
-        change_log_key=['customer_key', 'invitation_id'],
+        change_log_key=['customer_key', "'invitation:' || invitation_id"],
         on_schema_change='fail',
         pre_hook=["set local work_mem = '256MB'", "{{ log_rebuilt_in_full() }}"],
         post_hook='analyze {{ this }}',
