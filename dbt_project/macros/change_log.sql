@@ -160,7 +160,10 @@
     including customers left with no row at all (their last order was cancelled or re-keyed).
     With change_log_replaced_key set it is a producer too: it logs that column of every row
     it deletes and inserts (identity resolution logs the customer keys an identifier moved
-    between), for the models that read it; a null key when it replaced everything. -#}
+    between), for the models that read it; a null key when it replaced everything.
+    A model whose rows are never removed and whose producers log other keys than its own
+    (invitations, from customer keys) sets change_log_names_this_key=false: its select
+    finds the rows those keys touch, and only the rows it recomputed are replaced. -#}
 {% macro get_incremental_replace_changed_keys_sql(arg_dict) %}
     {%- set key = config.require('change_log_key') -%}
     {%- set producers = config.require('change_log_producers') -%}
@@ -175,8 +178,10 @@
     {%- set in_scope -%}
         {{ key }} in (
             select {{ key }} from {{ temp }}
+            {%- if config.get('change_log_names_this_key', true) %}
             union
             {{ changed_keys_since_last_build(producers, state) | indent(12) }}
+            {%- endif %}
         )
     {%- endset -%}
     {%- if state.full %}

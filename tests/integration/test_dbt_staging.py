@@ -194,6 +194,19 @@ def test_staging_builds_keeps_every_row_and_normalises_emails(stand_ins, tmp_pat
         conn.commit()
     with pytest.raises(CemError, match=f"enforced_primary_key_{referrals}"):
         run_dbt(stand_ins.warehouse, ["test", "--select", referrals])
+    # A view holding a WITH is not merged into its readers (no join reaches raw's indexes
+    # through it): refused too, though its rows are right.
+    interactions = "stg_crm__interactions"
+    run_dbt(stand_ins.warehouse, ["test", "--select", interactions])
+    with connect(stand_ins.warehouse) as conn:
+        definition = _scalar(conn, f"select pg_get_viewdef('staging.{interactions}')").rstrip("; \n")
+        conn.execute(
+            f"create or replace view staging.{interactions} as "
+            f"with source as ({definition}) select * from source"
+        )
+        conn.commit()
+    with pytest.raises(CemError, match=f"enforced_primary_key_{interactions}"):
+        run_dbt(stand_ins.warehouse, ["test", "--select", interactions])
     # A large model whose key PostgreSQL enforces through a unique index and NOT NULL: the
     # catalog test fails when the column may be null, and when the index is gone.
     observations = "int_identity_observations"

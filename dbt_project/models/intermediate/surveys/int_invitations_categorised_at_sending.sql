@@ -23,15 +23,18 @@
     replaced and those keyed to a customer that response or identity resolution replaced.
     Every email resolves to a customer (an inferred one until the CRM knows it), so an
     invitation whose email moves to another customer was keyed to one the log names.
-    Invitations are never removed, so replacing the recomputed ones by invitation_id is
-    enough.
+    Invitations are never removed, so only the recomputed ones are replaced
+    (change_log_names_this_key=false); a rebuild of everything truncates first.
 -#}
 
 {{
     config(
         materialized='incremental',
-        incremental_strategy='delete+insert',
+        incremental_strategy='replace_changed_keys',
         unique_key='invitation_id',
+        change_log_key='invitation_id',
+        change_log_producers=['int_customers_resolved_across_sources', 'fct_survey_responses'],
+        change_log_names_this_key=false,
         on_schema_change='fail',
         change_log_as_of=false,
         pre_hook=["{{ wait_for_raw_publishes() }}"],
@@ -108,7 +111,6 @@ scope as (
     select previous.invitation_id
     from {{ this }} as previous
     where previous.customer_key in (select key_value from changed_keys)
-
 
 ),
 
