@@ -295,3 +295,116 @@ def test_a_small_day_after_a_chunked_backfill_publishes(fresh_database):
             lambda c, cursor, p: iter([replayed_history]),
             policy=policy,
         )
+
+
+# ---- landing over several connections ------------------------------------------------------
+
+
+def _quoted_rows(n: int) -> list[list]:
+    # Values with commas, quotes and newlines: a cut in the wrong place would split a record.
+    return [
+        [
+            f'R{i}, "the {i}th",\nsecond line' if i % 7 == 0 else f"R{i}",
+            f"c{i}@x.com",
+            "relationship",
+            f"2026-10-01T10:{i % 60:02d}:00Z",
+            i % 11,
+            1 + i % 5,
+        ]
+        for i in range(n)
+    ]
+
+
+def test_a_large_batch_lands_over_several_connections_and_loses_nothing(fresh_database):
+    from psycopg import sql
+
+    from cem_warehouse.load.parallel_copy import copy_in_parallel
+
+    with connect(fresh_database, autocommit=True) as conn:
+        conn.execute(
+            "create table landed (response_id text, respondent_email text, touchpoint text, "
+            "responded_at timestamptz, ltr integer, csat integer)"
+        )
+    buffer = io.StringIO()
+    csv.writer(buffer).writerows(_quoted_rows(3000))
+    data = buffer.getvalue().encode()
+    opened = []
+
+    def connect_counted():
+        opened.append(1)
+        return connect(fresh_database, autocommit=True)
+
+    rows = copy_in_parallel(
+        connect_counted,
+        sql.SQL("copy landed from stdin (format csv)"),
+        (data[i : i + 1000] for i in range(0, len(data), 1000)),
+        streams=3,
+        piece_bytes=2000,
+    )
+    assert rows == 3000
+    assert len(opened) > 1, "a backlog of pieces should have opened more connections"
+    with connect(fresh_database) as conn:
+        landed = conn.execute(
+            "select response_id, respondent_email, touchpoint, responded_at, ltr, csat from landed"
+        ).fetchall()
+    expected = [tuple(r) for r in csv.reader(io.StringIO(data.decode()))]
+    assert sorted(tuple("" if v is None else str(v) for v in r[:3]) for r in landed) == sorted(
+        e[:3] for e in expected
+    )
+
+
+def test_a_bad_value_in_one_stream_fails_the_copy_without_hanging(fresh_database):
+    import psycopg
+    from psycopg import sql
+
+    from cem_warehouse.load.parallel_copy import copy_in_parallel
+
+    with connect(fresh_database, autocommit=True) as conn:
+        conn.execute("create table landed (n integer)")
+    lines = [f"{i}\n" for i in range(20000)]
+    lines[15000] = "not a number\n"
+    data = "".join(lines).encode()
+    with pytest.raises(psycopg.errors.InvalidTextRepresentation, match="not a number"):
+        copy_in_parallel(
+            lambda: connect(fresh_database, autocommit=True),
+            sql.SQL("copy landed from stdin (format csv)"),
+            (data[i : i + 512] for i in range(0, len(data), 512)),
+            streams=2,
+            piece_bytes=1024,
+        )
+
+
+@pytest.mark.parametrize("trusted_types", [True, False])
+def test_landing_over_several_connections_publishes_what_one_connection_does(
+    database_factory, monkeypatch, trusted_types
+):
+    """The same batch (one bad value, one duplicate) through one and through three connections."""
+    from cem_warehouse.load import parallel_copy
+
+    rows = _quoted_rows(3000)
+    rows[1234][4] = "eleven"  # not an integer: quarantined on the text path
+    rows.append(list(rows[10]))  # a duplicate key in the batch
+    results = []
+    for streams in ("1", "3"):
+        location = database_factory()
+        bootstrap(location)
+        monkeypatch.setenv(parallel_copy.STREAMS_ENV, streams)
+        monkeypatch.setattr(parallel_copy, "PIECE_BYTES", 4096)
+        outcome = BatchLoader(
+            location, CONTRACT, SourcePolicy(name="surveys", bad_row_threshold=0.2)
+        ).load(batch(rows, trusted_types=trusted_types))
+        with connect(location) as conn:
+            quarantined = conn.execute(
+                "select reason from quarantine.survey_responses order by reason"
+            ).fetchall()
+        results.append(
+            (
+                outcome.rows_received,
+                outcome.rows_published,
+                outcome.rows_quarantined,
+                raw_state(location),
+                quarantined,
+            )
+        )
+    assert results[0][:3] == (3001, 2999, 2), results[0][4][:5]
+    assert results[1] == results[0]
