@@ -188,8 +188,7 @@ def test_staging_builds_keeps_every_row_and_normalises_emails(stand_ins, tmp_pat
     with connect(stand_ins.warehouse) as conn:
         definition = _scalar(conn, f"select pg_get_viewdef('staging.{referrals}')").rstrip("; \n")
         conn.execute(
-            f"create or replace view staging.{referrals} as "
-            f"({definition}) union all ({definition})"
+            f"create or replace view staging.{referrals} as ({definition}) union all ({definition})"
         )
         conn.commit()
     with pytest.raises(CemError, match=f"enforced_primary_key_{referrals}"):
@@ -199,7 +198,9 @@ def test_staging_builds_keeps_every_row_and_normalises_emails(stand_ins, tmp_pat
     interactions = "stg_crm__interactions"
     run_dbt(stand_ins.warehouse, ["test", "--select", interactions])
     with connect(stand_ins.warehouse) as conn:
-        definition = _scalar(conn, f"select pg_get_viewdef('staging.{interactions}')").rstrip("; \n")
+        definition = _scalar(conn, f"select pg_get_viewdef('staging.{interactions}')").rstrip(
+            "; \n"
+        )
         conn.execute(
             f"create or replace view staging.{interactions} as "
             f"with source as ({definition}) select * from source"
