@@ -65,3 +65,12 @@ def test_one_large_chunk_is_cut_into_many_pieces():
     assert b"".join(pieces) == data
     expected = list(csv.reader(io.StringIO(data.decode())))
     assert [r for p in pieces for r in csv.reader(io.StringIO(p.decode()))] == expected
+
+
+def test_lines_ending_in_a_bare_carriage_return_are_cut_too():
+    data = _awkward_csv(300, 3).replace(b"\r\n", b" ").replace(b"\n", b"\r")
+    pieces = list(record_aligned(iter([data]), piece_bytes=200))
+    assert len(pieces) > 5 and b"".join(pieces) == data
+    assert all(piece.endswith(b"\r") for piece in pieces)
+    expected = list(csv.reader(io.StringIO(data.decode(), newline="")))
+    assert [r for p in pieces for r in csv.reader(io.StringIO(p.decode(), newline=""))] == expected

@@ -42,7 +42,7 @@ def copy_streams() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
-def record_end(buffer: bytes | bytearray, limit: int | None = None) -> int:
+def record_end(buffer: bytes | bytearray, limit: int | None = None, newline: bytes = b"\n") -> int:
     """Length of the longest prefix of CSV ``buffer[:limit]`` that ends on a record boundary (0: none).
 
     ``buffer`` must start on a record boundary. A newline ends a record unless it lies inside
@@ -51,24 +51,29 @@ def record_end(buffer: bytes | bytearray, limit: int | None = None) -> int:
     """
     end = len(buffer) if limit is None else min(limit, len(buffer))
     quotes_before = buffer.count(b'"', 0, end)  # quotes before the candidate newline
-    position = buffer.rfind(b"\n", 0, end)
+    position = buffer.rfind(newline, 0, end)
     while position >= 0:
         quotes_before -= buffer.count(b'"', position, end)
         end = position
         if quotes_before % 2 == 0:
             return position + 1
-        position = buffer.rfind(b"\n", 0, position)
+        position = buffer.rfind(newline, 0, position)
     return 0
 
 
 def record_aligned(chunks: Iterable[bytes], piece_bytes: int = PIECE_BYTES) -> Iterator[bytes]:
     """Re-cut a CSV byte stream into pieces of whole records, each about ``piece_bytes``."""
     pending = bytearray()
+    newline = None
     for chunk in chunks:
         pending += chunk
+        if newline is None and len(pending) >= piece_bytes:
+            # COPY also reads files whose lines end in a bare carriage return (old Mac
+            # exports); in those no line feed ever comes, and cutting at one never would.
+            newline = b"\n" if b"\n" in pending or b"\r" not in pending else b"\r"
         while len(pending) >= piece_bytes:
             # The last record end within the piece size; past it only for a longer record.
-            cut = record_end(pending, piece_bytes) or record_end(pending)
+            cut = record_end(pending, piece_bytes, newline) or record_end(pending, None, newline)
             if not cut:
                 break  # one record longer than everything so far: wait for its end
             yield bytes(pending[:cut])
