@@ -12,7 +12,7 @@ from cem_warehouse.warehouse.connection import connect
 
 
 def test_the_ingest_benchmark_loads_every_row_and_reports_its_figures(server):
-    figures = bench_ingest(20_000, server=server)
+    figures = bench_ingest(20_000, server=server, rounds=2)
     print(json.dumps(figures, indent=2))
     assert figures["rows"] == 20_000
     for key in (
@@ -25,8 +25,13 @@ def test_the_ingest_benchmark_loads_every_row_and_reports_its_figures(server):
     ):
         assert isinstance(figures[key], int | float), key
     seconds = figures["seconds"]
-    assert {"land_seconds", "validate_seconds", "publish_seconds"} <= seconds.keys()
-    assert seconds["publish_total"] > 0 and seconds["publish_total_without_gx_suite"] > 0
+    assert {
+        "median_land_seconds",
+        "median_validate_seconds",
+        "median_publish_seconds",
+    } <= seconds.keys()
+    for measure in ("psql_copy", "publish", "publish_without_gx_suite"):
+        assert len(seconds[measure]) == 2 and all(s > 0 for s in seconds[measure]), measure
     # The benchmark cleans up after itself.
     with connect(server.with_database("postgres")) as conn:
         left = conn.execute(

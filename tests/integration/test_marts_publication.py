@@ -114,6 +114,35 @@ def test_readers_see_the_last_good_marts_until_an_audited_build_is_swapped_in(
             (audit_id,),
         ).fetchall()
     assert failures == [("expect_column_values_to_be_between", "nps")]
+    # Uniqueness that a unique index enforces is answered from the catalog, without a scan...
+    with connect(stand_ins.warehouse) as conn:
+        observed = conn.execute(
+            "select observed_value from ops.dq_results where batch_id = %s "
+            "and expectation_type = 'expect_column_values_to_be_unique' and column_name = 'order_id'",
+            (audit_id,),
+        ).fetchone()[0]
+    assert observed.startswith("enforced by unique index marts_build.")
+    # ...and GX checks it when there is no such index: a duplicated order fails the audit.
+    index = observed.split()[-1]
+    with connect(stand_ins.warehouse) as conn:
+        definition = conn.execute("select pg_get_indexdef(%s::regclass)", (index,)).fetchone()[0]
+        conn.execute(f"drop index {index}")
+        conn.execute(
+            "insert into marts_build.fct_orders select * from marts_build.fct_orders "
+            "where ctid = (select min(ctid) from marts_build.fct_orders)"
+        )
+        conn.commit()
+    with pytest.raises(
+        CemError, match=r"expect_column_values_to_be_unique\(order_id\) failed on 2 rows"
+    ):
+        audit_marts(stand_ins.warehouse)
+    with connect(stand_ins.warehouse) as conn:
+        conn.execute(
+            "delete from marts_build.fct_orders where ctid = (select max(ctid) from marts_build.fct_orders "
+            "where order_id = (select order_id from marts_build.fct_orders group by 1 having count(*) > 1))"
+        )
+        conn.execute(definition)
+        conn.commit()
     # The audit counts first; the failing suite ran again with samples, so its Data Docs
     # page shows the value that broke.
     from cem_warehouse.quality.gx_runner import data_docs_dir
