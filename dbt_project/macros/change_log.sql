@@ -112,7 +112,8 @@
 {%- endmacro %}
 
 
-{#- Strategy of a fact: log the old and new key of every row replaced, then delete+insert.
+{#- Strategy of a fact: drop the re-derived rows that change nothing, log the old and new
+    key of every row replaced, then delete+insert.
 
     "Old" is taken from both generations of the fact. The table being caught up (in
     marts_build) can be a generation older than the one the readers last computed from,
@@ -126,6 +127,24 @@
     {%- set temp = arg_dict['temp_relation'] -%}
     {%- set published = adapter.get_relation(database=target.database, schema='marts', identifier=target.identifier) -%}
     {%- set replaced = [target] + ([published] if published is not none and published != target else []) -%}
+    {%- set key_columns = [unique_key] if unique_key is string else unique_key -%}
+    {%- set columns = arg_dict['dest_columns'] | map(attribute='name') | map('replace', '"', '') | list -%}
+    {#- A scope is a superset of what changed (every order of a customer with a new one is
+        renumbered, and most keep their number): a re-derived row equal to the row it would
+        replace, in every generation it is in, changes nothing, so it is neither replaced nor
+        logged. At 1M customers nine in ten rows of fct_orders' scope are such rows, and
+        deleting and inserting them again (six indexes) cost more than deriving them. -#}
+    delete from {{ temp }} as fresh
+    where true
+        {%- for relation in replaced %}
+        and exists (
+            select from {{ relation }} as kept
+            where {% for key in key_columns %}kept.{{ key }} = fresh.{{ key }} and {% endfor %}
+                ({% for c in columns %}kept.{{ adapter.quote(c) }}{{ ', ' if not loop.last }}{% endfor %})
+                is not distinct from
+                ({% for c in columns %}fresh.{{ adapter.quote(c) }}{{ ', ' if not loop.last }}{% endfor %})
+        )
+        {%- endfor %};
     insert into ops.mart_key_changes (producer, key_value)
     select '{{ change_log_name(target) }}', changed.key_value
     from (
