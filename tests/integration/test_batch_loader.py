@@ -297,6 +297,29 @@ def test_a_small_day_after_a_chunked_backfill_publishes(fresh_database):
         )
 
 
+def test_a_suite_failing_while_the_publish_writes_rolls_every_write_back(loader):
+    """The suite runs beside the publish transaction: when it fails, the upsert into a raw
+    table that already has rows, the quarantine and the cursor all roll back."""
+    loader.load(batch(good_rows(50)))
+    with connect(loader.location) as conn:
+        cursor_before = conn.execute("select cursor_value from ops.source_cursors").fetchone()
+    before = raw_state(loader.location)
+    rows = good_rows(20, start=0, day=2)  # newer versions of 20 published records...
+    for row in rows[:10]:
+        row[4] = 42  # ...half of them with an LTR out of range: over the bad-row threshold
+    with pytest.raises(BatchBlocked, match="cem_rejected_row_share_at_most"):
+        loader.load(batch(rows))
+    assert raw_state(loader.location) == before
+    with connect(loader.location) as conn:
+        assert conn.execute("select count(*) from quarantine.survey_responses").fetchone() == (0,)
+        assert (
+            conn.execute("select cursor_value from ops.source_cursors").fetchone() == cursor_before
+        )
+        assert conn.execute(
+            "select status from ops.load_batches order by started_at"
+        ).fetchall() == [("published",), ("blocked",)]
+
+
 # ---- landing over several connections ------------------------------------------------------
 
 

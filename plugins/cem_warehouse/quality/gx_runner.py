@@ -84,6 +84,11 @@ def _write_docs_index() -> None:
     )
 
 
+def is_critical(meta: dict | None) -> bool:
+    """An expectation blocks unless its meta says ``severity`` is something else (``warning``)."""
+    return (meta or {}).get("severity", "critical") == "critical"
+
+
 def load_suite_definition(suite: str) -> dict:
     path = paths.expectations_dir() / f"{suite}.json"
     if not path.exists():
@@ -168,7 +173,7 @@ def run_suite(
                 success=bool(result.success),
                 unexpected_count=result.result.get("unexpected_count"),
                 observed_value=None if observed is None else str(observed),
-                critical=(config.meta or {}).get("severity", "critical") == "critical",
+                critical=is_critical(config.meta),
             )
         )
     return ValidationOutcome(

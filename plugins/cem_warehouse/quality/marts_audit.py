@@ -19,6 +19,7 @@ from cem_warehouse.errors import CemError
 from cem_warehouse.quality.gx_runner import (
     ExpectationOutcome,
     ValidationOutcome,
+    is_critical,
     load_suite_definition,
     record_outcome,
     run_suite,
@@ -73,17 +74,16 @@ def _build_tables(location: WarehouseLocation) -> set[str]:
         }
 
 
-def _unique_index(location: WarehouseLocation, table: str, column: str) -> str | None:
+def _unique_index(conn, table: str, column: str) -> str | None:
     """The name of a valid, whole-table unique index on exactly ``column`` of the built table."""
-    with connect(location) as conn:
-        row = conn.execute(
-            "select i.indexrelid::regclass::text from pg_index i "
-            "join pg_attribute a on a.attrelid = i.indrelid and a.attnum = i.indkey[0] "
-            "where i.indrelid = format('%%I.%%I', %s::text, %s::text)::regclass "
-            "and i.indisunique and i.indisvalid and i.indpred is null and i.indexprs is null "
-            "and i.indnkeyatts = 1 and a.attname = %s limit 1",
-            (BUILD_SCHEMA, table, column),
-        ).fetchone()
+    row = conn.execute(
+        "select i.indexrelid::regclass::text from pg_index i "
+        "join pg_attribute a on a.attrelid = i.indrelid and a.attnum = i.indkey[0] "
+        "where i.indrelid = format('%%I.%%I', %s::text, %s::text)::regclass "
+        "and i.indisunique and i.indisvalid and i.indpred is null and i.indexprs is null "
+        "and i.indnkeyatts = 1 and a.attname = %s limit 1",
+        (BUILD_SCHEMA, table, column),
+    ).fetchone()
     return row[0] if row else None
 
 
@@ -99,27 +99,27 @@ def _answered_by_the_catalog(
     expectations GX still has to run and the outcomes already known.
     """
     remaining, known = [], []
-    for expectation in expectations:
-        column = expectation.get("kwargs", {}).get("column")
-        index = (
-            _unique_index(location, table, column)
-            if expectation["type"] == "expect_column_values_to_be_unique"
-            and set(expectation["kwargs"]) == {"column"}
-            else None
-        )
-        if index is None:
-            remaining.append(expectation)
-            continue
-        known.append(
-            ExpectationOutcome(
-                expectation_type=expectation["type"],
-                column=column,
-                success=True,
-                unexpected_count=0,
-                observed_value=f"enforced by unique index {index}",
-                critical=(expectation.get("meta") or {}).get("severity", "critical") == "critical",
+    with connect(location) as conn:
+        for expectation in expectations:
+            kwargs = expectation.get("kwargs", {})
+            column = kwargs.get("column")
+            plain_uniqueness = expectation["type"] == "expect_column_values_to_be_unique" and set(
+                kwargs
+            ) == {"column"}
+            index = _unique_index(conn, table, column) if plain_uniqueness else None
+            if index is None:
+                remaining.append(expectation)
+                continue
+            known.append(
+                ExpectationOutcome(
+                    expectation_type=expectation["type"],
+                    column=column,
+                    success=True,
+                    unexpected_count=0,
+                    observed_value=f"enforced by unique index {index}",
+                    critical=is_critical(expectation.get("meta")),
+                )
             )
-        )
     return remaining, known
 
 
