@@ -1,6 +1,4 @@
-{#- One select, not the house style's `source` and `renamed` CTEs: PostgreSQL does not
-    merge a view that holds a WITH into the query reading it, so an incremental model joining
-    this view on a key could not reach raw's index and scanned the raw table in full. -#}
+{#- One select, not the house style's CTEs, so joins reach raw's indexes: docs/operations/marts.md, "What one build does". -#}
 
 select
     interaction_id,
