@@ -431,3 +431,164 @@ def test_landing_over_several_connections_publishes_what_one_connection_does(
         )
     assert results[0][:3] == (3001, 2999, 2), results[0][4][:5]
     assert results[1] == results[0]
+
+
+# ---- a batch into an empty raw table becomes its storage ------------------------------------
+
+
+def _partitions(location) -> list[str]:
+    with connect(location) as conn:
+        return [
+            name
+            for (name,) in conn.execute(
+                "select c.relname from pg_inherits i join pg_class c on c.oid = i.inhrelid "
+                "where i.inhparent = 'raw.survey_responses'::regclass order by 1"
+            )
+        ]
+
+
+@pytest.mark.parametrize("trusted_types", [True, False])
+def test_a_batch_into_an_empty_raw_table_becomes_its_storage(loader, trusted_types):
+    """Written once: the batch table itself, without its rejected rows, is raw's partition."""
+    rows = good_rows(40)
+    rows[3][4] = 42  # out of range: quarantined
+    rows.append(list(rows[5]))  # the same record twice: one copy quarantined
+    rows[-1][5] = 5 if rows[5][5] != 5 else 4  # same version, other content
+    if not trusted_types:
+        rows[7][0] = ""  # no key: quarantined (a typed COPY refuses it: NOT NULL)
+    outcome = loader.load(batch(rows, trusted_types=trusted_types))
+    published = 39 if trusted_types else 38
+    assert (outcome.rows_received, outcome.rows_published, outcome.rows_quarantined) == (
+        41,
+        published,
+        41 - published,
+    )
+    assert _partitions(loader.location) == [f"survey_responses__batch_{outcome.batch_id}"]
+    keys = [r[0] for r in raw_state(loader.location)]
+    assert len(keys) == len(set(keys)) == published
+    assert "R3" not in keys and "R5" in keys and ("R7" in keys) == trusted_types
+    with connect(loader.location) as conn:
+        bookkeeping = conn.execute(
+            "select distinct r._batch_id, r._source, r._loaded_at = b.started_at is not null "
+            "from raw.survey_responses r join ops.load_batches b on b.batch_id = r._batch_id"
+        ).fetchall()
+        quarantined = conn.execute("select count(*) from quarantine.survey_responses").fetchone()
+        keys_enforced = conn.execute(
+            "select conrelid::regclass::text from pg_constraint where contype = 'p' "
+            "and conrelid in (select 'raw.survey_responses'::regclass union all "
+            "select inhrelid from pg_inherits where inhparent = 'raw.survey_responses'::regclass) "
+            "order by 1"
+        ).fetchall()
+        brin = conn.execute(
+            "select count(*) from pg_indexes where schemaname = 'raw' and tablename = %s "
+            "and indexdef like '%%USING brin (_loaded_at)%%'",
+            (f"survey_responses__batch_{outcome.batch_id}",),
+        ).fetchone()
+    assert bookkeeping == [(outcome.batch_id, "surveys", True)]
+    assert quarantined == (41 - published,)
+    assert keys_enforced == [
+        ("raw.survey_responses",),
+        (f"raw.survey_responses__batch_{outcome.batch_id}",),
+    ]
+    assert brin == (1,)
+    # The next batch merges into it as into any raw table.
+    later = loader.load(batch(good_rows(10, start=100) + good_rows(2, start=0, day=2)))
+    assert _partitions(loader.location) == [f"survey_responses__batch_{outcome.batch_id}"]
+    assert len(raw_state(loader.location)) == published + 10
+    assert later.rows_changed == 12
+
+
+def test_a_batch_blocked_on_its_way_into_an_empty_raw_table_leaves_it_as_it_was(loader):
+    loader.load(batch(good_rows(5)))
+    with connect(loader.location, autocommit=True) as conn:
+        conn.execute("truncate raw.survey_responses")
+    partitions = _partitions(loader.location)
+    rows = good_rows(20, start=50)
+    for row in rows[:10]:
+        row[4] = 42  # over the bad-row threshold: the suite fails inside the publish
+    with pytest.raises(BatchBlocked, match="cem_rejected_row_share_at_most"):
+        loader.load(batch(rows, trusted_types=True))
+    assert raw_state(loader.location) == []
+    assert _partitions(loader.location) == partitions
+    with connect(loader.location) as conn:
+        leftovers = conn.execute(
+            "select count(*) from pg_tables where schemaname = 'staging'"
+        ).fetchone()
+    assert leftovers == (0,)
+    # ...and the next clean batch takes the table's place.
+    outcome = loader.load(batch(good_rows(20, start=50), trusted_types=True))
+    assert _partitions(loader.location) == [f"survey_responses__batch_{outcome.batch_id}"]
+    assert len(raw_state(loader.location)) == 20
+
+
+def test_an_emptied_raw_table_keeps_the_columns_earlier_batches_added(fresh_database):
+    bootstrap(fresh_database)
+    loader = BatchLoader(fresh_database, CONTRACT, SourcePolicy(name="surveys", schema_drift="add"))
+    loader.load(batch([r + ["web"] for r in good_rows(10)], columns=[*COLUMNS, "channel"]))
+    with connect(fresh_database, autocommit=True) as conn:
+        conn.execute("truncate raw.survey_responses")
+    outcome = loader.load(batch(good_rows(10, start=20), trusted_types=True))
+    assert _partitions(fresh_database) == [f"survey_responses__batch_{outcome.batch_id}"]
+    with connect(fresh_database) as conn:
+        channels = conn.execute(
+            "select count(*), count(channel) from raw.survey_responses"
+        ).fetchone()
+    assert channels == (10, 0)
+
+
+def test_a_raw_table_made_before_raw_was_partitioned_still_loads(loader):
+    """Warehouses from before keep a plain raw table: batches are inserted into it."""
+    with connect(loader.location, autocommit=True) as conn:
+        conn.execute(
+            "create table raw.survey_responses (response_id text primary key, respondent_email text, "
+            "touchpoint text, responded_at timestamptz, ltr integer, csat integer, "
+            "_batch_id text not null, _loaded_at timestamptz not null, _source text not null)"
+        )
+    loader.load(batch(good_rows(30), trusted_types=True))
+    loader.load(batch(good_rows(10, start=25, day=2)))
+    published = raw_state(loader.location)
+    assert len(published) == 35
+    assert sum(r[3].day == 2 for r in published) == 10
+    with connect(loader.location) as conn:
+        kind = conn.execute(
+            "select relkind from pg_class where oid = 'raw.survey_responses'::regclass"
+        ).fetchone()
+    assert kind == ("r",)
+
+
+def test_the_suite_judges_what_is_published_though_it_starts_before_the_row_rules(
+    loader, monkeypatch
+):
+    """The suite starts as soon as the batch has landed, beside the row rules. Here it is
+    made to finish before them: the rules then quarantine a row it saw, so it runs again on
+    the rows that are published (its first verdict would block the batch)."""
+    import threading
+
+    from cem_warehouse.load import batch as batch_module
+
+    first_run_done = threading.Event()
+    real_suite, real_rules = batch_module.run_batch_suite, BatchLoader._mark_rejects
+
+    def suite(*args, **kwargs):
+        try:
+            return real_suite(*args, **kwargs)
+        finally:
+            first_run_done.set()
+
+    def rules_after_the_suite(self, *args, **kwargs):
+        assert first_run_done.wait(120)
+        return real_rules(self, *args, **kwargs)
+
+    monkeypatch.setattr(batch_module, "run_batch_suite", suite)
+    monkeypatch.setattr(BatchLoader, "_mark_rejects", rules_after_the_suite)
+    rows = good_rows(50)
+    rows[4][4] = 11  # an LTR out of range: quarantined by the row rules
+    outcome = loader.load(batch(rows, trusted_types=True))
+    assert (outcome.rows_published, outcome.rows_quarantined) == (49, 1)
+    with connect(loader.location) as conn:
+        unexpected = conn.execute(
+            "select unexpected_count from ops.dq_results where batch_id = %s "
+            "and expectation_type = 'expect_column_values_to_be_between' and column_name = 'ltr'",
+            (outcome.batch_id,),
+        ).fetchall()
+    assert unexpected == [(0,)]

@@ -45,7 +45,11 @@ from cem_warehouse.load.tables import (
     typed_expression,
     validity_predicate,
 )
-from cem_warehouse.quality.gx_runner import ValidationOutcome, validate_batch
+from cem_warehouse.quality.gx_runner import (
+    ValidationOutcome,
+    conclude_batch_validation,
+    run_batch_suite,
+)
 from cem_warehouse.warehouse.connection import connect
 from cem_warehouse.warehouse.settings import WarehouseLocation
 
@@ -90,6 +94,7 @@ class Judged:
     distinct_keys: int
     cursor_to: str | None  # newest cursor value of the accepted rows
     invalid: int = 0  # rows whose values were not even of their column's type
+    marked: bool = False  # rows were given a reject reason (the accepted rows changed)
 
 
 @dataclass
@@ -191,44 +196,66 @@ class BatchLoader:
                     )
                 incoming.columns = list(contract.natural_key)
             extra_columns = self._check_drift(incoming)
-            clock = time.perf_counter()
-            with connect(self.location, autocommit=True) as conn:
-                # Batch tables are unlogged and dropped after a crash anyway: their commits
-                # need not wait for the WAL flush.
-                conn.execute("set synchronous_commit = off")
-                landed, invalid = self._land(conn, incoming, names, extra_columns)
-                received = landed + len(incoming.rejected)
-                judged = self._mark_rejects(conn, names["typed"], extra_columns)
-                judged.invalid = invalid
-                # Duplicates are quarantined for the record but are not bad data: a replay is normal.
-                bad_total = judged.broke_rules + len(incoming.rejected) + invalid
-            timings = {"land_seconds": time.perf_counter() - clock}
-            failpoints.reach("before_publish")
+            timings: dict[str, float] = {}
 
-            def validate() -> ValidationOutcome:
+            def run_suite() -> ValidationOutcome:
                 started = time.perf_counter()
                 try:
-                    return validate_batch(
+                    return run_batch_suite(
                         self.location,
                         contract=contract,
                         policy=self.policy,
                         table=names["accepted_view"],
-                        batch_id=incoming.batch_id,
-                        rows_received=received,
-                        rows_rejected=bad_total,
                     )
                 finally:
                     timings["validate_seconds"] = time.perf_counter() - started
 
-            # The suite runs on its own connections while the publish transaction writes raw:
-            # both only read the batch table, and the publish commits only once the suite has
-            # passed (a failing suite rolls the writes back), so nothing unvalidated is ever
-            # visible. On two cores this hides the validation's time behind the publish.
-            clock = time.perf_counter()
+            # The suite runs on its own connections, beside the judging and the publish
+            # transaction: all of them only read the accepted rows, and the publish commits
+            # only once the suite has passed (a failing suite rolls the writes back), so
+            # nothing unvalidated is ever visible. On two cores this hides most of its time.
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cem-gx") as pool:
-                validation = pool.submit(validate)
+                clock = time.perf_counter()
+                with connect(self.location, autocommit=True) as conn:
+                    # Batch tables are dropped after a crash anyway: their commits need not
+                    # wait for the WAL flush (the publish's commit flushes what it adopts).
+                    conn.execute("set synchronous_commit = off")
+                    landed, invalid, as_raw_storage = self._land(
+                        conn, incoming, names, extra_columns
+                    )
+                    received = landed + len(incoming.rejected)
+                    suite = pool.submit(run_suite)
+                    judged = self._mark_rejects(conn, names["typed"], extra_columns)
+                    if judged.marked:
+                        # Rows left the accepted ones while the suite read them: it runs
+                        # again on what will be published (after the first run, same worker).
+                        suite = pool.submit(run_suite)
+                    judged.invalid = invalid
+                    # Duplicates are quarantined for the record but are not bad data: a replay is normal.
+                    bad_total = judged.broke_rules + len(incoming.rejected) + invalid
+                timings["land_seconds"] = time.perf_counter() - clock
+                failpoints.reach("before_publish")
+
+                def validated() -> ValidationOutcome:
+                    return conclude_batch_validation(
+                        self.location,
+                        suite.result(),
+                        policy=self.policy,
+                        batch_id=incoming.batch_id,
+                        rows_received=received,
+                        rows_rejected=bad_total,
+                    )
+
+                clock = time.perf_counter()
                 outcome = self._publish(
-                    incoming, names, received, validation.result, where, extra_columns, judged
+                    incoming,
+                    names,
+                    received,
+                    validated,
+                    where,
+                    extra_columns,
+                    judged,
+                    as_raw_storage=as_raw_storage,
                 )
             outcome.timings = {**timings, "publish_seconds": time.perf_counter() - clock}
             with connect(self.location, autocommit=True) as conn:
@@ -254,22 +281,29 @@ class BatchLoader:
 
     def _land(
         self, conn: psycopg.Connection, incoming: IncomingBatch, names: dict, extra: list[str]
-    ) -> tuple[int, int]:
-        """COPY the batch in; returns (rows landed, rows of them not even valid values).
+    ) -> tuple[int, int, bool]:
+        """COPY the batch in; returns (rows landed, rows of them not even valid values,
+        whether the typed table is landed to become raw's storage).
 
         Typed sources (a database's own COPY output) go straight into the typed table. Text
         sources (files, APIs) land as text, so every value can be judged before it is cast.
+        Into an empty raw table the typed table is landed as raw's storage: logged, with
+        raw's NOT NULLs (the source's writer lock keeps raw empty until the publish, which
+        checks again).
         """
-        from cem_warehouse.load.tables import create_batch_tables
+        from cem_warehouse.load.tables import create_batch_tables, raw_is_partitioned_and_empty
 
-        create_batch_tables(conn, self.contract, names, incoming.columns, extra)
+        as_raw_storage = raw_is_partitioned_and_empty(conn, self.contract)
+        create_batch_tables(
+            conn, self.contract, names, incoming.columns, extra, as_raw_storage=as_raw_storage
+        )
         typed = sql.Identifier(names["typed"])
         text = sql.Identifier(names["text"])
         columns = sql.SQL(", ").join(sql.Identifier(c) for c in incoming.columns)
         if incoming.trusted_types:
             try:
                 landed = self._copy_in(conn, typed, columns, incoming.chunks, freeze=True)
-                return landed, 0
+                return landed, 0, as_raw_storage
             except (
                 psycopg.errors.DataError,
                 psycopg.errors.NotNullViolation,
@@ -281,7 +315,7 @@ class BatchLoader:
         invalid = conn.execute(
             sql.SQL("select count(*) from staging.{} where _invalid").format(text)
         ).fetchone()[0]
-        return landed, invalid
+        return landed, invalid, as_raw_storage
 
     def _copy_in(
         self,
@@ -343,10 +377,39 @@ class BatchLoader:
             ).format(t=text, r=reason, ok=sql.SQL(" and ").join(p for _, p, _ in checks))
         )
 
+    def _flag_missing_required(
+        self, conn: psycopg.Connection, text: sql.Identifier, columns: list[str]
+    ) -> None:
+        """Mark text rows missing a key or required value, with the row rule's reason: a typed
+        table that will become raw's storage refuses them (NOT NULL), as raw would."""
+        from cem_warehouse.load.tables import required_columns
+
+        required = {c: r for c, r in required_columns(self.contract).items() if c in columns}
+        if not required:
+            return
+        conn.execute(
+            sql.SQL(
+                "update staging.{t} set _invalid = true, "
+                "_reject_reason = concat_ws('; ', _reject_reason, {reasons}) where {missing}"
+            ).format(
+                t=text,
+                reasons=sql.SQL(", ").join(
+                    sql.SQL("case when {} is null then {} end").format(
+                        sql.Identifier(c), sql.Literal(r)
+                    )
+                    for c, r in required.items()
+                ),
+                missing=sql.SQL(" or ").join(
+                    sql.SQL("{} is null").format(sql.Identifier(c)) for c in required
+                ),
+            )
+        )
+
     def _move_valid_text_rows(
         self, conn: psycopg.Connection, names: dict, columns: list[str]
     ) -> None:
         text = sql.Identifier(names["text"])
+        self._flag_missing_required(conn, text, columns)
         typed_columns = [
             c
             for c in columns
@@ -429,6 +492,7 @@ class BatchLoader:
                     "update staging.{t} set _reject_reason = {reason} where _reject_reason is null and {broken}"
                 ).format(t=table, reason=first_broken, broken=broken)
             )
+        judged.marked = judged.broke_rules > 0
         if judged.distinct_keys == judged.accepted:
             return judged
         version = (
@@ -450,9 +514,11 @@ class BatchLoader:
                 content=content_hash(None, data_columns(self.contract, extra)),
             )
         )
-        return self._accepted_stats(
+        deduplicated = self._accepted_stats(
             conn, table, key, sql.SQL("false"), broke_rules=judged.broke_rules
         )
+        deduplicated.marked = True
+        return deduplicated
 
     def _accepted_stats(
         self,
@@ -512,9 +578,14 @@ class BatchLoader:
         where: str,
         extra: list[str],
         judged: Judged,
+        *,
+        as_raw_storage: bool = False,
     ) -> BatchOutcome:
         from cem_warehouse.load.tables import (
+            adopt_batch_table,
+            batch_table_fits_raw,
             begin_raw_publish,
+            build_batch_key,
             insert_into_empty_raw,
             publish_statements,
             refresh_statistics,
@@ -548,13 +619,36 @@ class BatchLoader:
                         ],
                     )
                 quarantined += len(incoming.rejected)
-            if conn.execute(statements["raw_is_empty"]).fetchone()[0]:
+            typed = sql.Identifier(names["typed"])
+            raw_is_empty = conn.execute(statements["raw_is_empty"]).fetchone()[0]
+            adopt = (
+                as_raw_storage
+                and raw_is_empty
+                and judged.accepted > 0
+                and batch_table_fits_raw(conn, contract, names)
+            )
+            if adopt:
+                # The batch table becomes raw's storage: its rejected rows (quarantined
+                # above) leave it, and every row left is published, written only once.
+                rows_in_table = received - len(incoming.rejected) - judged.invalid
+                deleted = (
+                    conn.execute(
+                        sql.SQL("delete from staging.{} where _reject_reason is not null").format(
+                            typed
+                        )
+                    ).rowcount
+                    if typed_rejects
+                    else 0
+                )
+                accepted = changed = rows_in_table - deleted
+                build_batch_key(conn, contract, names, incoming.batch_id)
+            elif raw_is_empty:
                 # Every accepted row is new: what the insert wrote is what was accepted.
                 accepted = changed = insert_into_empty_raw(conn, contract, *statements["insert"])
             else:
                 accepted = conn.execute(
                     sql.SQL("select count(*) from staging.{} where _reject_reason is null").format(
-                        sql.Identifier(names["typed"])
+                        typed
                     )
                 ).fetchone()[0]
                 changed = conn.execute(*statements["upsert"]).rowcount
@@ -563,6 +657,8 @@ class BatchLoader:
             if not validation.success:
                 # Raised inside the transaction: everything written above rolls back.
                 raise BatchBlocked(f"{where}: {received} rows not published: {validation.summary}")
+            if adopt:
+                adopt_batch_table(conn, contract, names, incoming.batch_id, loaded_at)
             cursor_to = None
             if contract.cursor_column:
                 value = judged.cursor_to

@@ -2,7 +2,7 @@
 
 A single COPY is bound by one server process parsing the CSV: one core. A large batch is
 cut at record boundaries into pieces that a few connections COPY side by side into the
-same (unlogged, scratch) batch table, so landing uses the machine's cores. Rows land in no
+same batch table, so landing uses the machine's cores. Rows land in no
 particular order, which nothing downstream relies on: duplicates are ranked by version and
 content, never by arrival.
 """

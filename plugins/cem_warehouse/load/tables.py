@@ -62,11 +62,24 @@ def ensure_entity_tables(conn: psycopg.Connection, contract: EntityContract) -> 
     ]
     key = sql.SQL(", ").join(_ident(k) for k in contract.natural_key)
     exists = conn.execute("select to_regclass(%s)", (f"raw.{contract.raw_table}",)).fetchone()[0]
-    conn.execute(
-        sql.SQL("create table if not exists raw.{} ({}, primary key ({}))").format(
-            _ident(contract.raw_table), sql.SQL(", ").join(columns), key
+    if exists is None:
+        # Partitioned by its key into a single partition that holds every row: readers and
+        # writers see one table with one primary key, and a batch published into an empty
+        # raw table becomes that partition instead of being written a second time
+        # (adopt_batch_table). The views reading raw depend on this parent, so its storage
+        # can be replaced without touching them.
+        conn.execute(
+            sql.SQL(
+                "create table if not exists raw.{} ({}, primary key ({})) partition by range ({})"
+            ).format(_ident(contract.raw_table), sql.SQL(", ").join(columns), key, key)
         )
-    )
+        conn.execute(
+            sql.SQL("create table if not exists raw.{} partition of raw.{} {}").format(
+                _ident(f"{contract.raw_table}__initial"),
+                _ident(contract.raw_table),
+                _whole_key_range(contract),
+            )
+        )
     if contract.description and exists is None:
         conn.execute(
             sql.SQL("comment on table raw.{} is {}").format(
@@ -91,6 +104,35 @@ def ensure_entity_tables(conn: psycopg.Connection, contract: EntityContract) -> 
             "create table if not exists quarantine.{} (batch_id text not null, reason text not null, payload jsonb, "
             "quarantined_at timestamptz not null default now())"
         ).format(_ident(contract.raw_table))
+    )
+
+
+def _whole_key_range(contract: EntityContract) -> sql.Composable:
+    """The bounds of the one partition of ``raw.<entity>``: every possible key.
+
+    Its partition constraint is then only "key is not null", which PostgreSQL proves from
+    the columns' NOT NULL when a table is attached, without scanning it.
+    """
+    width = len(contract.natural_key)
+    return sql.SQL("for values from ({}) to ({})").format(
+        sql.SQL(", ").join([sql.SQL("minvalue")] * width),
+        sql.SQL(", ").join([sql.SQL("maxvalue")] * width),
+    )
+
+
+def raw_is_partitioned_and_empty(conn: psycopg.Connection, contract: EntityContract) -> bool:
+    """Whether a batch into ``raw.<entity>`` can become its storage (see adopt_batch_table).
+
+    Raw tables made before raw was partitioned keep the insert path.
+    """
+    return bool(
+        conn.execute(
+            sql.SQL(
+                "select c.relkind = 'p' and not exists (select 1 from raw.{}) "
+                "from pg_class c where c.oid = format('raw.%%I', %s::text)::regclass"
+            ).format(_ident(contract.raw_table)),
+            (contract.raw_table,),
+        ).fetchone()[0]
     )
 
 
@@ -125,21 +167,34 @@ def create_batch_tables(
     names: dict,
     incoming: list[str],
     extra: list[str],
+    *,
+    as_raw_storage: bool = False,
 ) -> None:
-    """Typed batch table (contract types), text twin for the slow path, accepted-rows view."""
+    """Typed batch table (contract types), text twin for the slow path, accepted-rows view.
+
+    The typed table is unlogged scratch, except ``as_raw_storage``: a batch into an empty
+    raw table lands in a logged table with raw's NOT NULL columns, ready to become raw's
+    partition at publication (adopt_batch_table).
+    """
     for column in extra:
         conn.execute(
             sql.SQL("alter table raw.{} add column if not exists {} text").format(
                 _ident(contract.raw_table), _ident(column)
             )
         )
+    required = set(required_columns(contract)) if as_raw_storage else set()
     typed_columns = [
-        sql.SQL("{} {}").format(_ident(c.name), sql.SQL(c.type)) for c in contract.columns
+        sql.SQL("{} {}{}").format(
+            _ident(c.name), sql.SQL(c.type), sql.SQL(" not null" if c.name in required else "")
+        )
+        for c in contract.columns
     ]
     typed_columns += [sql.SQL("{} text").format(_ident(c)) for c in extra]
     conn.execute(
-        sql.SQL("create unlogged table staging.{} ({}, _reject_reason text)").format(
-            _ident(names["typed"]), sql.SQL(", ").join(typed_columns)
+        sql.SQL("create {} table staging.{} ({}, _reject_reason text)").format(
+            sql.SQL("" if as_raw_storage else "unlogged"),
+            _ident(names["typed"]),
+            sql.SQL(", ").join(typed_columns),
         )
     )
     text_columns = [sql.SQL("{} text").format(_ident(c)) for c in data_columns(contract, extra)]
@@ -157,6 +212,16 @@ def create_batch_tables(
             _ident(names["typed"]),
         )
     )
+
+
+def required_columns(contract: EntityContract) -> dict[str, str]:
+    """The columns raw declares NOT NULL (the key and the required ones), each with the
+    reason a row missing it is quarantined."""
+    required = {k: f"{k} (natural key) is missing" for k in contract.natural_key}
+    for column in contract.columns:
+        if not column.nullable and column.name not in required:
+            required[column.name] = f"{column.name} is required but missing"
+    return required
 
 
 def drop_batch_tables(conn: psycopg.Connection, names: dict) -> None:
@@ -224,17 +289,10 @@ def _suite_rules(entity: str) -> list[dict]:
 
 def row_rule_reasons(contract: EntityContract) -> list[tuple[sql.Composable, str]]:
     """(predicate marking a bad row, reason) from the contract and the entity's suite."""
-    rules: list[tuple[sql.Composable, str]] = []
-    for key in contract.natural_key:
-        rules.append((sql.SQL("{} is null").format(_ident(key)), f"{key} (natural key) is missing"))
-    for column in contract.columns:
-        if not column.nullable and column.name not in contract.natural_key:
-            rules.append(
-                (
-                    sql.SQL("{} is null").format(_ident(column.name)),
-                    f"{column.name} is required but missing",
-                )
-            )
+    rules: list[tuple[sql.Composable, str]] = [
+        (sql.SQL("{} is null").format(_ident(column)), reason)
+        for column, reason in required_columns(contract).items()
+    ]
     for column in contract.not_in_future:
         rules.append(
             (
@@ -371,6 +429,132 @@ def refresh_statistics(location: WarehouseLocation, contract: EntityContract, ch
         ).fetchone()[0]
         if estimated <= 0 or changed > 0.1 * estimated:
             conn.execute(sql.SQL("analyze raw.{}").format(_ident(contract.raw_table)))
+
+
+def raw_partition_name(contract: EntityContract, batch_id: str) -> str:
+    return f"{contract.raw_table}__batch_{batch_id}"[:63]
+
+
+def build_batch_key(
+    conn: psycopg.Connection, contract: EntityContract, names: dict, batch_id: str
+) -> None:
+    """The primary-key index of a batch table that will become raw's partition.
+
+    Built inside the publish transaction after its rejected rows are deleted, while the GX
+    suite reads the table (an index build only blocks writers). A duplicate key here would
+    mean the row rules let one through: the build fails and the publish rolls back.
+    """
+    conn.execute("set local maintenance_work_mem = '256MB'")
+    conn.execute(
+        sql.SQL("create unique index {} on staging.{} ({})").format(
+            _ident(f"{raw_partition_name(contract, batch_id)}_pkey"),
+            _ident(names["typed"]),
+            sql.SQL(", ").join(_ident(k) for k in contract.natural_key),
+        )
+    )
+
+
+def batch_table_fits_raw(conn: psycopg.Connection, contract: EntityContract, names: dict) -> bool:
+    """Whether the typed batch table has raw's columns: same types, same NOT NULLs.
+
+    Raw may also have columns the batch lacks (an earlier batch's new columns) as long as
+    they may be null; the batch gets them, empty, when it becomes raw's partition.
+    """
+    different = conn.execute(
+        "with parent as (select attname, atttypid, atttypmod, attnotnull from pg_attribute "
+        "  where attrelid = format('raw.%%I', %s::text)::regclass and attnum > 0 and not attisdropped "
+        "  and attname not in ('_batch_id', '_loaded_at', '_source')), "
+        "batch as (select attname, atttypid, atttypmod, attnotnull from pg_attribute "
+        "  where attrelid = format('staging.%%I', %s::text)::regclass and attnum > 0 and not attisdropped "
+        "  and attname <> '_reject_reason') "
+        "select count(*) from parent full join batch using (attname) "
+        "where (batch.attname is null and parent.attnotnull) or parent.attname is null "
+        "or (batch.attname is not null and (parent.atttypid, parent.atttypmod, parent.attnotnull) "
+        "    is distinct from (batch.atttypid, batch.atttypmod, batch.attnotnull))",
+        (contract.raw_table, names["typed"]),
+    ).fetchone()[0]
+    return different == 0
+
+
+def adopt_batch_table(
+    conn: psycopg.Connection,
+    contract: EntityContract,
+    names: dict,
+    batch_id: str,
+    loaded_at,
+) -> None:
+    """Make the batch table the storage of the empty ``raw.<entity>``: each row written once.
+
+    Inside the publish transaction, after the suite passed and the rejected rows were
+    deleted: the bookkeeping columns are added with the batch's values as defaults (stored
+    once in the catalog, not in each row), the key index becomes the primary key, and the
+    table replaces raw's empty partition. Readers of raw wait for the commit (the detach
+    locks the table), then see the whole batch. Rolled back with the transaction.
+    """
+    raw = _ident(contract.raw_table)
+    partition = raw_partition_name(contract, batch_id)
+    batch = sql.SQL("staging.{}").format(_ident(names["typed"]))
+    conn.execute(sql.SQL("drop view staging.{}").format(_ident(names["accepted_view"])))
+    missing = conn.execute(
+        "select attname, format_type(atttypid, atttypmod) from pg_attribute p "
+        "where attrelid = format('raw.%%I', %s::text)::regclass and attnum > 0 and not attisdropped "
+        "and attname not in ('_batch_id', '_loaded_at', '_source') and not exists ("
+        "  select 1 from pg_attribute b where b.attrelid = format('staging.%%I', %s::text)::regclass "
+        "  and b.attname = p.attname and not b.attisdropped)",
+        (contract.raw_table, names["typed"]),
+    ).fetchall()
+    bookkeeping = {
+        "_batch_id": ("text", batch_id),
+        "_loaded_at": ("timestamptz", loaded_at),
+        "_source": ("text", contract.source),
+    }
+    conn.execute(
+        sql.SQL("alter table {} drop column _reject_reason, {}").format(
+            batch,
+            sql.SQL(", ").join(
+                [
+                    *(
+                        sql.SQL("add column {} {}").format(_ident(name), sql.SQL(kind))
+                        for name, kind in missing
+                    ),
+                    *(
+                        sql.SQL("add column {} {} not null default {}").format(
+                            _ident(name), sql.SQL(kind), sql.Literal(value)
+                        )
+                        for name, (kind, value) in bookkeeping.items()
+                    ),
+                ]
+            ),
+        )
+    )
+    conn.execute(
+        sql.SQL("alter table {} {}, add constraint {} primary key using index {}").format(
+            batch,
+            sql.SQL(", ").join(
+                sql.SQL("alter column {} drop default").format(_ident(name)) for name in bookkeeping
+            ),
+            _ident(f"{partition}_pkey"),
+            _ident(f"{partition}_pkey"),
+        )
+    )
+    conn.execute(sql.SQL("alter table {} set schema raw").format(batch))
+    conn.execute(
+        sql.SQL("alter table raw.{} rename to {}").format(_ident(names["typed"]), _ident(partition))
+    )
+    for (old,) in conn.execute(
+        "select format('%%I.%%I', n.nspname, c.relname) from pg_inherits i "
+        "join pg_class c on c.oid = i.inhrelid join pg_namespace n on n.oid = c.relnamespace "
+        "where i.inhparent = format('raw.%%I', %s::text)::regclass",
+        (contract.raw_table,),
+    ).fetchall():
+        conn.execute(sql.SQL("alter table raw.{} detach partition {}").format(raw, sql.SQL(old)))
+        conn.execute(sql.SQL("drop table {}").format(sql.SQL(old)))
+    # Raw's other indexes (the BRIN on _loaded_at) are built on the partition here.
+    conn.execute(
+        sql.SQL("alter table raw.{} attach partition raw.{} {}").format(
+            raw, _ident(partition), _whole_key_range(contract)
+        )
+    )
 
 
 def insert_into_empty_raw(

@@ -198,20 +198,14 @@ def _recent_average_rows(
     return float(row[0]) if row and row[0] is not None else None
 
 
-def validate_batch(
-    location: WarehouseLocation,
-    *,
-    contract,
-    policy,
-    table: str,
-    batch_id: str,
-    rows_received: int,
-    rows_rejected: int,
+def run_batch_suite(
+    location: WarehouseLocation, *, contract, policy, table: str
 ) -> ValidationOutcome:
-    """The entity's suite on the batch's accepted rows, plus the batch-level checks of its policy.
-
-    Batch-level: not empty when the source must not be; volume within ``volume_factor`` of the
-    recent average; the share of rejected rows at most ``bad_row_threshold``.
+    """The entity's suite on a batch's accepted rows in ``table``, plus the batch-level
+    checks of its policy: not empty when the source must not be; volume within
+    ``volume_factor`` of the recent average. The share of rejected rows is added by
+    :func:`conclude_batch_validation`: the suite needs nothing the loader counts, so it can
+    start as soon as the batch has landed.
     """
     definition = load_suite_definition(contract.entity)
     # A suite may name columns an older contract lacks; those have nothing to check yet.
@@ -248,7 +242,7 @@ def validate_batch(
     # The loader has already quarantined every row breaking a row rule, so the accepted rows
     # pass them unless the SQL translation and GX disagree: counts (one scan) are enough,
     # samples of unexpected values would cost a scan per expectation to find nothing.
-    outcome = run_suite(
+    return run_suite(
         location,
         schema="staging",
         table=table,
@@ -256,6 +250,18 @@ def validate_batch(
         expectations=expectations,
         sample_unexpected=False,
     )
+
+
+def conclude_batch_validation(
+    location: WarehouseLocation,
+    outcome: ValidationOutcome,
+    *,
+    policy,
+    batch_id: str,
+    rows_received: int,
+    rows_rejected: int,
+) -> ValidationOutcome:
+    """Add the rejected-row share to the suite's outcome, decide, and record it per batch."""
     share = rows_rejected / rows_received if rows_received else 0.0
     outcome.outcomes.append(
         ExpectationOutcome(

@@ -119,12 +119,16 @@ def _run_results() -> dict:
 
 def _counts(location: WarehouseLocation) -> dict[str, int]:
     with connect(location) as conn:
+        # A raw table is partitioned (its rows in one partition) or, made before that, plain.
         raw = {
             f"raw.{name}": int(count)
             for name, count in conn.execute(
-                "select c.relname, c.reltuples::bigint from pg_class c "
+                "select c.relname, coalesce((select sum(p.reltuples) from pg_inherits i "
+                "join pg_class p on p.oid = i.inhrelid where i.inhparent = c.oid), "
+                "c.reltuples)::bigint from pg_class c "
                 "join pg_namespace n on n.oid = c.relnamespace "
-                "where n.nspname = 'raw' and c.relkind = 'r' order by 1"
+                "where n.nspname = 'raw' and c.relkind in ('r', 'p') and not c.relispartition "
+                "order by 1"
             )
         }
         marts = {
