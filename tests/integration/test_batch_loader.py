@@ -592,3 +592,22 @@ def test_the_suite_judges_what_is_published_though_it_starts_before_the_row_rule
             (outcome.batch_id,),
         ).fetchall()
     assert unexpected == [(0,)]
+
+
+def test_raw_statistics_follow_the_deltas_that_add_up_to_a_tenth_of_the_table(loader):
+    """Autovacuum never analyzes a partitioned table: the loader does, once the publishes
+    since the last ANALYZE changed a tenth of it, however small each one was."""
+
+    def estimated_rows():
+        with connect(loader.location) as conn:
+            return conn.execute(
+                "select reltuples from pg_class where oid = 'raw.survey_responses'::regclass"
+            ).fetchone()[0]
+
+    loader.load(batch(good_rows(100)))
+    assert estimated_rows() == 100
+    for day in range(4):  # four deltas of 4% each
+        loader.load(batch(good_rows(4, start=100 + 4 * day)))
+        if day == 1:
+            assert estimated_rows() == 100  # 8%: not yet
+    assert estimated_rows() >= 112

@@ -415,18 +415,30 @@ def publish_statements(
 
 
 def refresh_statistics(location: WarehouseLocation, contract: EntityContract, changed: int) -> None:
-    """ANALYZE ``raw.<entity>`` after a publish that changed more than a tenth of it.
+    """ANALYZE ``raw.<entity>`` once the publishes since its last ANALYZE changed more than a
+    tenth of it (``changed``: what the publish just committed changed).
 
     The incremental marts filter raw on ``_loaded_at``; without statistics (a first load,
     a server with autovacuum off or behind) PostgreSQL guesses a third of each table is new
-    and plans minutes of work. Run after the commit: a kill here only leaves stale statistics.
+    and plans minutes of work. Counted over publishes, not per publish: autovacuum never
+    analyzes a partitioned table, so daily deltas of a few percent would otherwise leave
+    raw's statistics as the first load left them. Run after the commit: a kill here only
+    leaves stale statistics.
     """
     with connect(location, autocommit=True) as conn:
         # reltuples is -1 until the table was first analyzed: that counts as stale.
-        estimated = conn.execute(
-            "select reltuples from pg_class where oid = format('raw.%%I', %s::text)::regclass",
+        estimated, analyzed_at = conn.execute(
+            "select c.reltuples, greatest(s.last_analyze, s.last_autoanalyze) from pg_class c "
+            "left join pg_stat_all_tables s on s.relid = c.oid "
+            "where c.oid = format('raw.%%I', %s::text)::regclass",
             (contract.raw_table,),
-        ).fetchone()[0]
+        ).fetchone()
+        if analyzed_at is not None:
+            changed = conn.execute(
+                "select coalesce(sum(rows_changed), 0) from ops.load_batches where source = %s "
+                "and entity = %s and status = 'published' and finished_at >= %s",
+                (contract.source, contract.entity, analyzed_at),
+            ).fetchone()[0]
         if estimated <= 0 or changed > 0.1 * estimated:
             conn.execute(sql.SQL("analyze raw.{}").format(_ident(contract.raw_table)))
 
