@@ -141,7 +141,9 @@ ingest_sales(warehouse, SourceConnection("cem_source_sales", "postgres", sales.h
 """
 
 
-@pytest.mark.parametrize("point", ["during_copy", "before_publish", "during_publish"])
+@pytest.mark.parametrize(
+    "point", ["during_copy", "before_publish", "during_publish", "before_publish_commit"]
+)
 def test_a_killed_worker_leaves_raw_and_cursors_untouched_and_the_next_run_converges(
     stand_ins, database_factory, point
 ):

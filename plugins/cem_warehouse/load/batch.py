@@ -694,6 +694,9 @@ class BatchLoader:
             if incoming.on_publish is not None:
                 incoming.on_publish(conn, incoming.batch_id)
             drop_batch_tables(conn, names)
+            # Everything is written (raw's storage replaced, for a first load): only the
+            # commit is left.
+            failpoints.reach("before_publish_commit")
         if changed:
             refresh_statistics(self.location, contract, changed)
         return BatchOutcome(

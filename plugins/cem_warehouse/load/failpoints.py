@@ -11,7 +11,7 @@ import os
 import signal
 
 ENV = "CEM_FAILPOINT"
-POINTS = ("during_copy", "before_publish", "during_publish")
+POINTS = ("during_copy", "before_publish", "during_publish", "before_publish_commit")
 
 
 def reach(point: str) -> None:
