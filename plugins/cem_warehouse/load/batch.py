@@ -1,20 +1,24 @@
 """One batch, from landed rows to published raw rows, all-or-nothing.
 
-    land (COPY) -> reject bad rows -> validate (GX) | publish in one transaction
-                                       (side by side; the publish commits only on a pass)
+    land (COPY) -> reject bad rows | publish in one transaction
+                -> validate (GX)   | (side by side; the publish commits only on a pass)
 
-* **Land.** The batch is COPYed straight into an unlogged, typed batch table: PostgreSQL
-  parses it at COPY speed, over one connection per core for a large batch. When that COPY
-  fails on a bad value, the batch is landed again into text columns and each value is
-  checked in SQL, so one bad value costs one row, not the batch.
+* **Land.** The batch is COPYed straight into a typed batch table: PostgreSQL parses it at
+  COPY speed, over one connection per core for a large batch. When that COPY fails on a bad
+  value, the batch is landed again into text columns and each value is checked in SQL, so
+  one bad value costs one row, not the batch. The table is unlogged scratch, except into
+  an empty raw table: then it is logged, with raw's NOT NULLs, to become raw's storage.
 * **Reject.** Rows that break a rule (type, required column, key, a row-level expectation
   from the entity's suite, duplicate key in the batch) are marked with the reason.
 * **Validate.** The entity's Great Expectations suite runs on the accepted rows as SQL, with
   the batch-level checks (size, volume against recent batches, share of rejected rows),
-  while the publish transaction writes; a failing suite rolls the publish back.
+  from the end of the landing, beside the rejecting and the publish (again after the
+  rejecting when that marked rows); a failing suite rolls the publish back.
 * **Publish.** One transaction: quarantine the rejected rows with their payload and reason,
   upsert the accepted rows into ``raw.<entity>`` (the newer version of a record wins, so
-  batches can arrive in any order), record the batch and move the cursor.
+  batches can arrive in any order), record the batch and move the cursor. Into an empty
+  raw table the batch table, without its rejected rows, becomes raw's only partition:
+  each row is written once.
 
 Nothing in ``raw`` or the cursors changes before the publish commit, so a worker killed
 at any point leaves them as they were; the next run drops the dead batch's tables.
