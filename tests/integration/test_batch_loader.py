@@ -536,6 +536,20 @@ def test_an_emptied_raw_table_keeps_the_columns_earlier_batches_added(fresh_data
     assert channels == (10, 0)
 
 
+def test_a_batch_that_does_not_fit_an_empty_raw_table_is_inserted_into_it(loader):
+    """A raw column whose type changed since the contract (here widened by hand) keeps the
+    batch table from becoming raw's partition: the rows are inserted instead."""
+    loader.load(batch(good_rows(5)))
+    with connect(loader.location, autocommit=True) as conn:
+        conn.execute("truncate raw.survey_responses")
+        conn.execute("alter table raw.survey_responses alter column ltr type bigint")
+    partitions = _partitions(loader.location)
+    outcome = loader.load(batch(good_rows(20, start=50), trusted_types=True))
+    assert outcome.rows_published == 20
+    assert _partitions(loader.location) == partitions
+    assert len(raw_state(loader.location)) == 20
+
+
 def test_a_raw_table_made_before_raw_was_partitioned_still_loads(loader):
     """Warehouses from before keep a plain raw table: batches are inserted into it."""
     with connect(loader.location, autocommit=True) as conn:

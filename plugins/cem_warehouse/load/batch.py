@@ -587,11 +587,11 @@ class BatchLoader:
     ) -> BatchOutcome:
         from cem_warehouse.load.tables import (
             adopt_batch_table,
-            batch_table_fits_raw,
             begin_raw_publish,
             build_batch_key,
             insert_into_empty_raw,
             publish_statements,
+            raw_columns_the_batch_lacks,
             refresh_statistics,
         )
 
@@ -625,13 +625,12 @@ class BatchLoader:
                 quarantined += len(incoming.rejected)
             typed = sql.Identifier(names["typed"])
             raw_is_empty = conn.execute(statements["raw_is_empty"]).fetchone()[0]
-            adopt = (
-                as_raw_storage
-                and raw_is_empty
-                and judged.accepted > 0
-                and batch_table_fits_raw(conn, contract, names)
+            lacking = (
+                raw_columns_the_batch_lacks(conn, contract, names)
+                if as_raw_storage and raw_is_empty and judged.accepted > 0
+                else None
             )
-            if adopt:
+            if lacking is not None:
                 # The batch table becomes raw's storage: its rejected rows (quarantined
                 # above) leave it, and every row left is published, written only once.
                 rows_in_table = received - len(incoming.rejected) - judged.invalid
@@ -661,8 +660,8 @@ class BatchLoader:
             if not validation.success:
                 # Raised inside the transaction: everything written above rolls back.
                 raise BatchBlocked(f"{where}: {received} rows not published: {validation.summary}")
-            if adopt:
-                adopt_batch_table(conn, contract, names, incoming.batch_id, loaded_at)
+            if lacking is not None:
+                adopt_batch_table(conn, contract, names, incoming.batch_id, loaded_at, lacking)
             cursor_to = None
             if contract.cursor_column:
                 value = judged.cursor_to

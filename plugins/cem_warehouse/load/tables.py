@@ -23,6 +23,11 @@ _SQL_RULES = {
 }
 
 
+# What every raw row carries besides its record: the batch that published it, when, and from
+# which source.
+BOOKKEEPING_COLUMNS = {"_batch_id": "text", "_loaded_at": "timestamptz", "_source": "text"}
+
+
 def batch_table_names(contract: EntityContract, batch_id: str) -> dict[str, str]:
     stem = f"b_{contract.entity}_{batch_id}"[:55]
     return {"typed": stem, "text": f"{stem}_text", "accepted_view": f"{stem}_ok"}
@@ -53,12 +58,8 @@ def ensure_entity_tables(conn: psycopg.Connection, contract: EntityContract) -> 
         for c in contract.columns
     ]
     columns += [
-        sql.SQL(s)
-        for s in (
-            "_batch_id text not null",
-            "_loaded_at timestamptz not null",
-            "_source text not null",
-        )
+        sql.SQL("{} {} not null").format(_ident(name), sql.SQL(kind))
+        for name, kind in BOOKKEEPING_COLUMNS.items()
     ]
     key = sql.SQL(", ").join(_ident(k) for k in contract.natural_key)
     exists = conn.execute("select to_regclass(%s)", (f"raw.{contract.raw_table}",)).fetchone()[0]
@@ -365,7 +366,7 @@ def publish_statements(
     ]
     updates = sql.SQL(", ").join(
         sql.SQL("{0} = excluded.{0}").format(_ident(c))
-        for c in [*columns_of_record, "_batch_id", "_loaded_at", "_source"]
+        for c in [*columns_of_record, *BOOKKEEPING_COLUMNS]
         if c not in contract.natural_key
     )
     newer = sql.SQL("true")
@@ -466,26 +467,34 @@ def build_batch_key(
     )
 
 
-def batch_table_fits_raw(conn: psycopg.Connection, contract: EntityContract, names: dict) -> bool:
-    """Whether the typed batch table has raw's columns: same types, same NOT NULLs.
+def raw_columns_the_batch_lacks(
+    conn: psycopg.Connection, contract: EntityContract, names: dict
+) -> list[tuple[str, str]] | None:
+    """Whether the typed batch table can become raw's partition, and what it must gain.
 
-    Raw may also have columns the batch lacks (an earlier batch's new columns) as long as
-    they may be null; the batch gets them, empty, when it becomes raw's partition.
+    None when it cannot: a column of it that raw lacks, or a column both have with another
+    type or NOT NULL. Otherwise raw's columns it lacks (an earlier batch's new columns,
+    which may be null), as (name, type): it gets them, empty, in adopt_batch_table.
     """
-    different = conn.execute(
-        "with parent as (select attname, atttypid, atttypmod, attnotnull from pg_attribute "
-        "  where attrelid = format('raw.%%I', %s::text)::regclass and attnum > 0 and not attisdropped "
-        "  and attname not in ('_batch_id', '_loaded_at', '_source')), "
-        "batch as (select attname, atttypid, atttypmod, attnotnull from pg_attribute "
-        "  where attrelid = format('staging.%%I', %s::text)::regclass and attnum > 0 and not attisdropped "
-        "  and attname <> '_reject_reason') "
-        "select count(*) from parent full join batch using (attname) "
-        "where (batch.attname is null and parent.attnotnull) or parent.attname is null "
-        "or (batch.attname is not null and (parent.atttypid, parent.atttypmod, parent.attnotnull) "
-        "    is distinct from (batch.atttypid, batch.atttypmod, batch.attnotnull))",
-        (contract.raw_table, names["typed"]),
-    ).fetchone()[0]
-    return different == 0
+    rows = conn.execute(
+        "select coalesce(r.attname, b.attname), r.attname is not null, b.attname is not null, "
+        "format_type(r.atttypid, r.atttypmod), r.attnotnull, "
+        "(r.atttypid, r.atttypmod, r.attnotnull) is not distinct from "
+        "(b.atttypid, b.atttypmod, b.attnotnull) "
+        "from (select * from pg_attribute where attrelid = format('raw.%%I', %s::text)::regclass "
+        "      and attnum > 0 and not attisdropped and not attname = any(%s)) as r "
+        "full join (select * from pg_attribute where attrelid = format('staging.%%I', %s::text)::regclass "
+        "      and attnum > 0 and not attisdropped and attname <> '_reject_reason') as b "
+        "on b.attname = r.attname",
+        (contract.raw_table, list(BOOKKEEPING_COLUMNS), names["typed"]),
+    ).fetchall()
+    lacking = []
+    for name, in_raw, in_batch, kind, required, same in rows:
+        if not in_raw or (in_batch and not same) or (not in_batch and required):
+            return None
+        if not in_batch:
+            lacking.append((name, kind))
+    return lacking
 
 
 def adopt_batch_table(
@@ -494,32 +503,22 @@ def adopt_batch_table(
     names: dict,
     batch_id: str,
     loaded_at,
+    lacking: list[tuple[str, str]],
 ) -> None:
     """Make the batch table the storage of the empty ``raw.<entity>``: each row written once.
 
     Inside the publish transaction, after the suite passed and the rejected rows were
-    deleted: the bookkeeping columns are added with the batch's values as defaults (stored
-    once in the catalog, not in each row), the key index becomes the primary key, and the
-    table replaces raw's empty partition. Readers of raw wait for the commit (the detach
-    locks the table), then see the whole batch. Rolled back with the transaction.
+    deleted: raw's columns it ``lacking`` are added (empty), the bookkeeping columns with
+    the batch's values as defaults (stored once in the catalog, not in each row), the key
+    index becomes the primary key, and the table replaces raw's empty partition. Readers
+    of raw wait for the commit (the detach locks the table), then see the whole batch.
+    Rolled back with the transaction.
     """
     raw = _ident(contract.raw_table)
     partition = raw_partition_name(contract, batch_id)
     batch = sql.SQL("staging.{}").format(_ident(names["typed"]))
     conn.execute(sql.SQL("drop view staging.{}").format(_ident(names["accepted_view"])))
-    missing = conn.execute(
-        "select attname, format_type(atttypid, atttypmod) from pg_attribute p "
-        "where attrelid = format('raw.%%I', %s::text)::regclass and attnum > 0 and not attisdropped "
-        "and attname not in ('_batch_id', '_loaded_at', '_source') and not exists ("
-        "  select 1 from pg_attribute b where b.attrelid = format('staging.%%I', %s::text)::regclass "
-        "  and b.attname = p.attname and not b.attisdropped)",
-        (contract.raw_table, names["typed"]),
-    ).fetchall()
-    bookkeeping = {
-        "_batch_id": ("text", batch_id),
-        "_loaded_at": ("timestamptz", loaded_at),
-        "_source": ("text", contract.source),
-    }
+    values = {"_batch_id": batch_id, "_loaded_at": loaded_at, "_source": contract.source}
     conn.execute(
         sql.SQL("alter table {} drop column _reject_reason, {}").format(
             batch,
@@ -527,13 +526,13 @@ def adopt_batch_table(
                 [
                     *(
                         sql.SQL("add column {} {}").format(_ident(name), sql.SQL(kind))
-                        for name, kind in missing
+                        for name, kind in lacking
                     ),
                     *(
                         sql.SQL("add column {} {} not null default {}").format(
-                            _ident(name), sql.SQL(kind), sql.Literal(value)
+                            _ident(name), sql.SQL(kind), sql.Literal(values[name])
                         )
-                        for name, (kind, value) in bookkeeping.items()
+                        for name, kind in BOOKKEEPING_COLUMNS.items()
                     ),
                 ]
             ),
@@ -543,7 +542,8 @@ def adopt_batch_table(
         sql.SQL("alter table {} {}, add constraint {} primary key using index {}").format(
             batch,
             sql.SQL(", ").join(
-                sql.SQL("alter column {} drop default").format(_ident(name)) for name in bookkeeping
+                sql.SQL("alter column {} drop default").format(_ident(name))
+                for name in BOOKKEEPING_COLUMNS
             ),
             _ident(f"{partition}_pkey"),
             _ident(f"{partition}_pkey"),
