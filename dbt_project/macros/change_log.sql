@@ -254,9 +254,13 @@
         where cast(reader.oid as text) = split_part(position.consumer, '#', 2)
             and reader.relname = split_part(position.consumer, '#', 1)
     );
+    {#- ...but never what the last publication has not yet been caught up with: after the
+        swap, the retired generation is brought up to the published one from these entries
+        (cem_warehouse.transform.generations). -#}
     delete from ops.mart_key_changes
     where change_id <= (
         select min(change_id) from ops.mart_change_positions
         where built_at >= now() - interval '90 days'
     )
+        and change_id <= (select coalesce(max(change_log_id), 0) from ops.mart_publications)
 {%- endmacro %}

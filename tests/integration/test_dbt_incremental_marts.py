@@ -4,8 +4,10 @@ The sources get several ``--next-day`` deltas (new customers, some arriving in s
 before the CRM, refunds of old orders, CRM updates and archives, late survey files), plus
 an order placed before the customer's first one but loaded late and a product whose cost
 changed. After each delta the marts are built incrementally and published; under
-write-audit-publish every build starts from the generation before the last one, so each
-one must catch up from an older state. Finally a ``--full-refresh`` build into marts_build
+write-audit-publish a build starts from the previous generation, which the publication
+brought up to the published one from the change log (checked: equal, row for row), or,
+where that was skipped, from the generation before the last one, so it must catch up from
+an older state. Finally a ``--full-refresh`` build into marts_build
 (not published) is compared, row for row, with the published incremental facts.
 """
 
@@ -105,6 +107,41 @@ def _assert_facts_equal(warehouse, full_schema: str) -> None:
                 f"{fact}: {only_incremental} rows only in the incremental build, "
                 f"{only_full} only in the full refresh (of {total})"
             )
+
+
+# The marts that log every row they replace: after each publication marts_build is brought
+# up to the published generation from the log (transform/generations.py).
+LOGGING_MARTS = ("dim_customers", "fct_order_lines", "fct_orders", "fct_survey_responses")
+
+
+def _assert_retired_generation_caught_up(warehouse, *, expect_all: bool) -> None:
+    """What the last publication says it caught up in marts_build equals the published
+    table row for row, and dim_customers took over the published table's log position."""
+    with connect(warehouse) as conn:
+        retired = conn.execute(
+            "select retired_generation from ops.mart_publications "
+            "order by publication_id desc limit 1"
+        ).fetchone()[0]
+        assert set(retired) == set(LOGGING_MARTS), retired
+        for mart in LOGGING_MARTS:
+            if not retired[mart].startswith("caught up"):
+                assert not expect_all, f"{mart}: {retired[mart]}"
+                continue
+            differing = conn.execute(
+                f"select (select count(*) from (select * from marts.{mart} "
+                f"except all select * from marts_build.{mart}) as published_only), "
+                f"(select count(*) from (select * from marts_build.{mart} "
+                f"except all select * from marts.{mart}) as retired_only)"
+            ).fetchone()
+            assert differing == (0, 0), f"{mart}: {retired[mart]}, yet {differing} rows differ"
+        positions = conn.execute(
+            "select count(distinct (change_id, as_of_date, built_at)), count(*) "
+            "from ops.mart_change_positions where consumer in ("
+            "'dim_customers#' || cast(cast(to_regclass('marts.dim_customers') as oid) as text), "
+            "'dim_customers#' || cast(cast(to_regclass('marts_build.dim_customers') as oid) as text))"
+        ).fetchone()
+        if retired["dim_customers"].startswith("caught up"):
+            assert positions == (1, 2), "the retired dim_customers kept its own log position"
 
 
 def _assert_equal_to_a_side_full_refresh(warehouse) -> None:
@@ -219,12 +256,17 @@ def test_incremental_builds_equal_a_full_refresh(stand_ins, tmp_path, monkeypatc
         if day == 3:  # not on day 2: re-deriving its orders would mask missed identity changes
             _change_a_product_cost(stand_ins.sales_db)
         _ingest(stand_ins)
-        build_marts(warehouse)  # incremental, from the generation before the last one
+        build_marts(warehouse)  # incremental, from the previous generation brought up to date
+        # Day 1 starts from the empty marts_build of the first publication (built in full:
+        # nothing to catch up from the log); from day 2 every logging mart is caught up.
+        _assert_retired_generation_caught_up(warehouse, expect_all=day > 1)
         if day == 1:
             # A second build with nothing new: both generations now hold day 1, so the next
             # build starts from a table where the late customers' orders are still inferred
             # and only the identity part of the predicate can re-key them.
             build_marts(warehouse)
+            # its facts are caught up; dim_customers was rebuilt in full (its producers were)
+            _assert_retired_generation_caught_up(warehouse, expect_all=False)
             inferred_in_start_state = {
                 k for k, v in _order_keys(warehouse).items() if v.startswith("inferred-")
             }

@@ -93,6 +93,10 @@ create table if not exists ops.mart_publications (
     tables jsonb not null,
     audit jsonb not null default '{}'
 );
+-- How far the change log went when a build was published, and what bringing the retired
+-- generation up to it did (cem_warehouse.transform.generations).
+alter table ops.mart_publications add column if not exists change_log_id bigint;
+alter table ops.mart_publications add column if not exists retired_generation jsonb;
 create table if not exists ops.landed_files (
     source text not null,
     path text not null,

@@ -9,9 +9,12 @@
     * a comparison with this table: customers whose referral count or lifecycle stage
       (which moves with the as-of date) differs from the one stored.
 
-    Under write-audit-publish the table a build starts from is the generation before the
-    last one; its position in the log is its own (the log is read per physical table), so
-    it catches up on both builds' changes.
+    Under write-audit-publish the table a build starts from is the previous generation,
+    brought up to the published one right after the swap (it then takes over the published
+    table's position in the log); when that was skipped it is the generation before the
+    last one, and its own position (the log is read per physical table) makes it catch up
+    on both builds' changes. For that catch-up it logs the customers it replaced
+    (change_log_replaced_key; a null key when it was built in full).
 -#}
 
 {{
@@ -20,8 +23,10 @@
         incremental_strategy='replace_changed_keys',
         unique_key='customer_key',
         change_log_key='customer_key',
+        change_log_replaced_key='customer_key',
         change_log_producers=['int_identity_observations', 'int_customers_resolved_across_sources', 'fct_orders', 'fct_survey_responses'],
         on_schema_change='fail',
+        pre_hook="{{ log_rebuilt_in_full() }}",
         post_hook=["{{ record_change_position(['int_identity_observations', 'int_customers_resolved_across_sources', 'fct_orders', 'fct_survey_responses']) }}", 'analyze {{ this }}'],
         indexes=[
             {'columns': ['customer_key'], 'unique': True},
