@@ -145,6 +145,14 @@
                 ({% for c in columns %}fresh.{{ adapter.quote(c) }}{{ ', ' if not loop.last }}{% endfor %})
         )
         {%- endfor %};
+    {%- if target.schema == var('marts_build_schema', 'marts_build') and unique_key is string %}
+    {#- The rows this build wrote into a mart: after the swap they are exactly where the two
+        generations differ, and the retired one is brought up to date from them
+        (cem_warehouse.transform.generations). A log of its own (producer name + '#rows'):
+        no reader lists it. -#}
+    insert into ops.mart_key_changes (producer, key_value)
+    select '{{ change_log_name(target) }}#rows', cast({{ unique_key }} as text) from {{ temp }};
+    {%- endif %}
     insert into ops.mart_key_changes (producer, key_value)
     select '{{ change_log_name(target) }}', changed.key_value
     from (

@@ -176,7 +176,17 @@ def test_readers_see_the_last_good_marts_until_an_audited_build_is_swapped_in(
     thread = threading.Thread(target=long_read)
     thread.start()
     started.wait(10)
+
+    # Bringing marts_build up to the new generation fails after the swap (a lock timeout,
+    # say): the publication stands, and the failure is recorded and shown, not raised.
+    def lock_timeout(*args, **kwargs):
+        raise psycopg.errors.LockNotAvailable("canceling statement due to lock timeout")
+
+    monkeypatch.setattr(
+        "cem_warehouse.transform.generations.catch_up_retired_generation", lock_timeout
+    )
     second = publish_marts(stand_ins.warehouse, audit=audit.as_dict())
+    assert "lock timeout" in second.retired_generation["error"]
     assert thread.is_alive()  # the swap did not wait for the reader
     thread.join(30)
     assert finished["rows"] == customers
@@ -191,3 +201,10 @@ def test_readers_see_the_last_good_marts_until_an_audited_build_is_swapped_in(
             "select publication_id, audit ->> 'success' from ops.mart_publications order by 1"
         ).fetchall()
     assert [success for _, success in publications] == ["true", "true"]
+    capsys.readouterr()
+    print_marts(stand_ins.warehouse)
+    status = " ".join(capsys.readouterr().out.split())
+    assert f"publication {second.publication_id}" in status
+    assert (
+        "marts_build was not brought up to this publication" in status and "lock timeout" in status
+    )

@@ -5,24 +5,26 @@ incremental mart there is one build behind the published one, so the next build 
 re-derive two deltas (the one it was published with, again, and the new one), and every
 per-customer model reading its change log would recompute the customers of both.
 
-Every row the last build changed in a logging mart is named in ``ops.mart_key_changes``
-by its key, as it was in both generations and as it is now (macros/change_log.sql), so
-the rows where the two generations differ are found without scanning the tables: rows of
-the logged keys, compared column for column, replaced where they differ. A mart that
-reads the log itself (``dim_customers``) takes the published table's position in the log
-too, in the same transaction, so it continues from there.
+Every row where the two generations of a logging mart differ was written (or, for a
+reader, removed) by the builds since the last publication, and the change log names each
+by its unique key (macros/change_log.sql), so after the swap those rows are replaced in
+the retired table from the published one, by primary key, without scanning either. A mart
+that reads the log itself (``dim_customers``) takes over the published table's position in
+the log too, in the same transaction, so it continues from there.
 
-Skipped, with the reason recorded in ``ops.mart_publications.retired_generation``, when the
-mart was rebuilt in full (a null key in the log: copying it would cost what a build does),
-when the retired table is missing or has other columns (the model changed), or when the
-previous publication predates the change-log position. A skipped mart is simply caught up
-by the next build, as before. Nothing here is visible to readers: ``marts_build`` is not
-theirs.
+A mart the published build rebuilt in full (a null key in the log) is copied whole: the
+log does not say which rows changed, and after a ``--full-refresh`` for a change of logic
+every row may have. Skipped, with the reason recorded in
+``ops.mart_publications.retired_generation``, when the retired table is missing (the first
+publication) or has other columns, or when the previous publication predates the
+change-log position; a skipped mart is caught up by the next build from its own watermark
+and position, as before. Nothing here is visible to readers: ``marts_build`` is not theirs.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,41 +40,45 @@ READING_STRATEGY = "replace_changed_keys"
 
 @dataclass(frozen=True)
 class LoggedMart:
-    """An incremental mart whose every replaced row is named in the change log."""
+    """An incremental mart that logs the unique key of every row it writes or removes."""
 
     name: str
     unique_key: str
-    # SQL expressions over the table's columns, each logged as text (change_log_key)
-    logged_keys: tuple[str, ...]
+    # the producer name under which ops.mart_key_changes holds those unique keys
+    rows_log: str
     # has its own position in the log (one per physical table, see change_log_reader)
     reads_change_log: bool
 
 
 def logged_marts(manifest: dict) -> list[LoggedMart]:
-    """The marts of the dbt project that log the key of every row they replace."""
+    """The marts of the dbt project whose changed rows the change log names by unique key:
+    facts replacing rows with ``delete_insert_logging_keys`` (they log the keys of the rows
+    they write as ``<producer>#rows``), and readers that log the keys they replace when
+    that key is their unique key (``dim_customers``)."""
     marts = []
     for node in manifest["nodes"].values():
         config = node.get("config", {})
+        unique_key = config.get("unique_key")
         if (
             node.get("resource_type") != "model"
             or node.get("schema") != BUILD_SCHEMA
             or config.get("materialized") != "incremental"
-            or not isinstance(config.get("unique_key"), str)
+            or not isinstance(unique_key, str)
         ):
             continue
+        name = node["alias"] or node["name"]
         strategy = config.get("incremental_strategy")
         if strategy == LOGGING_STRATEGY:
-            keys = config["change_log_key"]
-            keys = (keys,) if isinstance(keys, str) else tuple(keys)
-        elif strategy == READING_STRATEGY and config.get("change_log_replaced_key"):
-            keys = (config["change_log_replaced_key"],)
+            rows_log = f"{BUILD_SCHEMA}.{name}#rows"
+        elif strategy == READING_STRATEGY and config.get("change_log_replaced_key") == unique_key:
+            rows_log = f"{BUILD_SCHEMA}.{name}"
         else:
             continue
         marts.append(
             LoggedMart(
-                name=node["alias"] or node["name"],
-                unique_key=config["unique_key"],
-                logged_keys=keys,
+                name=name,
+                unique_key=unique_key,
+                rows_log=rows_log,
                 reads_change_log=strategy == READING_STRATEGY,
             )
         )
@@ -105,70 +111,55 @@ def _catch_up(conn: psycopg.Connection, mart: LoggedMart, since: int, until: int
     columns = _columns(conn, PUBLISHED_SCHEMA, mart.name)
     if not columns or columns != _columns(conn, BUILD_SCHEMA, mart.name):
         return "skipped: the two generations have different columns; the next build rebuilds it"
-    producer = f"{BUILD_SCHEMA}.{mart.name}"
+    published = sql.Identifier(PUBLISHED_SCHEMA, mart.name)
+    retired = sql.Identifier(BUILD_SCHEMA, mart.name)
+    column_list = sql.SQL(", ").join(sql.Identifier(name) for name, _ in columns)
     rebuilt_in_full = conn.execute(
         "select exists (select from ops.mart_key_changes where producer = %s "
         "and change_id > %s and change_id <= %s and key_value is null)",
-        (producer, since, until),
+        (f"{BUILD_SCHEMA}.{mart.name}", since, until),
     ).fetchone()[0]
     if rebuilt_in_full:
-        return "skipped: rebuilt in full by the published build; the next build catches it up"
-
-    published = sql.Identifier(PUBLISHED_SCHEMA, mart.name)
-    retired = sql.Identifier(BUILD_SCHEMA, mart.name)
-    key = sql.Identifier(mart.unique_key)
-    names = [sql.Identifier(name) for name, _ in columns]
-    column_list = sql.SQL(", ").join(names)
-
-    def qualified(alias: str) -> sql.Composable:
-        return sql.SQL(", ").join(sql.SQL("{}.{}").format(sql.Identifier(alias), n) for n in names)
-
-    # Each logged key is an expression over the table's own columns (unqualified: it is
-    # evaluated in a query over one table at a time).
-    in_scope = sql.SQL(" or ").join(
-        sql.SQL("cast({} as text) in (select key_value from retired_generation_scope)").format(
-            sql.SQL(expression)
-        )
-        for expression in mart.logged_keys
-    )
-    conn.execute("drop table if exists retired_generation_scope")
-    conn.execute(
-        "create temp table retired_generation_scope on commit drop as "
-        "select distinct key_value from ops.mart_key_changes "
-        "where producer = %s and change_id > %s and change_id <= %s",
-        (producer, since, until),
-    )
-    logged = conn.execute("select count(*) from retired_generation_scope").fetchone()[0]
-    conn.execute("analyze retired_generation_scope")
-    # The retired rows of the logged keys (as they were, or as the published rows' keys
-    # are now) that differ from the published row of the same unique key, or have none.
-    deleted = conn.execute(
-        sql.SQL(
-            "delete from {retired} as retired "
-            "where retired.{key} in ("
-            "select {key} from {retired} where {in_scope} "
-            "union select {key} from {published} where {in_scope}) "
-            "and not exists (select from {published} as published "
-            "where published.{key} = retired.{key} "
-            "and ({published_columns}) is not distinct from ({retired_columns}))"
+        # Nothing says which rows changed, and they may all have (a --full-refresh after a
+        # change of logic): left as it is, the retired table would be caught up from its
+        # watermark and keep every older row as the old logic derived it. Copied instead.
+        # TRUNCATE waits for a query still reading this (formerly published) table: up to
+        # the lock timeout, then the catch-up fails and is recorded.
+        conn.execute("set local lock_timeout = '30s'")
+        conn.execute(sql.SQL("truncate {}").format(retired))
+        copied = conn.execute(
+            sql.SQL("insert into {retired} ({columns}) select {columns} from {published}").format(
+                retired=retired, columns=column_list, published=published
+            )
+        ).rowcount
+        outcome = f"copied in full (the published build rebuilt it in full): {copied} rows"
+    else:
+        key_type = dict(columns)[mart.unique_key]
+        # Exactly the rows where the generations differ: every row the builds since the
+        # last publication wrote or (readers) removed, by unique key.
+        in_scope = sql.SQL(
+            "{key} in (select cast(key_value as {key_type}) from ops.mart_key_changes "
+            "where producer = {log} and change_id > {since} and change_id <= {until} "
+            "and key_value is not null)"
         ).format(
-            retired=retired,
-            published=published,
-            key=key,
-            in_scope=in_scope,
-            published_columns=qualified("published"),
-            retired_columns=qualified("retired"),
+            key=sql.Identifier(mart.unique_key),
+            key_type=sql.SQL(key_type),
+            log=sql.Literal(mart.rows_log),
+            since=sql.Literal(since),
+            until=sql.Literal(until),
         )
-    ).rowcount
-    inserted = conn.execute(
-        sql.SQL(
-            "insert into {retired} ({columns}) "
-            "select {columns} from {published} as published where ({in_scope}) "
-            "and not exists (select from {retired} as retired where retired.{key} = published.{key})"
-        ).format(
-            retired=retired, published=published, columns=column_list, in_scope=in_scope, key=key
-        )
-    ).rowcount
+        deleted = conn.execute(
+            sql.SQL("delete from {retired} where {in_scope}").format(
+                retired=retired, in_scope=in_scope
+            )
+        ).rowcount
+        written = conn.execute(
+            sql.SQL(
+                "insert into {retired} ({columns}) select {columns} from {published} "
+                "where {in_scope}"
+            ).format(retired=retired, columns=column_list, published=published, in_scope=in_scope)
+        ).rowcount
+        outcome = f"caught up: {deleted} rows removed, {written} written"
     if mart.reads_change_log:
         # The table now holds what the published one computed, from the same position.
         conn.execute(
@@ -184,9 +175,7 @@ def _catch_up(conn: psycopg.Connection, mart: LoggedMart, since: int, until: int
                 "published": f'{PUBLISHED_SCHEMA}."{mart.name}"',
             },
         )
-    return (
-        f"caught up: {logged} keys logged, {deleted} rows replaced or removed, {inserted} written"
-    )
+    return outcome
 
 
 def catch_up_retired_generation(
@@ -206,4 +195,9 @@ def catch_up_retired_generation(
     if row is None or row[0] is None:
         reason = "skipped: no earlier publication recorded its position in the change log"
         return {mart.name: reason for mart in marts}
-    return {mart.name: _catch_up(conn, mart, row[0], until_change_id) for mart in marts}
+    outcomes = {}
+    for mart in marts:
+        started = time.perf_counter()
+        outcome = _catch_up(conn, mart, row[0], until_change_id)
+        outcomes[mart.name] = f"{outcome} ({time.perf_counter() - started:.1f} s)"
+    return outcomes
