@@ -225,6 +225,15 @@
         select {{ replaced_key }} as key_value from {{ target }} where {{ in_scope }}
         union
         select {{ replaced_key }} from {{ temp }}
+        {%- if replaced_key == key and config.get('change_log_names_this_key', true)
+            and target.schema == var('marts_build_schema', 'marts_build') %}
+        {#- A mart's every key in scope, also one in neither the table it starts from nor
+            its result: the other generation may hold a row of it (a customer created by
+            the last build and re-keyed by this one), which the catch-up after the swap
+            must remove (cem_warehouse.transform.generations). -#}
+        union
+        {{ changed_keys_since_last_build(producers, state) | indent(8) }}
+        {%- endif %}
     ) as replaced
     where replaced.key_value is not null;
     {%- endif %}
