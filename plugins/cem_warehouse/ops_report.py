@@ -130,10 +130,12 @@ def print_marts(location) -> None:
             f"{len(tables)} tables ({tables.get('dim_customers', 0):,} customers)."
         )
         if catch_up_error:
-            # Costs time, not correctness: the next build catches up from the older generation.
+            # The next build catches up from the older generation: slower, and after a
+            # --full-refresh for a change of logic it would keep the older rows.
             console.print(
                 f"[yellow]marts_build was not brought up to this publication[/yellow] ({catch_up_error[:300]}); "
-                "the next build catches up on two deltas instead of one."
+                "the next build catches up on two deltas instead of one. If this publication "
+                "was a --full-refresh for a change of logic, run `cem marts build --full-refresh` again."
             )
     if held_back:
         audit_id, failures, checked_at, checks = held_back

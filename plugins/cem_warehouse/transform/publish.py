@@ -131,8 +131,13 @@ def publish_marts(location: WarehouseLocation, *, audit: dict | None = None) -> 
 def _catch_up_retired_generation(
     location: WarehouseLocation, publication_id: int, change_log_id: int
 ) -> dict[str, str]:
-    """Its own transaction, after the swap committed: readers already see the new marts, and
-    a failure here costs the next build time (it catches up two deltas), never correctness."""
+    """Its own transaction, after the swap committed: readers already see the new marts.
+
+    A failure rolls the whole catch-up back. For a mart caught up from the log that costs
+    the next build time (it catches up two deltas). For a mart the published build rebuilt
+    in full it costs more: the next build continues from the older rows, which a change of
+    logic would leave stale, so the warning says to rebuild in full once more.
+    """
     from cem_warehouse.transform.generations import catch_up_retired_generation
 
     try:
@@ -144,7 +149,8 @@ def _catch_up_retired_generation(
     except (psycopg.Error, CemError) as exc:
         log.warning(
             "publication %s: marts_build was not brought up to it (%s); the next build "
-            "catches up from the previous generation",
+            "catches up from the previous generation. If this publication was a "
+            "--full-refresh for a change of logic, run `cem marts build --full-refresh` again.",
             publication_id,
             exc,
         )
