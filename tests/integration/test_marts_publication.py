@@ -208,3 +208,4 @@ def test_readers_see_the_last_good_marts_until_an_audited_build_is_swapped_in(
     assert (
         "marts_build was not brought up to this publication" in status and "lock timeout" in status
     )
+    assert "run `cem marts build --full-refresh` again" in status
