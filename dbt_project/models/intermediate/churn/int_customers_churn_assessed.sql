@@ -14,13 +14,8 @@
 
 with
 
-purchase_days as (
-
-    select * from {{ ref('int_orders_aggregated_to_purchase_days') }}
-
-),
-
-purchase_gaps as (
+-- read by three steps, each for a few rows: scanned, not copied
+purchase_gaps as not materialized (
 
     select * from {{ ref('int_purchase_gaps_assessed_for_churn') }}
 
@@ -32,14 +27,15 @@ survey_responses as (
 
 ),
 
+-- the first purchase day's row, not an aggregate over every purchase day
 first_purchases as (
 
     select
         customer_key,
-        min(purchase_date) as first_purchase_date
+        purchase_date as first_purchase_date
 
-    from purchase_days
-    group by 1
+    from purchase_gaps
+    where purchase_day_number = 1
 
 ),
 
@@ -63,43 +59,56 @@ current_gaps as (
 
 ),
 
--- The last answer with a CSAT, and the last with an LTR, on or before the churned date.
-last_csat_before_churn as (
+-- The answers of churned customers on or before their churned date, joined once for the
+-- two lookups below.
+answers_before_churn as materialized (
 
-    select distinct on (current_gaps.customer_key)
+    select
         current_gaps.customer_key,
-        survey_responses.csat_score
+        survey_responses.csat_score,
+        survey_responses.nps_category,
+        survey_responses.likelihood_to_recommend,
+        survey_responses.responded_at,
+        survey_responses.response_id
 
     from current_gaps
     inner join survey_responses
         on current_gaps.customer_key = survey_responses.customer_key
         and survey_responses.responded_date <= current_gaps.churned_date
     where current_gaps.is_churned
-        and survey_responses.csat_score is not null
+        and (survey_responses.csat_score is not null or survey_responses.likelihood_to_recommend is not null)
+
+),
+
+-- The last answer with a CSAT, and the last with an LTR.
+last_csat_before_churn as (
+
+    select distinct on (customer_key)
+        customer_key,
+        csat_score
+
+    from answers_before_churn
+    where csat_score is not null
     order by
-        current_gaps.customer_key asc,
-        survey_responses.responded_at desc,
-        survey_responses.response_id desc
+        customer_key asc,
+        responded_at desc,
+        response_id desc
 
 ),
 
 last_ltr_before_churn as (
 
-    select distinct on (current_gaps.customer_key)
-        current_gaps.customer_key,
-        survey_responses.nps_category,
-        survey_responses.likelihood_to_recommend
+    select distinct on (customer_key)
+        customer_key,
+        nps_category,
+        likelihood_to_recommend
 
-    from current_gaps
-    inner join survey_responses
-        on current_gaps.customer_key = survey_responses.customer_key
-        and survey_responses.responded_date <= current_gaps.churned_date
-    where current_gaps.is_churned
-        and survey_responses.likelihood_to_recommend is not null
+    from answers_before_churn
+    where likelihood_to_recommend is not null
     order by
-        current_gaps.customer_key asc,
-        survey_responses.responded_at desc,
-        survey_responses.response_id desc
+        customer_key asc,
+        responded_at desc,
+        response_id desc
 
 ),
 

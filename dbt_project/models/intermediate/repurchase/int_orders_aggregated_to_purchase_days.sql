@@ -89,6 +89,8 @@ final as (
         revenue,
         gross_margin,
         purchase_date,
+        -- on every day, so per-customer readers (the cohorts) need no second pass by customer
+        first_value(purchase_date) over customer_days as first_purchase_date,
         lag(purchase_date) over customer_days as previous_purchase_date,
         lead(purchase_date) over customer_days as next_purchase_date
 

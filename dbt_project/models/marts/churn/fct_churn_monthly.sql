@@ -12,15 +12,16 @@
     * churn rate = churned in month / active at start; win-back rate = won back in month /
       churned at start (CEM_DOMAIN.md). A customer acquired in the month who cancels in the
       same month churns without having been active at its start (rare).
+
+    One scan of the purchase days: every first purchase, churn and win-back is an event
+    counted in its month, and the figures at a month's start are running sums of the
+    months before it. An episode is won back after it churned (the win-back purchase comes
+    after the churned date), so the customers churned at a month's start are the churns
+    before it less the win-backs before it. (Joining every month to every episode dated
+    before it took 12.6 s at 1M customers.)
 -#}
 
 with
-
-purchase_days as (
-
-    select * from {{ ref('int_orders_aggregated_to_purchase_days') }}
-
-),
 
 purchase_gaps as (
 
@@ -28,21 +29,39 @@ purchase_gaps as (
 
 ),
 
-first_purchases as (
+events as (
 
     select
-        customer_key,
-        min(purchase_date) as first_purchase_date
+        -- through timestamp: date_trunc of a date converts it through the time zone
+        cast(date_trunc('month', cast(monthly_events.event_date as timestamp)) as date) as month_start,
+        monthly_events.event_kind,
+        purchase_gaps.churn_rule
 
-    from purchase_days
-    group by 1
+    from purchase_gaps
+    cross join lateral (
+        values
+            (case when purchase_gaps.purchase_day_number = 1 then purchase_gaps.purchase_date end, 'first purchase'),
+            (purchase_gaps.churned_date, 'churn'),
+            (purchase_gaps.won_back_date, 'win-back')
+    ) as monthly_events (event_date, event_kind)
+    where (purchase_gaps.purchase_day_number = 1 or purchase_gaps.is_churned)
+        and monthly_events.event_date is not null
 
 ),
 
-churn_episodes as (
+events_by_month as (
 
-    select * from purchase_gaps
-    where is_churned
+    select
+        month_start,
+        count(*) filter (where event_kind = 'first purchase') as first_purchases,
+        count(*) filter (where event_kind = 'churn') as churns,
+        count(*) filter (
+            where event_kind = 'churn' and churn_rule = 'explicit cancellation'
+        ) as cancellations,
+        count(*) filter (where event_kind = 'win-back') as win_backs
+
+    from events
+    group by 1
 
 ),
 
@@ -51,112 +70,56 @@ months as (
     select cast(calendar_months.month_start as date) as month_start
 
     from generate_series(
-        (select cast(date_trunc('month', min(first_purchase_date)) as date) from first_purchases),
+        (select min(month_start) from events_by_month where first_purchases > 0),
         cast(date_trunc('month', {{ as_of_date() }}) as date),
         interval '1 month'
     ) as calendar_months (month_start)
 
 ),
 
-bounded_months as (
+running as (
 
     select
-        month_start,
-        cast(month_start + interval '1 month' - interval '1 day' as date) as month_end
+        months.month_start,
+        cast(months.month_start + interval '1 month' - interval '1 day' as date) as month_end,
+        coalesce(sum(events_by_month.first_purchases) over months_before, 0) as customers_with_purchase,
+        coalesce(sum(events_by_month.churns) over months_before, 0)
+        - coalesce(sum(events_by_month.win_backs) over months_before, 0) as customers_churned_at_start,
+        coalesce(events_by_month.churns, 0) as customers_churned,
+        coalesce(events_by_month.cancellations, 0) as customers_cancelled,
+        coalesce(events_by_month.win_backs, 0) as customers_won_back
 
     from months
-
-),
-
-customers_before as (
-
-    select
-        bounded_months.month_start,
-        count(first_purchases.customer_key) as customers_with_purchase
-
-    from bounded_months
-    left join first_purchases
-        on first_purchases.first_purchase_date < bounded_months.month_start
-    group by 1
-
-),
-
-churned_at_start as (
-
-    select
-        bounded_months.month_start,
-        count(churn_episodes.purchase_day_id) as customers_churned_at_start
-
-    from bounded_months
-    left join churn_episodes
-        on churn_episodes.churned_date < bounded_months.month_start
-        and (churn_episodes.won_back_date is null or churn_episodes.won_back_date >= bounded_months.month_start)
-    group by 1
-
-),
-
-churned_in_month as (
-
-    select
-        bounded_months.month_start,
-        count(churn_episodes.purchase_day_id) as customers_churned,
-        count(churn_episodes.purchase_day_id) filter (
-            where churn_episodes.churn_rule = 'explicit cancellation'
-        ) as customers_cancelled
-
-    from bounded_months
-    left join churn_episodes
-        on churn_episodes.churned_date between bounded_months.month_start and bounded_months.month_end
-    group by 1
-
-),
-
-won_back_in_month as (
-
-    select
-        bounded_months.month_start,
-        count(churn_episodes.purchase_day_id) as customers_won_back
-
-    from bounded_months
-    left join churn_episodes
-        on churn_episodes.won_back_date between bounded_months.month_start and bounded_months.month_end
-    group by 1
+    left join events_by_month
+        on months.month_start = events_by_month.month_start
+    window months_before as (
+        order by months.month_start asc rows between unbounded preceding and 1 preceding
+    )
 
 ),
 
 final as (
 
     select
-        bounded_months.month_start as churn_month,
-        customers_before.customers_with_purchase - churned_at_start.customers_churned_at_start
-        as customers_active_at_start,
-        churned_at_start.customers_churned_at_start,
-        churned_in_month.customers_churned,
-        churned_in_month.customers_cancelled,
-        won_back_in_month.customers_won_back,
+        month_start as churn_month,
+        cast(customers_with_purchase - customers_churned_at_start as bigint) as customers_active_at_start,
+        cast(customers_churned_at_start as bigint) as customers_churned_at_start,
+        customers_churned,
+        customers_cancelled,
+        customers_won_back,
         round(
-            churned_in_month.customers_churned::numeric
-            / nullif(customers_before.customers_with_purchase - churned_at_start.customers_churned_at_start, 0),
+            customers_churned::numeric / nullif(customers_with_purchase - customers_churned_at_start, 0),
             4
         ) as churn_rate,
         round(
-            won_back_in_month.customers_won_back::numeric
-            / nullif(churned_at_start.customers_churned_at_start, 0),
+            customers_won_back::numeric / nullif(customers_churned_at_start, 0),
             4
         ) as win_back_rate,
-        bounded_months.month_end <= {{ as_of_date() }} as is_complete_month,
-        bounded_months.month_end,
+        month_end <= {{ as_of_date() }} as is_complete_month,
+        month_end,
         {{ as_of_date() }} as as_of_date
 
-    from bounded_months
-    inner join customers_before
-        on bounded_months.month_start = customers_before.month_start
-    inner join churned_at_start
-        on bounded_months.month_start = churned_at_start.month_start
-    inner join churned_in_month
-        on bounded_months.month_start = churned_in_month.month_start
-    inner join won_back_in_month
-        on bounded_months.month_start = won_back_in_month.month_start
+    from running
 
 )
 

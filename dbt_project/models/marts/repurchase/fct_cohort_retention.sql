@@ -8,30 +8,23 @@
 
 with
 
-purchase_days as (
+-- read twice, by two aggregates that each need a few columns: scanned twice, not copied
+purchase_days as not materialized (
 
     select * from {{ ref('int_orders_aggregated_to_purchase_days') }}
 
 ),
 
-customer_cohorts as (
-
-    select
-        customer_key,
-        cast(date_trunc('month', min(purchase_date)) as date) as cohort_month
-
-    from purchase_days
-    group by 1
-
-),
-
+-- date_trunc of a date casts it to timestamptz, through the session's time zone on every
+-- row; of a timestamp it is plain arithmetic, and gives the same month.
 cohorts as (
 
     select
-        cohort_month,
+        cast(date_trunc('month', cast(purchase_date as timestamp)) as date) as cohort_month,
         count(*) as cohort_customers
 
-    from customer_cohorts
+    from purchase_days
+    where purchase_day_number = 1
     group by 1
 
 ),
@@ -52,16 +45,21 @@ cohort_months as (
 
 ),
 
+-- Each customer's first purchase day of a month stands for the customer in that month, so
+-- counting those days counts distinct customers, in one pass over the purchase days. (A
+-- count(distinct) over every purchase day, joined to each customer's cohort, sorted them
+-- all by customer: 28 s of the steady-state build at 1M customers.)
 monthly_activity as (
 
     select
-        customer_cohorts.cohort_month,
-        cast(date_trunc('month', purchase_days.purchase_date) as date) as activity_month,
-        count(distinct purchase_days.customer_key) as active_customers
+        cast(date_trunc('month', cast(first_purchase_date as timestamp)) as date) as cohort_month,
+        cast(date_trunc('month', cast(purchase_date as timestamp)) as date) as activity_month,
+        count(*) as active_customers
 
     from purchase_days
-    inner join customer_cohorts
-        on purchase_days.customer_key = customer_cohorts.customer_key
+    where previous_purchase_date is null
+        or date_trunc('month', cast(previous_purchase_date as timestamp))
+        < date_trunc('month', cast(purchase_date as timestamp))
     group by 1, 2
 
 ),
