@@ -89,8 +89,16 @@ final as (
         revenue,
         gross_margin,
         purchase_date,
-        -- on every day, so per-customer readers (the cohorts) need no second pass by customer
+        -- The customer's figures up to and including this day, from the same window pass:
+        -- their last day holds the customer's totals, so per-customer readers (cohorts,
+        -- the repurchase summary) read one row per customer instead of aggregating every
+        -- purchase day again.
         first_value(purchase_date) over customer_days as first_purchase_date,
+        cast(sum(order_count) over customer_days as bigint) as order_count_to_date,
+        sum(revenue) over customer_days as revenue_to_date,
+        sum(revenue) over customer_days - first_value(revenue) over customer_days
+        as repeat_revenue_to_date,
+        sum(gross_margin) over customer_days as gross_margin_to_date,
         lag(purchase_date) over customer_days as previous_purchase_date,
         lead(purchase_date) over customer_days as next_purchase_date
 
