@@ -6,6 +6,7 @@ from psycopg import sql
 from rich.console import Console
 from rich.table import Table
 
+from cem_warehouse.transform.publish import CATCH_UP_FAILED_ADVICE
 from cem_warehouse.warehouse.connection import connect
 from cem_warehouse.warehouse.settings import warehouse_location
 
@@ -130,12 +131,9 @@ def print_marts(location) -> None:
             f"{len(tables)} tables ({tables.get('dim_customers', 0):,} customers)."
         )
         if catch_up_error:
-            # The next build catches up from the older generation: slower, and after a
-            # --full-refresh for a change of logic it would keep the older rows.
             console.print(
-                f"[yellow]marts_build was not brought up to this publication[/yellow] ({catch_up_error[:300]}); "
-                "the next build catches up on two deltas instead of one. If this publication "
-                "was a --full-refresh for a change of logic, run `cem marts build --full-refresh` again."
+                f"[yellow]marts_build was not brought up to this publication[/yellow] "
+                f"({catch_up_error[:300]}); {CATCH_UP_FAILED_ADVICE}"
             )
     if held_back:
         audit_id, failures, checked_at, checks = held_back

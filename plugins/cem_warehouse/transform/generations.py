@@ -17,8 +17,8 @@ log does not say which rows changed, and after a ``--full-refresh`` for a change
 every row may have; so is one whose retired table has other columns (the model changed
 them), as a new table shaped like the published one. Skipped, with the reason recorded in
 ``ops.mart_publications.retired_generation``, when the retired table is missing (the first
-publication) or the previous publication predates the change-log position; a skipped mart is caught up by the next build from its own watermark
-and position, as before. Nothing here is visible to readers: ``marts_build`` is not theirs.
+publication) or the previous publication predates the change-log position; a skipped mart
+is caught up by the next build from its own watermark and position, as before. Nothing here is visible to readers: ``marts_build`` is not theirs.
 """
 
 from __future__ import annotations

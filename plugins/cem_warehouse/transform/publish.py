@@ -34,6 +34,13 @@ PUBLISHED_SCHEMA = "marts"
 BUILD_SCHEMA = "marts_build"
 _RETIRING_SCHEMA = "marts_retiring"
 
+# What a failed catch-up of the retired generation means and what to do, said alike by the
+# build's warning and by `cem status`.
+CATCH_UP_FAILED_ADVICE = (
+    "the next build catches up on two deltas instead of one. If this publication was a "
+    "--full-refresh for a change of logic, run `cem marts build --full-refresh` again."
+)
+
 _PUBLISHED_COMMENT = (
     "Customer-experience marts for analysts and BI (the last build that passed its audit)."
 )
@@ -148,11 +155,10 @@ def _catch_up_retired_generation(
             )
     except (psycopg.Error, CemError) as exc:
         log.warning(
-            "publication %s: marts_build was not brought up to it (%s); the next build "
-            "catches up from the previous generation. If this publication was a "
-            "--full-refresh for a change of logic, run `cem marts build --full-refresh` again.",
+            "publication %s: marts_build was not brought up to it (%s); %s",
             publication_id,
             exc,
+            CATCH_UP_FAILED_ADVICE,
         )
         retired = {"error": f"not caught up, the next build catches up instead: {exc}"[:1000]}
     with connect(location) as conn:

@@ -32,8 +32,7 @@ purchase_gaps as (
 events as (
 
     select
-        -- through timestamp: date_trunc of a date converts it through the time zone
-        cast(date_trunc('month', cast(monthly_events.event_date as timestamp)) as date) as month_start,
+        {{ month_start('monthly_events.event_date') }} as month_start,
         monthly_events.event_kind,
         purchase_gaps.churn_rule
 
@@ -71,7 +70,7 @@ months as (
 
     from generate_series(
         (select min(month_start) from events_by_month where first_purchases > 0),
-        cast(date_trunc('month', {{ as_of_date() }}) as date),
+        {{ month_start(as_of_date()) }},
         interval '1 month'
     ) as calendar_months (month_start)
 

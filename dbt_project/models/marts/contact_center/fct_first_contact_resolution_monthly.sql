@@ -17,7 +17,7 @@ support_cases as (
 counted as (
 
     select
-        cast(date_trunc('month', opened_date) as date) as opened_month,
+        {{ month_start('opened_date') }} as opened_month,
         coalesce(channel, 'unknown') as channel,
         count(*) as cases,
         count(*) filter (where is_resolved) as resolved_cases,

@@ -17,7 +17,7 @@ support_interactions as (
 counted as (
 
     select
-        cast(date_trunc('month', started_date) as date) as started_month,
+        {{ month_start('started_date') }} as started_month,
         coalesce(channel, 'unknown') as channel,
         count(*) as contacts,
         count(*) filter (where is_inbound) as inbound_contacts,

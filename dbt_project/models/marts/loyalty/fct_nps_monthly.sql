@@ -23,7 +23,7 @@ customers as (
 categorised as (
 
     select
-        cast(date_trunc('month', survey_responses.responded_date) as date) as response_month,
+        {{ month_start('survey_responses.responded_date') }} as response_month,
         coalesce(customers.segment, 'unknown') as segment,
         survey_responses.touchpoint,
         {{ nps_category('survey_responses.likelihood_to_recommend') }} as nps_category

@@ -21,7 +21,7 @@ customers as (
 segmented as (
 
     select
-        cast(date_trunc('month', survey_responses.responded_date) as date) as response_month,
+        {{ month_start('survey_responses.responded_date') }} as response_month,
         coalesce(customers.segment, 'unknown') as segment,
         survey_responses.touchpoint,
         survey_responses.csat_score,

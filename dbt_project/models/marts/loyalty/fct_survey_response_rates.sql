@@ -19,7 +19,7 @@ invitations as (
 counted as (
 
     select
-        cast(date_trunc('month', sent_date) as date) as sent_month,
+        {{ month_start('sent_date') }} as sent_month,
         survey_id,
         touchpoint,
         count(*) as invitations,

@@ -15,12 +15,10 @@ purchase_days as not materialized (
 
 ),
 
--- date_trunc of a date casts it to timestamptz, through the session's time zone on every
--- row; of a timestamp it is plain arithmetic, and gives the same month.
 cohorts as (
 
     select
-        cast(date_trunc('month', cast(purchase_date as timestamp)) as date) as cohort_month,
+        {{ month_start('purchase_date') }} as cohort_month,
         count(*) as cohort_customers
 
     from purchase_days
@@ -39,7 +37,7 @@ cohort_months as (
     from cohorts
     cross join lateral generate_series(
         cohorts.cohort_month,
-        cast(date_trunc('month', {{ as_of_date() }}) as date),
+        {{ month_start(as_of_date()) }},
         interval '1 month'
     ) as activity_months (activity_month)
 
@@ -52,14 +50,13 @@ cohort_months as (
 monthly_activity as (
 
     select
-        cast(date_trunc('month', cast(first_purchase_date as timestamp)) as date) as cohort_month,
-        cast(date_trunc('month', cast(purchase_date as timestamp)) as date) as activity_month,
+        {{ month_start('first_purchase_date') }} as cohort_month,
+        {{ month_start('purchase_date') }} as activity_month,
         count(*) as active_customers
 
     from purchase_days
     where previous_purchase_date is null
-        or date_trunc('month', cast(previous_purchase_date as timestamp))
-        < date_trunc('month', cast(purchase_date as timestamp))
+        or {{ month_start('previous_purchase_date') }} < {{ month_start('purchase_date') }}
     group by 1, 2
 
 ),

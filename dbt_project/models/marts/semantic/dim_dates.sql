@@ -35,7 +35,7 @@ final as (
     select
         date_day,
         cast(date_trunc('week', date_day) as date) as week_start_date,
-        cast(date_trunc('month', date_day) as date) as month_start_date,
+        {{ month_start('date_day') }} as month_start_date,
         cast(date_trunc('quarter', date_day) as date) as quarter_start_date,
         cast(extract(year from date_day) as integer) as calendar_year,
         cast(extract(isodow from date_day) as integer) as iso_day_of_week
