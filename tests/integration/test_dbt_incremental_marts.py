@@ -176,6 +176,9 @@ PER_CUSTOMER_MODELS = {
     "int_orders_aggregated_to_purchase_days": ("intermediate/repurchase", "staging"),
     "int_order_lines_aggregated_to_customers": ("intermediate/repurchase", "staging"),
     "int_purchase_gaps_assessed_for_churn": ("intermediate/churn", "staging"),
+    # churn and lifecycle per customer, from the churn gaps' and the responses' logs and
+    # the stages the moving as-of date changes
+    "int_customers_churn_assessed": ("intermediate/churn", "staging"),
     # per invitation, from the responses' and identity resolution's logs
     "int_invitations_categorised_at_sending": ("intermediate/surveys", "staging"),
     # a mart: built in marts_build, published (swapped into marts) by then

@@ -3,27 +3,85 @@
     back, the last CSAT and LTR before churning, and the lifecycle stage. dim_customers takes
     the lifecycle stage from here, so this model must not read dim_customers.
 
-    Lifecycle stage, as of the as-of date, the first rule that holds:
+    Lifecycle stage, as of the as-of date, the first rule that holds (macro lifecycle_stage):
     1. churned  - churned (int_purchase_gaps_assessed_for_churn);
     2. new      - first purchase at most lifecycle_new_days (90) days ago;
     3. won back - won back by a purchase at most lifecycle_won_back_days (90) days ago;
     4. at-risk  - more than half their churn threshold since the last purchase;
     5. active   - everyone else.
     Customers without a purchase are 'prospect' in dim_customers.
+
+    Incremental by customer (macros/change_log.sql): a build recomputes the customers whose
+    purchase gaps were recomputed (which covers churns the moving as-of date brought, see
+    there), whose survey responses changed, and whose stored lifecycle stage differs from
+    the stage their stored dates give at the new as-of date. Nothing else here depends on
+    the as-of date: the days since the last purchase are computed by fct_customer_churn.
+    It logs the customers it replaced for dim_customers.
 -#}
 
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='replace_changed_keys',
+        unique_key='customer_key',
+        change_log_key='customer_key',
+        change_log_replaced_key='customer_key',
+        change_log_producers=['int_purchase_gaps_assessed_for_churn', 'fct_survey_responses'],
+        on_schema_change='fail',
+        post_hook=[
+            "{{ record_change_position(['int_purchase_gaps_assessed_for_churn', 'fct_survey_responses']) }}",
+            "{{ set_not_null(['customer_key', 'lifecycle_stage']) }}",
+            "{{ enforce_accepted_values('lifecycle_stage', ['new', 'active', 'at-risk', 'churned', 'won back']) }}",
+            'analyze {{ this }}',
+        ],
+        indexes=[{'columns': ['customer_key'], 'unique': True}],
+    )
+}}
+
+{%- set changes = change_log_state(['int_purchase_gaps_assessed_for_churn', 'fct_survey_responses']) %}
+
 with
+
+{% if not changes.full -%}
+customers_in_scope as materialized (
+
+    {{ changed_keys_since_last_build(['int_purchase_gaps_assessed_for_churn', 'fct_survey_responses'], changes) | indent(4) }}
+
+    union
+
+    -- stages the moved as-of date changes (new, won back, at-risk and active turn over on
+    -- dates stored here; a churn comes through the purchase gaps)
+    select customer_key
+    from {{ this }}
+    where lifecycle_stage <> {{ lifecycle_stage(
+        as_of=as_of_date(),
+        is_churned='is_churned',
+        first_purchase_date='first_purchase_date',
+        won_back_date='won_back_date',
+        last_purchase_date='last_purchase_date',
+        threshold_days='threshold_days',
+    ) }}
+
+),
+
+{% endif -%}
 
 -- read by three steps, each for a few rows: scanned, not copied
 purchase_gaps as not materialized (
 
     select * from {{ ref('int_purchase_gaps_assessed_for_churn') }}
+    {%- if not changes.full %}
+    where customer_key in (select key_value from customers_in_scope)
+    {%- endif %}
 
 ),
 
 survey_responses as (
 
     select * from {{ ref('fct_survey_responses') }}
+    {%- if not changes.full %}
+    where customer_key in (select key_value from customers_in_scope)
+    {%- endif %}
 
 ),
 
@@ -120,7 +178,6 @@ joined as (
         last_ltr_before_churn.nps_category as last_nps_category_before_churn,
         current_gaps.threshold_days,
         current_gaps.median_gap_days,
-        {{ as_of_date() }} - current_gaps.purchase_date as days_since_last_purchase,
         last_csat_before_churn.csat_score as last_csat_before_churn,
         last_ltr_before_churn.likelihood_to_recommend as last_ltr_before_churn,
         coalesce(win_backs.win_back_count, 0) as win_back_count,
@@ -129,8 +186,7 @@ joined as (
         first_purchases.first_purchase_date,
         current_gaps.purchase_date as last_purchase_date,
         current_gaps.churned_date,
-        win_backs.won_back_date,
-        {{ as_of_date() }} as as_of_date
+        win_backs.won_back_date
 
     from current_gaps
     inner join first_purchases
@@ -149,17 +205,17 @@ final as (
     select
         customer_key,
         churn_rule,
-        case
-            when is_churned then 'churned'
-            when as_of_date - first_purchase_date <= {{ lifecycle_new_days() }} then 'new'
-            when as_of_date - won_back_date <= {{ lifecycle_won_back_days() }} then 'won back'
-            when days_since_last_purchase > threshold_days / 2.0 then 'at-risk'
-            else 'active'
-        end as lifecycle_stage,
+        {{ lifecycle_stage(
+            as_of=as_of_date(),
+            is_churned='is_churned',
+            first_purchase_date='first_purchase_date',
+            won_back_date='won_back_date',
+            last_purchase_date='last_purchase_date',
+            threshold_days='threshold_days',
+        ) }} as lifecycle_stage,
         last_nps_category_before_churn,
         threshold_days,
         median_gap_days,
-        days_since_last_purchase,
         last_csat_before_churn,
         last_ltr_before_churn,
         win_back_count,
@@ -169,8 +225,7 @@ final as (
         first_purchase_date,
         last_purchase_date,
         churned_date,
-        won_back_date,
-        as_of_date
+        won_back_date
 
     from joined
 

@@ -22,7 +22,8 @@
     record was loaded again (a cancellation date may have changed; logged by
     int_identity_observations), and customers whose open gap reaches its threshold or
     cancellation in the days the as-of date moved over. gap_end_date is therefore null for
-    the open gap, not the as-of date: every other row stays as it was.
+    the open gap, not the as-of date: every other row stays as it was. It logs the
+    customers it recomputed, for int_customers_churn_assessed.
 -#}
 
 {{
@@ -31,11 +32,13 @@
         incremental_strategy='replace_changed_keys',
         unique_key='purchase_day_id',
         change_log_key='customer_key',
+        change_log_replaced_key='customer_key',
         change_log_producers=['int_orders_aggregated_to_purchase_days', 'int_identity_observations'],
         on_schema_change='fail',
         post_hook=[
             "{{ record_change_position(['int_orders_aggregated_to_purchase_days', 'int_identity_observations']) }}",
-            "{{ set_not_null('purchase_day_id') }}",
+            "{{ set_not_null(['purchase_day_id', 'customer_key', 'threshold_days']) }}",
+            "{{ enforce_accepted_values('churn_rule', ['no purchase within threshold', 'explicit cancellation']) }}",
             'analyze {{ this }}',
         ],
         indexes=[{'columns': ['purchase_day_id'], 'unique': True}, {'columns': ['customer_key']}],

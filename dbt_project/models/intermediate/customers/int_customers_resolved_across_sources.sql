@@ -38,7 +38,8 @@
         pre_hook=["set local work_mem = '256MB'", "{{ log_rebuilt_in_full() }}"],
         post_hook=[
             "{{ record_change_position(['int_identity_observations']) }}",
-            "{{ set_not_null('customer_identifier_id') }}",
+            "{{ set_not_null(['customer_identifier_id', 'customer_key', 'identifier', 'is_inferred']) }}",
+            "{{ enforce_accepted_values('identifier_type', ['email', 'sales_account']) }}",
             'analyze {{ this }}',
         ],
         indexes=[

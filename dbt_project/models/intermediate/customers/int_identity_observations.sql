@@ -23,7 +23,11 @@
         change_log_key=['email_identifier_id', 'account_identifier_id', 'crm_customer_key'],
         on_schema_change='fail',
         pre_hook=["{{ wait_for_raw_publishes() }}", "{{ log_rebuilt_in_full() }}"],
-        post_hook=["{{ set_not_null('observation_id') }}", 'analyze {{ this }}'],
+        post_hook=[
+            "{{ set_not_null('observation_id') }}",
+            "{{ enforce_accepted_values('source', ['crm', 'sales', 'surveys']) }}",
+            'analyze {{ this }}',
+        ],
         indexes=[
             {'columns': ['observation_id'], 'unique': True},
             {'columns': ['customer_email']},

@@ -40,7 +40,8 @@
         pre_hook=["{{ wait_for_raw_publishes() }}"],
         post_hook=[
             "{{ record_change_position(['int_customers_resolved_across_sources', 'fct_survey_responses']) }}",
-            "{{ set_not_null('invitation_id') }}",
+            "{{ set_not_null(['invitation_id', 'survey_id', 'touchpoint', 'loyalty_category_at_sending', 'is_answered']) }}",
+            "{{ enforce_accepted_values('loyalty_category_at_sending', ['promoter', 'passive', 'detractor', 'unknown']) }}",
             'analyze {{ this }}',
         ],
         indexes=[

@@ -5,9 +5,11 @@
 
     * the change log: CRM records loaded again (int_identity_observations), identifiers
       that moved between customer keys (identity resolution), orders and survey responses
-      replaced (fct_orders, fct_survey_responses: old and new keys);
-    * a comparison with this table: customers whose referral count or lifecycle stage
-      (which moves with the as-of date) differs from the one stored.
+      replaced (fct_orders, fct_survey_responses: old and new keys), churn and lifecycle
+      stages recomputed (int_customers_churn_assessed, which finds the stages the moving
+      as-of date changes);
+    * a comparison with this table: customers whose referral count differs from the one
+      stored.
 
     Under write-audit-publish the table a build starts from is the previous generation,
     brought up to the published one right after the swap (it then takes over the published
@@ -24,10 +26,16 @@
         unique_key='customer_key',
         change_log_key='customer_key',
         change_log_replaced_key='customer_key',
-        change_log_producers=['int_identity_observations', 'int_customers_resolved_across_sources', 'fct_orders', 'fct_survey_responses'],
+        change_log_producers=['int_identity_observations', 'int_customers_resolved_across_sources', 'fct_orders', 'fct_survey_responses', 'int_customers_churn_assessed'],
         on_schema_change='fail',
         pre_hook="{{ log_rebuilt_in_full() }}",
-        post_hook=["{{ record_change_position(['int_identity_observations', 'int_customers_resolved_across_sources', 'fct_orders', 'fct_survey_responses']) }}", 'analyze {{ this }}'],
+        post_hook=[
+            "{{ record_change_position(['int_identity_observations', 'int_customers_resolved_across_sources', 'fct_orders', 'fct_survey_responses', 'int_customers_churn_assessed']) }}",
+            "{{ set_not_null(['lifecycle_stage', 'is_inferred']) }}",
+            "{{ enforce_accepted_values('lifecycle_stage', ['prospect', 'new', 'active', 'at-risk', 'churned', 'won back']) }}",
+            "{{ enforce_accepted_values('loyalty_category', ['promoter', 'passive', 'detractor']) }}",
+            'analyze {{ this }}',
+        ],
         indexes=[
             {'columns': ['customer_key'], 'unique': True},
         ],
@@ -35,7 +43,7 @@
 }}
 
 -- depends_on: {{ ref('int_as_of_date') }}
-{%- set changes = change_log_state(['int_identity_observations', 'int_customers_resolved_across_sources', 'fct_orders', 'fct_survey_responses']) %}
+{%- set changes = change_log_state(['int_identity_observations', 'int_customers_resolved_across_sources', 'fct_orders', 'fct_survey_responses', 'int_customers_churn_assessed']) %}
 
 with
 
@@ -48,7 +56,7 @@ stored as not materialized (
 
 customers_in_scope as materialized (
 
-    {{ changed_keys_since_last_build(['int_identity_observations', 'int_customers_resolved_across_sources', 'fct_orders', 'fct_survey_responses'], changes) | indent(4) }}
+    {{ changed_keys_since_last_build(['int_identity_observations', 'int_customers_resolved_across_sources', 'fct_orders', 'fct_survey_responses', 'int_customers_churn_assessed'], changes) | indent(4) }}
 
     union
 
@@ -65,17 +73,6 @@ customers_in_scope as materialized (
     ) as stored_referrers
         on counted.customer_key = stored_referrers.customer_key
     where counted.referrals_made is distinct from stored_referrers.referrals_made
-
-    union
-
-    -- lifecycle stages that changed (they move with the as-of date)
-    select coalesce(assessed.customer_key, stored_stages.customer_key)
-    from {{ ref('int_customers_churn_assessed') }} as assessed
-    full outer join (
-        select customer_key, lifecycle_stage from stored where lifecycle_stage <> 'prospect'
-    ) as stored_stages
-        on assessed.customer_key = stored_stages.customer_key
-    where assessed.lifecycle_stage is distinct from stored_stages.lifecycle_stage
 
 ),
 

@@ -27,7 +27,7 @@
         change_log_key='customer_key',
         on_schema_change='fail',
         pre_hook=["set local work_mem = '256MB'", "{{ log_rebuilt_in_full() }}"],
-        post_hook='analyze {{ this }}',
+        post_hook=["{{ set_not_null('revenue') }}", 'analyze {{ this }}'],
         indexes=[
             {'columns': ['order_id'], 'unique': True},
             {'columns': ['customer_key']},
