@@ -24,8 +24,10 @@ install: $(STAMP)
 demo: install
 	$(BIN)/cem demo
 
+# Two workers, a test file each at a time (module fixtures stay in one worker): most tests
+# wait on PostgreSQL, dbt or Airflow processes, so two files share two cores well.
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --numprocesses 2 --dist loadfile
 
 test-fast: install
 	$(BIN)/python -m pytest -m "not slow"
