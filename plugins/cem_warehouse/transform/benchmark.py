@@ -2,12 +2,15 @@
 
 Generates the sources, ingests them through the real ingestion functions (the CRM through
 its stand-in API), then times four builds of the marts with publish: a full refresh, a
-second build with nothing new (full again: the first publication leaves marts_build
-empty), an incremental build after one ``--next-day`` delta, which starts from the
-first build's generation as write-audit-publish has it, and one more after a second
-delta (the steady state of a warehouse in service). Prints JSON figures (seconds,
-per-model timings from dbt's run_results.json, the incremental / full ratio and the
-goals); it asserts nothing.
+second build with nothing new, an incremental build after one ``--next-day`` delta, and
+one more after a second delta (the steady state of a warehouse in service). Prints JSON
+figures (seconds, per-model timings from dbt's run_results.json, the incremental / full
+ratio and the goals); it asserts nothing.
+
+The first publication copies the incremental marts into marts_build, where the next build
+continues (cem_warehouse.transform.generations). That copy happens once in a warehouse's
+life, so it is timed apart (``full_build_first_copy``) and the ratios divide by the full
+build without it: counting it would flatter them.
 
 Everything lands in two throw-away databases (warehouse and sales stand-in) on the
 configured server and a temporary folder, all removed afterwards unless ``keep``.
@@ -166,17 +169,21 @@ def bench_marts(customers: int, seed: int = 42, *, keep: bool = False) -> dict:
             targets = Targets(sales_db, work / "crm_store", str(work / "landing"), work / "state")
             step("generate", "generate day 0", lambda: generate(customers, seed, targets))
             step("ingest", "ingest day 0", lambda: _ingest(warehouse, sales_db, work))
+            first: list = []
             step(
                 "full_build",
                 "full build + publish",
-                lambda: build_marts(warehouse, full_refresh=True),
+                lambda: first.append(build_marts(warehouse, full_refresh=True)),
             )
             timings["full_build"] = _run_results()
-            # After the first publication marts_build is empty, so this build is full again;
-            # it gives both generations the day-0 data, like a warehouse in service.
+            seconds["full_build_first_copy"] = first[0].catch_up_seconds
+            seconds["full_build_without_first_copy"] = round(
+                seconds["full_build"] - first[0].catch_up_seconds, 2
+            )
+            # Both generations now hold day 0, like a warehouse in service.
             step(
                 "second_build_no_new_data",
-                "second build, no new data (marts_build was empty)",
+                "second build, no new data",
                 lambda: build_marts(warehouse),
             )
             timings["second_build_no_new_data"] = _run_results()
@@ -192,10 +199,7 @@ def bench_marts(customers: int, seed: int = 42, *, keep: bool = False) -> dict:
                 lambda: build_marts(warehouse),
             )
             timings["incremental_build"] = _run_results()
-            # The build above starts from the first build's generation, older than the
-            # second build's full rebuild of the facts, so the per-customer marts that read
-            # the facts' change log (dim_customers) rebuild in full once. A second day shows
-            # the daily build of a warehouse in service, every generation caught up.
+            # A second day shows the daily build of a warehouse in service.
             step(
                 "generate_second_day",
                 "generate a second --next-day delta",
@@ -223,7 +227,7 @@ def bench_marts(customers: int, seed: int = 42, *, keep: bool = False) -> dict:
             console.print(f"kept: {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
-    full = seconds["full_build"]
+    full = seconds["full_build_without_first_copy"]
     return {
         "customers": customers,
         "seed": seed,
@@ -232,7 +236,9 @@ def bench_marts(customers: int, seed: int = 42, *, keep: bool = False) -> dict:
         "steady_incremental_to_full_ratio": round(seconds["steady_incremental_build"] / full, 4),
         "goals": {
             **GOALS,
-            "full_build_met": full < GOALS["full_build_seconds_at_1m_customers_on_2_cores"],
+            # the stricter reading each time: the copy counts against this goal, not for the ratio
+            "full_build_met": seconds["full_build"]
+            < GOALS["full_build_seconds_at_1m_customers_on_2_cores"],
             "incremental_met": max(
                 seconds["incremental_build"], seconds["steady_incremental_build"]
             )

@@ -15,10 +15,13 @@ the log too, in the same transaction, so it continues from there.
 A mart the published build rebuilt in full (a null key in the log) is copied whole: the
 log does not say which rows changed, and after a ``--full-refresh`` for a change of logic
 every row may have; so is one whose retired table has other columns (the model changed
-them), as a new table shaped like the published one. Skipped, with the reason recorded in
-``ops.mart_publications.retired_generation``, when the retired table is missing (the first
-publication) or the previous publication predates the change-log position; a skipped mart
-is caught up by the next build from its own watermark and position, as before. Nothing here is visible to readers: ``marts_build`` is not theirs.
+them), as a new table shaped like the published one, and one ``marts_build`` has no table
+for (the first publication, or a mart new in this version): without the copy the next
+build would build it, and every per-customer model reading its log, in full again.
+Skipped, with the reason recorded in ``ops.mart_publications.retired_generation``, when
+the previous publication predates the change-log position; a skipped mart is caught up by
+the next build from its own watermark and position, as before. Nothing here is visible to
+readers: ``marts_build`` is not theirs.
 """
 
 from __future__ import annotations
@@ -138,27 +141,33 @@ def _copy_whole(conn: psycopg.Connection, name: str, column_list: sql.Composable
             sql.SQL("{} on {} {}").format(sql.SQL(match.group(1)), copy, sql.SQL(match.group(2)))
         )
     conn.execute("set local lock_timeout = '30s'")
-    conn.execute(sql.SQL("drop table {}").format(retired))
+    conn.execute(sql.SQL("drop table if exists {}").format(retired))
     conn.execute(sql.SQL("alter table {} rename to {}").format(copy, sql.Identifier(name)))
     conn.execute(sql.SQL("analyze {}").format(retired))
     return copied
 
 
-def _catch_up(conn: psycopg.Connection, mart: LoggedMart, since: int, until: int) -> str:
+def _catch_up(conn: psycopg.Connection, mart: LoggedMart, since: int | None, until: int) -> str:
+    """Bring one mart's retired table up to the published one; ``since`` is the previous
+    publication's position in the change log (None: no publication recorded one)."""
     retired_table = conn.execute("select to_regclass(%s)", (f'{BUILD_SCHEMA}."{mart.name}"',))
-    if retired_table.fetchone()[0] is None:
-        return f"skipped: {BUILD_SCHEMA} has no {mart.name} (first publication)"
+    missing = retired_table.fetchone()[0] is None
+    if since is None and not missing:
+        return "skipped: no earlier publication recorded its position in the change log"
     columns = _columns(conn, PUBLISHED_SCHEMA, mart.name)
     published = sql.Identifier(PUBLISHED_SCHEMA, mart.name)
     retired = sql.Identifier(BUILD_SCHEMA, mart.name)
     column_list = sql.SQL(", ").join(sql.Identifier(name) for name, _ in columns)
-    other_columns = columns != _columns(conn, BUILD_SCHEMA, mart.name)
-    rebuilt_in_full = conn.execute(
-        "select exists (select from ops.mart_key_changes where producer = %s "
-        "and change_id > %s and change_id <= %s and key_value is null)",
-        (f"{BUILD_SCHEMA}.{mart.name}", since, until),
-    ).fetchone()[0]
-    if rebuilt_in_full or other_columns:
+    other_columns = not missing and columns != _columns(conn, BUILD_SCHEMA, mart.name)
+    rebuilt_in_full = (
+        not missing
+        and conn.execute(
+            "select exists (select from ops.mart_key_changes where producer = %s "
+            "and change_id > %s and change_id <= %s and key_value is null)",
+            (f"{BUILD_SCHEMA}.{mart.name}", since, until),
+        ).fetchone()[0]
+    )
+    if missing or rebuilt_in_full or other_columns:
         # Nothing says which rows changed, and they may all have (a --full-refresh after a
         # change of logic): left as it is, the retired table would be caught up from its
         # watermark and keep every older row as the old logic derived it. With other
@@ -168,11 +177,12 @@ def _catch_up(conn: psycopg.Connection, mart: LoggedMart, since: int, until: int
         # customers). DROP waits for a query still reading the retired (formerly
         # published) table: up to the lock timeout, then the catch-up fails and is recorded.
         copied = _copy_whole(conn, mart.name, column_list)
-        reason = (
-            "the retired table had other columns"
-            if other_columns
-            else "the published build rebuilt it in full"
-        )
+        if missing:
+            reason = f"{BUILD_SCHEMA} had none: the first publication, or a new mart"
+        elif other_columns:
+            reason = "the retired table had other columns"
+        else:
+            reason = "the published build rebuilt it in full"
         outcome = f"copied in full ({reason}): {copied} rows"
     else:
         # Exactly the rows where the generations differ: every row the builds since the
@@ -235,13 +245,10 @@ def catch_up_retired_generation(
         "order by publication_id desc limit 1",
         (publication_id,),
     ).fetchone()
-    marts = logged_marts(_manifest())
-    if row is None or row[0] is None:
-        reason = "skipped: no earlier publication recorded its position in the change log"
-        return {mart.name: reason for mart in marts}
+    since = row[0] if row is not None else None
     outcomes = {}
-    for mart in marts:
+    for mart in logged_marts(_manifest()):
         started = time.perf_counter()
-        outcome = _catch_up(conn, mart, row[0], until_change_id)
+        outcome = _catch_up(conn, mart, since, until_change_id)
         outcomes[mart.name] = f"{outcome} ({time.perf_counter() - started:.1f} s)"
     return outcomes

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -57,6 +58,8 @@ class Publication:
     tables: dict[str, int]
     # per incremental mart: how marts_build was brought up to this generation, or why not
     retired_generation: dict[str, str] = field(default_factory=dict)
+    # how long that took (after the swap: readers already saw the new marts)
+    catch_up_seconds: float = 0.0
 
     @property
     def summary(self) -> str:
@@ -129,9 +132,14 @@ def publish_marts(location: WarehouseLocation, *, audit: dict | None = None) -> 
             "returning publication_id, change_log_id",
             (as_of, json.dumps(tables), json.dumps(audit or {})),
         ).fetchone()
+    started = time.perf_counter()
     retired = _catch_up_retired_generation(location, publication_id, change_log_id)
     return Publication(
-        publication_id=publication_id, as_of_date=as_of, tables=tables, retired_generation=retired
+        publication_id=publication_id,
+        as_of_date=as_of,
+        tables=tables,
+        retired_generation=retired,
+        catch_up_seconds=round(time.perf_counter() - started, 2),
     )
 
 
