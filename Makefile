@@ -26,11 +26,13 @@ demo: install
 
 # Two workers, a test file each at a time (module fixtures stay in one worker): most tests
 # wait on PostgreSQL, dbt or Airflow processes, so two files share two cores well.
+PYTEST_WORKERS := --numprocesses 2 --dist loadfile
+
 test: install
-	$(BIN)/python -m pytest --numprocesses 2 --dist loadfile
+	$(BIN)/python -m pytest $(PYTEST_WORKERS)
 
 test-fast: install
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest $(PYTEST_WORKERS) -m "not slow"
 
 lint: install
 	$(BIN)/ruff check .
