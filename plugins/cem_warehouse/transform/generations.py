@@ -155,6 +155,8 @@ def _catch_up(conn: psycopg.Connection, mart: LoggedMart, since: int | None, unt
     if since is None and not missing:
         return "skipped: no earlier publication recorded its position in the change log"
     columns = _columns(conn, PUBLISHED_SCHEMA, mart.name)
+    if not columns:
+        return f"skipped: {PUBLISHED_SCHEMA} has no {mart.name} (not built by this publication)"
     published = sql.Identifier(PUBLISHED_SCHEMA, mart.name)
     retired = sql.Identifier(BUILD_SCHEMA, mart.name)
     column_list = sql.SQL(", ").join(sql.Identifier(name) for name, _ in columns)

@@ -11,15 +11,21 @@
     * customer_key is the CRM customer_id: no identity resolution involved.
     Contacts without a case are numbered together (one partition), so they are re-derived
     together whenever one of them changes.
+
+    Its strategy, delete_insert_logging_keys, logs the contacts it writes (and their
+    customers), so that after a publication the retired generation in marts_build is
+    brought up to date by key instead of re-deriving the last delta again
+    (cem_warehouse.transform.generations).
 -#}
 
 {{
     config(
         materialized='incremental',
         unique_key='interaction_id',
-        incremental_strategy='delete+insert',
+        incremental_strategy='delete_insert_logging_keys',
+        change_log_key='customer_key',
         on_schema_change='fail',
-        pre_hook="set local work_mem = '256MB'",
+        pre_hook=["set local work_mem = '256MB'", "{{ log_rebuilt_in_full() }}"],
         post_hook='analyze {{ this }}',
         indexes=[
             {'columns': ['interaction_id'], 'unique': True},
