@@ -7,6 +7,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from cem_warehouse.errors import CemError
@@ -219,6 +220,33 @@ def test_staging_builds_keeps_every_row_and_normalises_emails(stand_ins, tmp_pat
         conn.commit()
     with pytest.raises(CemError, match=f"enforced_primary_key_{observations}"):
         run_dbt(stand_ins.warehouse, ["test", "--select", observations])
+    # Its other rules are PostgreSQL's too. The accepted sources are a CHECK constraint
+    # (post-hook enforce_accepted_values) that refuses any other value as it is written;
+    # without the constraint, the catalog test fails.
+    with connect(stand_ins.warehouse) as conn:
+        with pytest.raises(psycopg.errors.CheckViolation):
+            conn.execute(
+                f"update staging.{observations} set source = 'fax' "
+                f"where observation_id = (select min(observation_id) from staging.{observations})"
+            )
+        conn.rollback()
+        check = conn.execute(
+            "select conname from pg_constraint where conrelid = %s::regclass "
+            "and conname like 'source\\_accepted\\_values\\_%%'",
+            (f"staging.{observations}",),
+        ).fetchone()[0]
+        conn.execute(f'alter table staging.{observations} drop constraint "{check}"')
+        conn.commit()
+    with pytest.raises(CemError, match=f"enforced_accepted_values_{observations}_source"):
+        run_dbt(stand_ins.warehouse, ["test", "--select", observations])
+    # A NOT NULL the post-hook set_not_null made: the catalog test fails once it is dropped.
+    resolved = "int_customers_resolved_across_sources"
+    run_dbt(stand_ins.warehouse, ["test", "--select", resolved])
+    with connect(stand_ins.warehouse) as conn:
+        conn.execute(f"alter table staging.{resolved} alter column identifier drop not null")
+        conn.commit()
+    with pytest.raises(CemError, match=f"enforced_not_null_{resolved}_identifier"):
+        run_dbt(stand_ins.warehouse, ["test", "--select", resolved])
     with connect(stand_ins.warehouse) as conn:
         conn.execute(f"alter table staging.{observations} alter column observation_id set not null")
         unique_index = conn.execute(

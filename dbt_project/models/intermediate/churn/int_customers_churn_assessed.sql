@@ -53,14 +53,7 @@ customers_in_scope as materialized (
     -- dates stored here; a churn comes through the purchase gaps)
     select customer_key
     from {{ this }}
-    where lifecycle_stage <> {{ lifecycle_stage(
-        as_of=as_of_date(),
-        is_churned='is_churned',
-        first_purchase_date='first_purchase_date',
-        won_back_date='won_back_date',
-        last_purchase_date='last_purchase_date',
-        threshold_days='threshold_days',
-    ) }}
+    where lifecycle_stage <> {{ lifecycle_stage(as_of_date()) }}
 
 ),
 
@@ -205,14 +198,7 @@ final as (
     select
         customer_key,
         churn_rule,
-        {{ lifecycle_stage(
-            as_of=as_of_date(),
-            is_churned='is_churned',
-            first_purchase_date='first_purchase_date',
-            won_back_date='won_back_date',
-            last_purchase_date='last_purchase_date',
-            threshold_days='threshold_days',
-        ) }} as lifecycle_stage,
+        {{ lifecycle_stage(as_of_date()) }} as lifecycle_stage,
         last_nps_category_before_churn,
         threshold_days,
         median_gap_days,
