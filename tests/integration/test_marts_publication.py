@@ -143,6 +143,48 @@ def test_readers_see_the_last_good_marts_until_an_audited_build_is_swapped_in(
         )
         conn.execute(definition)
         conn.commit()
+    # So are the large facts' ranges, sets and not-nulls that the models' constraints
+    # enforce (post-hooks enforce_between, enforce_accepted_values, set_not_null): the audit
+    # finds the constraint the dbt macro named for the suite's bounds.
+    with connect(stand_ins.warehouse) as conn:
+        answered = dict(
+            conn.execute(
+                "select column_name, observed_value from ops.dq_results where batch_id = %s "
+                "and column_name in ('quantity', 'customer_key', 'nps_category', 'last_likelihood_to_recommend')",
+                (audit_id,),
+            ).fetchall()
+        )
+    assert answered == {
+        "quantity": "enforced by CHECK constraint quantity_between_1_and_any",
+        "customer_key": "enforced by the column's NOT NULL",
+        "nps_category": "enforced by CHECK constraint nps_category_accepted_values_"
+        + answered["nps_category"].rsplit("_", 1)[-1],
+        "last_likelihood_to_recommend": "enforced by CHECK constraint "
+        "last_likelihood_to_recommend_between_0_and_10",
+    }
+    # Without its constraint, GX scans again: a line of quantity 0 fails the audit.
+    with connect(stand_ins.warehouse) as conn:
+        conn.execute(
+            "alter table marts_build.fct_order_lines drop constraint quantity_between_1_and_any"
+        )
+        line, quantity = conn.execute(
+            "select order_line_id, quantity from marts_build.fct_order_lines limit 1"
+        ).fetchone()
+        conn.execute(
+            "update marts_build.fct_order_lines set quantity = 0 where order_line_id = %s", (line,)
+        )
+        conn.commit()
+    with pytest.raises(
+        CemError, match=r"expect_column_values_to_be_between\(quantity\) failed on 1 rows"
+    ):
+        audit_marts(stand_ins.warehouse)
+    with connect(stand_ins.warehouse) as conn:
+        conn.execute(
+            "update marts_build.fct_order_lines set quantity = %s where order_line_id = %s",
+            (quantity, line),
+        )
+        conn.commit()
+    # The next build puts the constraint back (checked below, where its audit passes).
     # The audit counts first; the failing suite ran again with samples, so its Data Docs
     # page shows the value that broke.
     from cem_warehouse.quality.gx_runner import data_docs_dir
@@ -164,6 +206,11 @@ def test_readers_see_the_last_good_marts_until_an_audited_build_is_swapped_in(
     # query finishes on the marts it started with, and the swap does not wait for it.
     build_marts(stand_ins.warehouse, publish=False)
     audit = audit_marts(stand_ins.warehouse)
+    with connect(stand_ins.warehouse) as conn:
+        assert conn.execute(
+            "select observed_value from ops.dq_results where batch_id = %s and column_name = 'quantity'",
+            (audit.audit_id,),
+        ).fetchone() == ("enforced by CHECK constraint quantity_between_1_and_any",)
     started, finished = threading.Event(), {}
 
     def long_read() -> None:

@@ -5,10 +5,16 @@ own tests already ran in the build). A suite whose meta has ``max_shrink`` also 
 volume check against the published marts: a build that suddenly lost customers or orders
 does not replace the marts analysts are reading. Outcomes go to ``ops.dq_results`` under
 the audit id; any failed critical expectation stops publication with a message naming it.
+
+An expectation that a constraint of the built table already enforces (a unique index, a
+NOT NULL, a validated CHECK the models' post-hooks name after the suite's bounds) is
+answered from the catalog; GX scans for the rest. On the large incremental facts that
+leaves GX only their row counts.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import uuid
 from dataclasses import dataclass, field
@@ -87,36 +93,86 @@ def _unique_index(conn, table: str, column: str) -> str | None:
     return row[0] if row else None
 
 
+def between_constraint_name(
+    column: str, min_value: float | None = None, max_value: float | None = None
+) -> str:
+    """The CHECK constraint the dbt post-hook ``enforce_between`` adds for these bounds
+    (macros/enforce_between.sql builds the same name): it spells them, so a constraint made
+    for other bounds never answers for these."""
+
+    def bound(value: float | None) -> str:
+        return "any" if value is None else str(value).replace("-", "minus").replace(".", "p")
+
+    return f"{column}_between_{bound(min_value)}_and_{bound(max_value)}"
+
+
+def accepted_values_constraint_name(column: str, values: list) -> str:
+    """The CHECK constraint the dbt post-hook ``enforce_accepted_values`` adds for these
+    values (macros/enforce_accepted_values.sql: a hash of the values, in their order)."""
+    return f"{column}_accepted_values_{hashlib.md5('|'.join(map(str, values)).encode()).hexdigest()[:8]}"
+
+
+def _catalog_answer(conn, table: str, expectation: dict) -> str | None:
+    """What in the catalog makes ``expectation`` hold for every row of the built table, or
+    None when nothing does (GX must scan).
+
+    PostgreSQL refuses every write that breaks a unique index, a NOT NULL or a validated
+    CHECK constraint, so a table that has one cannot break the rule; GX would prove it
+    again with a scan of the whole table on every build, seconds on the large facts. Only
+    the plain forms are answered: no ``mostly``, no strict bounds, nothing GX reads in
+    another way. Like GX's checks, the constraints let nulls through (except NOT NULL), and
+    a unique index lets nulls repeat.
+    """
+    kwargs = expectation.get("kwargs", {})
+    column = kwargs.get("column")
+    kind = expectation["type"]
+    if kind == "expect_column_values_to_be_unique" and set(kwargs) == {"column"}:
+        index = _unique_index(conn, table, column)
+        return f"enforced by unique index {index}" if index else None
+    if kind == "expect_column_values_to_not_be_null" and set(kwargs) == {"column"}:
+        not_null = conn.execute(
+            "select attnotnull from pg_attribute where attrelid = format('%%I.%%I', %s::text, %s::text)::regclass "
+            "and attname = %s and not attisdropped",
+            (BUILD_SCHEMA, table, column),
+        ).fetchone()
+        return "enforced by the column's NOT NULL" if not_null and not_null[0] else None
+    if kind == "expect_column_values_to_be_between" and set(kwargs) <= {
+        "column",
+        "min_value",
+        "max_value",
+    }:
+        name = between_constraint_name(column, kwargs.get("min_value"), kwargs.get("max_value"))
+    elif kind == "expect_column_values_to_be_in_set" and set(kwargs) == {"column", "value_set"}:
+        name = accepted_values_constraint_name(column, kwargs["value_set"])
+    else:
+        return None
+    validated = conn.execute(
+        "select 1 from pg_constraint where conrelid = format('%%I.%%I', %s::text, %s::text)::regclass "
+        "and conname = %s and contype = 'c' and convalidated",
+        (BUILD_SCHEMA, table, name),
+    ).fetchone()
+    return f"enforced by CHECK constraint {name}" if validated else None
+
+
 def _answered_by_the_catalog(
     location: WarehouseLocation, table: str, expectations: list[dict]
 ) -> tuple[list[dict], list[ExpectationOutcome]]:
-    """Uniqueness that a unique index already enforces: answered from the catalog, not a scan.
-
-    PostgreSQL refuses every write that would duplicate an indexed unique column, so such a
-    column cannot hold duplicates; GX would prove it again by grouping the whole column
-    (seconds on the large facts, every build). The index must cover the whole table (no
-    predicate) and that column alone. Like GX's check, it lets nulls repeat. Returns the
-    expectations GX still has to run and the outcomes already known.
-    """
+    """Splits a suite into the expectations GX still has to run and the outcomes the
+    catalog already gives (see _catalog_answer)."""
     remaining, known = [], []
     with connect(location) as conn:
         for expectation in expectations:
-            kwargs = expectation.get("kwargs", {})
-            column = kwargs.get("column")
-            plain_uniqueness = expectation["type"] == "expect_column_values_to_be_unique" and set(
-                kwargs
-            ) == {"column"}
-            index = _unique_index(conn, table, column) if plain_uniqueness else None
-            if index is None:
+            answer = _catalog_answer(conn, table, expectation)
+            if answer is None:
                 remaining.append(expectation)
                 continue
             known.append(
                 ExpectationOutcome(
                     expectation_type=expectation["type"],
-                    column=column,
+                    column=expectation["kwargs"]["column"],
                     success=True,
                     unexpected_count=0,
-                    observed_value=f"enforced by unique index {index}",
+                    observed_value=answer,
                     critical=is_critical(expectation.get("meta")),
                 )
             )

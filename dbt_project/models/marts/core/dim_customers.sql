@@ -34,6 +34,7 @@
             "{{ set_not_null(['lifecycle_stage', 'is_inferred']) }}",
             "{{ enforce_accepted_values('lifecycle_stage', ['prospect', 'new', 'active', 'at-risk', 'churned', 'won back']) }}",
             "{{ enforce_accepted_values('loyalty_category', ['promoter', 'passive', 'detractor']) }}",
+            "{{ enforce_between([{'column': 'order_count', 'min_value': 0}, {'column': 'revenue', 'min_value': 0}, {'column': 'last_likelihood_to_recommend', 'min_value': 0, 'max_value': 10}]) }}",
             'analyze {{ this }}',
         ],
         indexes=[

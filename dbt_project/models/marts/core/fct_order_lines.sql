@@ -25,7 +25,11 @@
         change_log_key='customer_key',
         on_schema_change='fail',
         pre_hook=["set local work_mem = '256MB'", "{{ log_rebuilt_in_full() }}"],
-        post_hook='analyze {{ this }}',
+        post_hook=[
+            "{{ set_not_null('product_line') }}",
+            "{{ enforce_between([{'column': 'quantity', 'min_value': 1}, {'column': 'line_revenue', 'min_value': 0}]) }}",
+            'analyze {{ this }}',
+        ],
         indexes=[
             {'columns': ['order_line_id'], 'unique': True},
             {'columns': ['order_id']},

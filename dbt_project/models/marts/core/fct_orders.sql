@@ -27,7 +27,11 @@
         change_log_key='customer_key',
         on_schema_change='fail',
         pre_hook=["set local work_mem = '256MB'", "{{ log_rebuilt_in_full() }}"],
-        post_hook=["{{ set_not_null('revenue') }}", 'analyze {{ this }}'],
+        post_hook=[
+            "{{ set_not_null(['revenue', 'customer_key']) }}",
+            "{{ enforce_between([{'column': 'revenue', 'min_value': 0}, {'column': 'refunded_amount', 'min_value': 0}, {'column': 'line_count', 'min_value': 0}]) }}",
+            'analyze {{ this }}',
+        ],
         indexes=[
             {'columns': ['order_id'], 'unique': True},
             {'columns': ['customer_key']},

@@ -21,7 +21,11 @@
         change_log_key=['customer_key', "'invitation:' || invitation_id"],
         on_schema_change='fail',
         pre_hook=["set local work_mem = '256MB'", "{{ log_rebuilt_in_full() }}"],
-        post_hook='analyze {{ this }}',
+        post_hook=[
+            "{{ enforce_between([{'column': 'likelihood_to_recommend', 'min_value': 0, 'max_value': 10}, {'column': 'csat_score', 'min_value': 1, 'max_value': 5}, {'column': 'ces_score', 'min_value': 1, 'max_value': 7}, {'column': 'advocacy_loyalty_index', 'min_value': 0, 'max_value': 10}, {'column': 'purchasing_loyalty_index', 'min_value': 0, 'max_value': 10}, {'column': 'retention_loyalty_index', 'min_value': 0, 'max_value': 10}]) }}",
+            "{{ enforce_accepted_values('nps_category', ['promoter', 'passive', 'detractor']) }}",
+            'analyze {{ this }}',
+        ],
         indexes=[
             {'columns': ['response_id'], 'unique': True},
             {'columns': ['customer_key']},

@@ -1,0 +1,51 @@
+{#- The name of the CHECK constraint that keeps `column_name` within [min_value, max_value]
+    (either bound may be none): it spells the bounds, so a constraint made for other bounds
+    never answers for these. The mart audit (cem_warehouse.quality.marts_audit,
+    between_constraint_name) builds the same name from a GX expectation's kwargs to find it. -#}
+{% macro between_constraint_name(column_name, min_value=none, max_value=none) -%}
+    {%- set name = column_name ~ '_between_' ~ _constraint_bound(min_value) ~ '_and_' ~ _constraint_bound(max_value) -%}
+    {%- if name | length > 63 -%}
+        {{ exceptions.raise_compiler_error("constraint name " ~ name ~ " is longer than PostgreSQL's 63 characters: shorten the column name") }}
+    {%- endif -%}
+    {{- name -}}
+{%- endmacro %}
+
+{% macro _constraint_bound(value) -%}
+    {{- 'any' if value is none else (value | string | replace('-', 'minus') | replace('.', 'p')) -}}
+{%- endmacro %}
+
+
+{#- Post-hook: keep columns within bounds with CHECK constraints, one per rule
+    ({'column': ..., 'min_value': ..., 'max_value': ...}; a missing bound is open), so that
+    PostgreSQL refuses any write outside them and the mart audit answers the matching
+    `expect_column_values_to_be_between` from the catalog instead of scanning the table on
+    every build. Like GX, a null passes. The missing constraints are added in one ALTER,
+    validated by one scan, when the table is new (after a build in full); a no-op on an
+    incremental build, whose writes the constraints check as they happen. -#}
+{% macro enforce_between(rules) -%}
+    do $enforce$
+    declare
+        missing text[] := '{}';
+    begin
+    {%- for rule in rules %}
+        {%- set name = between_constraint_name(rule['column'], rule.get('min_value'), rule.get('max_value')) %}
+        {%- set column = adapter.quote(rule['column']) %}
+        {%- set conditions = [] %}
+        {%- if rule.get('min_value') is not none %}{% do conditions.append(column ~ ' >= ' ~ rule['min_value']) %}{% endif %}
+        {%- if rule.get('max_value') is not none %}{% do conditions.append(column ~ ' <= ' ~ rule['max_value']) %}{% endif %}
+        {%- if not conditions %}
+            {{ exceptions.raise_compiler_error("enforce_between: a rule for " ~ rule['column'] ~ " has neither min_value nor max_value") }}
+        {%- endif %}
+        if not exists (
+            select from pg_catalog.pg_constraint
+            where conrelid = to_regclass('{{ this }}') and conname = '{{ name }}'
+        ) then
+            missing := array_append(missing, $add$add constraint {{ adapter.quote(name) }} check ({{ conditions | join(' and ') }})$add$);
+        end if;
+    {%- endfor %}
+        if cardinality(missing) > 0 then
+            execute 'alter table {{ this }} ' || array_to_string(missing, ', ');
+        end if;
+    end
+    $enforce$
+{%- endmacro %}
