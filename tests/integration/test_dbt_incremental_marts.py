@@ -14,11 +14,15 @@ it must catch up from an older state. Finally a ``--full-refresh`` build into ma
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import UTC, date, datetime, time, timedelta
 
 import psycopg
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from cem_warehouse.cli import main
 from cem_warehouse.load.sources import ingest_crm, ingest_sales, ingest_surveys
+from cem_warehouse.sources.crm import CrmStore
 from cem_warehouse.sources.generator.params import DEFAULT_PARAMS
 from cem_warehouse.sources.generator.run import generate_next_day
 from cem_warehouse.transform.dbt import dbt_target_dir, run_dbt
@@ -185,6 +189,9 @@ PER_CUSTOMER_MODELS = {
     # churn and lifecycle per customer, from the churn gaps' and the responses' logs and
     # the stages the moving as-of date changes
     "int_customers_churn_assessed": ("intermediate/churn", "staging"),
+    # per support case, from the contacts', purchase days' and churn gaps' logs and what
+    # the moving as-of date lets in (contacts, resolutions, ended follow-up windows)
+    "int_support_cases_followed_up": ("intermediate/churn", "staging"),
     # per invitation, from the responses' and identity resolution's logs
     "int_invitations_categorised_at_sending": ("intermediate/surveys", "staging"),
     # a mart: built in marts_build, published (swapped into marts) by then
@@ -269,6 +276,43 @@ def _stages_moved_by_the_date_alone(before: dict, after: dict) -> set[str]:
         for key, (stage, *facts) in after.items()
         if key in before and before[key][0] != stage and before[key][1:] == facts
     }
+
+
+def _plant_late_resolution(stand_ins, resolved_on: date) -> int:
+    """A case left unresolved long before ``resolved_on`` is marked resolved on that day
+    in the CRM, with no contact after its last: only the moving as-of date can bring the
+    resolution into the marts. Returns its case id."""
+    with connect(stand_ins.warehouse) as conn:
+        case_id = conn.execute(
+            "select case_id from staging.int_support_cases_followed_up "
+            "where case_outcome = 'unresolved' and last_contact_date < %s "
+            "order by case_id limit 1",
+            (resolved_on - timedelta(days=60),),
+        ).fetchone()[0]
+    store = CrmStore(stand_ins.crm_store)
+    cases = store.read("support_cases")
+    newest = pc.max(cases.column("updated_at")).as_py()
+    case = cases.filter(pc.equal(cases.column("case_id"), case_id)).to_pylist()[0]
+    resolved_at = datetime.combine(resolved_on, time(12), tzinfo=UTC)
+    case.update(
+        status="solved",
+        is_resolved=True,
+        resolved_at=resolved_at,
+        closed_at=resolved_at,
+        updated_at=newest + timedelta(seconds=1),
+    )
+    store.write("support_cases", pa.Table.from_pylist([case], schema=cases.schema), "planted")
+    store.touch()
+    return case_id
+
+
+def _followed_up_cases(warehouse) -> tuple[int, int, int]:
+    """How many cases there are, how many are followed up, and how many resolved."""
+    with connect(warehouse) as conn:
+        return conn.execute(
+            "select count(*), count(*) filter (where is_followed_up), count(*) filter (where is_resolved) "
+            "from staging.int_support_cases_followed_up"
+        ).fetchone()
 
 
 def _order_keys(warehouse) -> dict[int, str]:
@@ -361,6 +405,30 @@ def test_incremental_builds_equal_a_full_refresh(stand_ins, tmp_path, monkeypatc
     # Refunds of orders loaded before arrived later; the late earlier order renumbered.
     assert refunds_after_first_build > 0
     assert late == (1, True), "the late earlier order is the customer's first purchase"
+
+    # The as-of date set back (the models that depend on it rebuild in full), then forward
+    # again in one step: the per-customer models take in what 45 days let in (contacts
+    # dated in them, cases resolved, follow-up windows ended, churns and stage changes),
+    # and still equal a full recompute.
+    with connect(warehouse) as conn:
+        latest = conn.execute("select latest_data_date from staging.int_as_of_date").fetchone()[0]
+    resolved_late = _plant_late_resolution(stand_ins, latest - timedelta(days=10))
+    _ingest(stand_ins)
+    build_marts(warehouse, as_of=latest - timedelta(days=45))
+    followed_up_before = _followed_up_cases(warehouse)
+    build_marts(warehouse, as_of=latest)
+    _assert_per_customer_models_equal_a_full_recompute(warehouse, built_incrementally=True)
+    with connect(warehouse) as conn:
+        assert conn.execute(
+            "select case_outcome from staging.int_support_cases_followed_up where case_id = %s",
+            (resolved_late,),
+        ).fetchone() == ("resolved after more contacts",)
+    after = _followed_up_cases(warehouse)
+    # more cases (contacts dated in the 45 days), more followed up, more resolved
+    assert all(now > before for now, before in zip(after, followed_up_before, strict=True)), (
+        followed_up_before,
+        after,
+    )
 
     build_marts(warehouse, full_refresh=True, publish=False)  # into marts_build only
 

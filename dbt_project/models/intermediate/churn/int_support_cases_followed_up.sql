@@ -6,13 +6,109 @@
     (int_purchase_gaps_assessed_for_churn) dated in (anchor, anchor + 180]. A case is
     followed up only when both windows have fully passed by the as-of date; the others
     are kept with is_followed_up false.
+
+    Incremental by customer (macros/change_log.sql): a build recomputes every case of
+    * the customers whose contacts, cases or post-contact surveys changed (the contacts'
+      log: fct_support_interactions re-derives a whole case when its case record changes);
+    * the customers whose purchase days or churn gaps were recomputed (their logs);
+    * the customers with something the moved as-of date lets in: a contact dated in the
+      days it moved over, a stored unresolved case resolved by the new date, a stored case
+      whose follow-up windows have ended by it;
+    * and every customer sharing a case with those (a case's customer is the least of its
+      contacts' customers), so no customer's row is replaced by a case recomputed for
+      another one.
 -#}
+
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='replace_changed_keys',
+        unique_key='customer_key',
+        change_log_key='customer_key',
+        change_log_producers=['fct_support_interactions', 'int_orders_aggregated_to_purchase_days', 'int_purchase_gaps_assessed_for_churn'],
+        on_schema_change='fail',
+        post_hook=[
+            "{{ record_change_position(['fct_support_interactions', 'int_orders_aggregated_to_purchase_days', 'int_purchase_gaps_assessed_for_churn']) }}",
+            'analyze {{ this }}',
+        ],
+        indexes=[{'columns': ['case_id'], 'unique': True}, {'columns': ['customer_key']}],
+    )
+}}
+
+{%- set changes = change_log_state(['fct_support_interactions', 'int_orders_aggregated_to_purchase_days', 'int_purchase_gaps_assessed_for_churn']) %}
 
 with
 
-interactions as (
+all_interactions as not materialized (
 
     select * from {{ ref('fct_support_interactions') }}
+
+),
+
+{% if not changes.full -%}
+customers_changed as (
+
+    {{ changed_keys_since_last_build(['fct_support_interactions', 'int_orders_aggregated_to_purchase_days', 'int_purchase_gaps_assessed_for_churn'], changes) | indent(4) }}
+
+    union
+
+    -- contacts loaded before and dated in the days the as-of date moved over
+    select customer_key
+    from all_interactions
+    where started_date > cast('{{ changes.previous_as_of }}' as date)
+        and started_date <= {{ as_of_date() }}
+
+    union
+
+    -- stored unresolved cases that the new as-of date sees resolved
+    select previous.customer_key
+    from {{ this }} as previous
+    inner join {{ ref('stg_crm__support_cases') }} as support_cases
+        on previous.case_id = support_cases.case_id
+    where previous.case_outcome = 'unresolved'
+        and support_cases.is_resolved
+        and cast(support_cases.resolved_at at time zone 'UTC' as date) <= {{ as_of_date() }}
+
+    union
+
+    -- stored cases whose follow-up windows have ended by the new as-of date
+    select customer_key
+    from {{ this }}
+    where not is_followed_up
+        and last_contact_date + greatest({{ contact_churn_window_days() }}, {{ contact_repurchase_window_days() }}) <= {{ as_of_date() }}
+
+),
+
+-- The changed customers and, transitively, everyone sharing a case with them.
+customers_in_scope as materialized (
+
+    with recursive sharing_a_case (key_value) as (
+
+        select key_value from customers_changed
+
+        union
+
+        select others.customer_key
+        from sharing_a_case
+        inner join all_interactions as theirs
+            on sharing_a_case.key_value = theirs.customer_key
+        inner join all_interactions as others
+            on theirs.case_id = others.case_id
+
+    )
+
+    select key_value from sharing_a_case where key_value is not null
+
+),
+
+{% endif -%}
+
+interactions as (
+
+    select * from all_interactions
+    {%- if not changes.full %}
+    where customer_key in (select key_value from customers_in_scope)
+    {%- endif %}
 
 ),
 
@@ -25,12 +121,18 @@ support_cases as (
 purchase_days as (
 
     select * from {{ ref('int_orders_aggregated_to_purchase_days') }}
+    {%- if not changes.full %}
+    where customer_key in (select key_value from customers_in_scope)
+    {%- endif %}
 
 ),
 
 purchase_gaps as (
 
     select * from {{ ref('int_purchase_gaps_assessed_for_churn') }}
+    {%- if not changes.full %}
+    where customer_key in (select key_value from customers_in_scope)
+    {%- endif %}
 
 ),
 
