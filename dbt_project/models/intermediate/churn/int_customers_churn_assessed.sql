@@ -32,7 +32,6 @@
             "{{ record_change_position(['int_purchase_gaps_assessed_for_churn', 'fct_survey_responses']) }}",
             "{{ set_not_null(['customer_key', 'lifecycle_stage']) }}",
             "{{ enforce_accepted_values('lifecycle_stage', ['new', 'active', 'at-risk', 'churned', 'won back']) }}",
-            'analyze {{ this }}',
         ],
         indexes=[{'columns': ['customer_key'], 'unique': True}],
     )

@@ -39,7 +39,6 @@
             "{{ record_change_position(['int_orders_aggregated_to_purchase_days', 'int_identity_observations']) }}",
             "{{ set_not_null(['purchase_day_id', 'customer_key', 'threshold_days']) }}",
             "{{ enforce_accepted_values('churn_rule', ['no purchase within threshold', 'explicit cancellation']) }}",
-            'analyze {{ this }}',
         ],
         indexes=[{'columns': ['purchase_day_id'], 'unique': True}, {'columns': ['customer_key']}],
     )

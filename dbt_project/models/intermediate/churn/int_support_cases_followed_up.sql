@@ -29,7 +29,6 @@
         on_schema_change='fail',
         post_hook=[
             "{{ record_change_position(['fct_support_interactions', 'int_orders_aggregated_to_purchase_days', 'int_purchase_gaps_assessed_for_churn']) }}",
-            'analyze {{ this }}',
         ],
         indexes=[{'columns': ['case_id'], 'unique': True}, {'columns': ['customer_key']}],
     )

@@ -40,7 +40,6 @@
             "{{ record_change_position(['int_identity_observations']) }}",
             "{{ set_not_null(['customer_identifier_id', 'customer_key', 'identifier', 'is_inferred']) }}",
             "{{ enforce_accepted_values('identifier_type', ['email', 'sales_account']) }}",
-            'analyze {{ this }}',
         ],
         indexes=[
             {'columns': ['customer_identifier_id'], 'unique': True},

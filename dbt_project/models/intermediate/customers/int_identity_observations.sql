@@ -26,7 +26,6 @@
         post_hook=[
             "{{ set_not_null('observation_id') }}",
             "{{ enforce_accepted_values('source', ['crm', 'sales', 'surveys']) }}",
-            'analyze {{ this }}',
         ],
         indexes=[
             {'columns': ['observation_id'], 'unique': True},

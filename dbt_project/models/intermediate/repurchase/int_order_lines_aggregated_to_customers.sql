@@ -21,7 +21,6 @@
         post_hook=[
             "{{ record_change_position(['fct_order_lines']) }}",
             "{{ set_not_null('customer_key') }}",
-            'analyze {{ this }}',
         ],
         indexes=[{'columns': ['customer_key'], 'unique': True}],
     )

@@ -21,7 +21,6 @@
         post_hook=[
             "{{ record_change_position(['fct_orders']) }}",
             "{{ set_not_null(['purchase_day_id', 'customer_key']) }}",
-            'analyze {{ this }}',
         ],
         indexes=[{'columns': ['purchase_day_id'], 'unique': True}, {'columns': ['customer_key']}],
     )

@@ -42,7 +42,6 @@
             "{{ record_change_position(['int_customers_resolved_across_sources', 'fct_survey_responses']) }}",
             "{{ set_not_null(['invitation_id', 'survey_id', 'touchpoint', 'loyalty_category_at_sending', 'is_answered']) }}",
             "{{ enforce_accepted_values('loyalty_category_at_sending', ['promoter', 'passive', 'detractor', 'unknown']) }}",
-            'analyze {{ this }}',
         ],
         indexes=[
             {'columns': ['invitation_id'], 'unique': True},

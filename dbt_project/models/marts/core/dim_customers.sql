@@ -35,7 +35,7 @@
             "{{ enforce_accepted_values('lifecycle_stage', ['prospect', 'new', 'active', 'at-risk', 'churned', 'won back']) }}",
             "{{ enforce_accepted_values('loyalty_category', ['promoter', 'passive', 'detractor']) }}",
             "{{ enforce_between([{'column': 'order_count', 'min_value': 0}, {'column': 'revenue', 'min_value': 0}, {'column': 'last_likelihood_to_recommend', 'min_value': 0, 'max_value': 10}]) }}",
-            'analyze {{ this }}',
+            "{{ analyze_when_stale() }}",
         ],
         indexes=[
             {'columns': ['customer_key'], 'unique': True},

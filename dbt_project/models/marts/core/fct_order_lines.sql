@@ -28,7 +28,7 @@
         post_hook=[
             "{{ set_not_null('product_line') }}",
             "{{ enforce_between([{'column': 'quantity', 'min_value': 1}, {'column': 'line_revenue', 'min_value': 0}]) }}",
-            'analyze {{ this }}',
+            "{{ analyze_when_stale() }}",
         ],
         indexes=[
             {'columns': ['order_line_id'], 'unique': True},

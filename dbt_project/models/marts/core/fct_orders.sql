@@ -30,7 +30,7 @@
         post_hook=[
             "{{ set_not_null(['revenue', 'customer_key']) }}",
             "{{ enforce_between([{'column': 'revenue', 'min_value': 0}, {'column': 'refunded_amount', 'min_value': 0}, {'column': 'line_count', 'min_value': 0}]) }}",
-            'analyze {{ this }}',
+            "{{ analyze_when_stale() }}",
         ],
         indexes=[
             {'columns': ['order_id'], 'unique': True},
