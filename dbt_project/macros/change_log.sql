@@ -190,7 +190,15 @@
     between), for the models that read it; a null key when it replaced everything.
     A model whose rows are never removed and whose producers log other keys than its own
     (invitations, from customer keys) sets change_log_names_this_key=false: its select
-    finds the rows those keys touch, and only the rows it recomputed are replaced. -#}
+    finds the rows those keys touch, and only the rows it recomputed are replaced.
+    With change_log_skip_unchanged=true (a model whose rows are unique, outside the marts'
+    two generations) a recomputed row equal, column for column, to a stored row of the
+    same key changes nothing: the stored row stays, is not logged, and the new one is not
+    inserted. A scope is a superset of what changed (every purchase day of a customer with
+    a new one, every identifier of an account with a new order), and most of its rows come
+    out as they were: at 1M customers identity resolution re-derived 54k identifiers after
+    a one-day delta, and replacing and logging them took 3.2 s on the chain of models every
+    later one waits for. -#}
 {% macro get_incremental_replace_changed_keys_sql(arg_dict) %}
     {%- set key = config.require('change_log_key') -%}
     {%- set producers = config.require('change_log_producers') -%}
@@ -211,6 +219,30 @@
             {%- endif %}
         )
     {%- endset -%}
+    {%- set skip_unchanged = config.get('change_log_skip_unchanged', false) and not state.full -%}
+    {%- if skip_unchanged %}
+    {%- if target.schema == var('marts_build_schema', 'marts_build') %}
+        {{ exceptions.raise_compiler_error("change_log_skip_unchanged compares with one generation only: not for a mart") }}
+    {%- endif %}
+    {%- set unchanged = adapter.quote(temp.identifier ~ '__unchanged') %}
+    {%- set names = arg_dict['dest_columns'] | map(attribute='name') | map('replace', '"', '') | list %}
+    {#- the stored rows that the recomputed ones repeat (found by key, then compared) -#}
+    create temporary table {{ unchanged }} as
+    select fresh.ctid as fresh_row, kept.ctid as kept_row
+    from {{ temp }} as fresh
+    inner join {{ target }} as kept
+        on kept.{{ key }} = fresh.{{ key }}
+        and ({% for c in names %}kept.{{ adapter.quote(c) }}{{ ', ' if not loop.last }}{% endfor %})
+            is not distinct from
+            ({% for c in names %}fresh.{{ adapter.quote(c) }}{{ ', ' if not loop.last }}{% endfor %});
+    delete from {{ temp }} where ctid in (select fresh_row from {{ unchanged }});
+    {%- endif %}
+    {%- set replaced_rows -%}
+        {{ in_scope }}
+        {%- if skip_unchanged %}
+        and ctid not in (select kept_row from {{ unchanged }})
+        {%- endif %}
+    {%- endset -%}
     {%- if state.full %}
     {%- if replaced_key %}
     insert into ops.mart_key_changes (producer, key_value) values ('{{ change_log_name(target) }}', null);
@@ -222,7 +254,7 @@
     insert into ops.mart_key_changes (producer, key_value)
     select '{{ change_log_name(target) }}', replaced.key_value
     from (
-        select {{ replaced_key }} as key_value from {{ target }} where {{ in_scope }}
+        select {{ replaced_key }} as key_value from {{ target }} where {{ replaced_rows }}
         union
         select {{ replaced_key }} from {{ temp }}
         {%- if replaced_key == key and config.get('change_log_names_this_key', true)
@@ -238,7 +270,7 @@
     where replaced.key_value is not null;
     {%- endif %}
     delete from {{ target }}
-    where {{ in_scope }};
+    where {{ replaced_rows }};
     {%- endif %}
     insert into {{ target }} ({{ columns }})
     select {{ columns }} from {{ arg_dict['temp_relation'] }}

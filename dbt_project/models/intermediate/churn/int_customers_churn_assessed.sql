@@ -25,6 +25,7 @@
         incremental_strategy='replace_changed_keys',
         unique_key='customer_key',
         change_log_key='customer_key',
+        change_log_skip_unchanged=true,
         change_log_replaced_key='customer_key',
         change_log_producers=['int_purchase_gaps_assessed_for_churn', 'fct_survey_responses'],
         on_schema_change='fail',

@@ -32,6 +32,7 @@
         incremental_strategy='replace_changed_keys',
         unique_key='purchase_day_id',
         change_log_key='customer_key',
+        change_log_skip_unchanged=true,
         change_log_replaced_key='customer_key',
         change_log_producers=['int_orders_aggregated_to_purchase_days', 'int_identity_observations'],
         on_schema_change='fail',

@@ -31,6 +31,7 @@
         incremental_strategy='replace_changed_keys',
         unique_key='customer_identifier_id',
         change_log_key='customer_identifier_id',
+        change_log_skip_unchanged=true,
         change_log_producers=['int_identity_observations'],
         change_log_as_of=false,
         change_log_replaced_key='customer_key',

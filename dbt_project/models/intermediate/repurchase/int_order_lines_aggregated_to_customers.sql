@@ -16,6 +16,7 @@
         incremental_strategy='replace_changed_keys',
         unique_key='customer_key',
         change_log_key='customer_key',
+        change_log_skip_unchanged=true,
         change_log_producers=['fct_order_lines'],
         on_schema_change='fail',
         post_hook=[

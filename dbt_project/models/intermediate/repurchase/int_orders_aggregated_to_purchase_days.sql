@@ -14,6 +14,7 @@
         incremental_strategy='replace_changed_keys',
         unique_key='purchase_day_id',
         change_log_key='customer_key',
+        change_log_skip_unchanged=true,
         change_log_producers=['fct_orders'],
         change_log_replaced_key='customer_key',
         on_schema_change='fail',

@@ -33,6 +33,7 @@
         incremental_strategy='replace_changed_keys',
         unique_key='invitation_id',
         change_log_key='invitation_id',
+        change_log_skip_unchanged=true,
         change_log_producers=['int_customers_resolved_across_sources', 'fct_survey_responses'],
         change_log_names_this_key=false,
         on_schema_change='fail',
