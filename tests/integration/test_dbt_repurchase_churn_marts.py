@@ -145,6 +145,14 @@ def test_repurchase_and_churn_marts_match_an_independent_recomputation(
             "select referrer_customer_id, created_at from raw.referrals"
         ).fetchall()
         dim = dict(conn.execute("select customer_key, lifecycle_stage from marts.dim_customers"))
+        # fct_customer_churn reads the segment from the CRM, beside dim_customers: the same
+        segments_differing = conn.execute(
+            "select count(*) from marts.fct_customer_churn as churn "
+            "left join marts.dim_customers as customers using (customer_key) "
+            "where churn.segment is distinct from coalesce(customers.segment, 'unknown') "
+            "or customers.customer_key is null"
+        ).fetchone()[0]
+        assert segments_differing == 0
         repurchase = {
             row[0]: row[1:]
             for row in conn.execute(

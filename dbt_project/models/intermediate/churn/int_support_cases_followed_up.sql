@@ -23,7 +23,7 @@
     config(
         materialized='incremental',
         incremental_strategy='replace_changed_keys',
-        unique_key='customer_key',
+        unique_key='case_id',
         change_log_key='customer_key',
         change_log_skip_unchanged=true,
         change_log_producers=['fct_support_interactions', 'int_orders_aggregated_to_purchase_days', 'int_purchase_gaps_assessed_for_churn'],

@@ -4,6 +4,11 @@
     int_customers_churn_assessed; this mart adds the customer's segment and the days since
     the last purchase (the one column that moves with the as-of date for every customer,
     so the incremental intermediate does not store it).
+
+    The segment is the CRM record's, as in dim_customers (a CRM customer's key is its
+    customer_id; a customer known only from sales or surveys has none: 'unknown'). It is
+    read from the CRM staging view, not from dim_customers, so this mart is built beside
+    dim_customers instead of after it, at the end of the chain of models a build waits for.
 -#}
 
 -- A unique index on the key: PostgreSQL enforces it, so its primary-key test and the audit
@@ -19,9 +24,9 @@ churn as (
 
 ),
 
-customers as (
+crm_customers as (
 
-    select * from {{ ref('dim_customers') }}
+    select * from {{ ref('stg_crm__customers') }}
 
 ),
 
@@ -29,7 +34,7 @@ final as (
 
     select
         churn.customer_key,
-        coalesce(customers.segment, 'unknown') as segment,
+        coalesce(crm_customers.segment, 'unknown') as segment,
         churn.lifecycle_stage,
         churn.churn_rule,
         churn.last_nps_category_before_churn,
@@ -49,8 +54,11 @@ final as (
         {{ as_of_date() }} as as_of_date
 
     from churn
-    left join customers
-        on churn.customer_key = customers.customer_key
+    left join crm_customers
+        -- a case, not `and`: PostgreSQL may evaluate the cast before the match
+        on crm_customers.customer_id = case
+            when churn.customer_key ~ '^[0-9]{1,18}$' then cast(churn.customer_key as bigint)
+        end
 
 )
 
