@@ -53,11 +53,22 @@
     rebuild everything. Read when the model runs; the same answer in its SQL, strategy and
     hooks, since the producers ran before it (dbt's order) and nothing else writes the log.
     A model whose rows do not depend on the as-of date sets change_log_as_of=false: moving
-    the date back then does not rebuild it. -#}
-{% macro change_log_state(producers) %}
+    the date back then does not rebuild it.
+
+    A model names its producers once, in a list it passes here and to its config
+    (change_log_producers=...); the macros below default to that config at run time. Called
+    from the model's SQL, this macro also refs every producer while dbt parses the model:
+    config values are not available then, and a producer read only through the log (the
+    churn gaps read identity observations' log) must still be built before it. -#}
+{% macro change_log_state(producers=none) %}
     {%- set state = {'full': true, 'from_id': 0, 'to_id': 0, 'previous_as_of': none} -%}
+    {%- if not execute -%}
+        {#- parsing: record the refs (see above) -#}
+        {%- do producer_names(producers) -%}
+        {{- return(state) -}}
+    {%- endif -%}
     {#- A build in full reads nothing; nor does a unit test (no `this`, refs are fixtures). -#}
-    {%- if not execute or this is none or not is_incremental() -%}
+    {%- if this is none or not is_incremental() -%}
         {{- return(state) -}}
     {%- endif -%}
     {%- set names = producer_names(producers) -%}
@@ -91,8 +102,10 @@
 {% endmacro %}
 
 
-{#- The log names of `producers` (model names), as quoted SQL literals. -#}
-{% macro producer_names(producers) %}
+{#- The log names of `producers` (model names; by default the model's
+    change_log_producers), as quoted SQL literals. -#}
+{% macro producer_names(producers=none) %}
+    {%- set producers = producers if producers is not none else config.require('change_log_producers') -%}
     {%- set names = [] -%}
     {%- for producer in producers -%}
         {%- do names.append("'" ~ change_log_name(ref(producer)) ~ "'") -%}
@@ -101,14 +114,25 @@
 {% endmacro %}
 
 
-{#- The keys logged by `producers` since {{ this }} last read the log (a select of one column). -#}
-{% macro changed_keys_since_last_build(producers, state) -%}
+{#- The keys logged by `producers` since {{ this }} last read the log (a select of one
+    column); `state` is change_log_state's answer. -#}
+{% macro changed_keys_since_last_build(state, producers=none) -%}
     select key_value
     from ops.mart_key_changes
     where producer in ({{ producer_names(producers) | join(', ') }})
         and change_id > {{ state.from_id }}
         and change_id <= {{ state.to_id }}
         and key_value is not null
+{%- endmacro %}
+
+
+{#- A condition: rows `kept` and `fresh` (aliases) hold the same value, null included, in
+    every one of `dest_columns` (an incremental strategy's arg_dict['dest_columns']). -#}
+{% macro rows_are_equal(kept, fresh, dest_columns) -%}
+    {%- set names = dest_columns | map(attribute='name') | map('replace', '"', '') | list -%}
+    ({% for c in names %}{{ kept }}.{{ adapter.quote(c) }}{{ ', ' if not loop.last }}{% endfor %})
+        is not distinct from
+        ({% for c in names %}{{ fresh }}.{{ adapter.quote(c) }}{{ ', ' if not loop.last }}{% endfor %})
 {%- endmacro %}
 
 
@@ -128,7 +152,6 @@
     {%- set published = adapter.get_relation(database=target.database, schema='marts', identifier=target.identifier) -%}
     {%- set replaced = [target] + ([published] if published is not none and published != target else []) -%}
     {%- set key_columns = [unique_key] if unique_key is string else unique_key -%}
-    {%- set columns = arg_dict['dest_columns'] | map(attribute='name') | map('replace', '"', '') | list -%}
     {#- A scope is a superset of what changed (every order of a customer with a new one is
         renumbered, and most keep their number): a re-derived row equal to the row it would
         replace, in every generation it is in, changes nothing, so it is neither replaced nor
@@ -140,9 +163,7 @@
         and exists (
             select from {{ relation }} as kept
             where {% for key in key_columns %}kept.{{ key }} = fresh.{{ key }} and {% endfor %}
-                ({% for c in columns %}kept.{{ adapter.quote(c) }}{{ ', ' if not loop.last }}{% endfor %})
-                is not distinct from
-                ({% for c in columns %}fresh.{{ adapter.quote(c) }}{{ ', ' if not loop.last }}{% endfor %})
+                {{ rows_are_equal('kept', 'fresh', arg_dict['dest_columns']) }}
         )
         {%- endfor %};
     {%- if target.schema == var('marts_build_schema', 'marts_build') and unique_key is string %}
@@ -215,7 +236,7 @@
             select {{ key }} from {{ temp }}
             {%- if config.get('change_log_names_this_key', true) %}
             union
-            {{ changed_keys_since_last_build(producers, state) | indent(12) }}
+            {{ changed_keys_since_last_build(state, producers) | indent(12) }}
             {%- endif %}
         )
     {%- endset -%}
@@ -225,7 +246,6 @@
         {{ exceptions.raise_compiler_error("change_log_skip_unchanged compares with one generation only: not for a mart") }}
     {%- endif %}
     {%- set unchanged = adapter.quote(temp.identifier ~ '__unchanged') %}
-    {%- set names = arg_dict['dest_columns'] | map(attribute='name') | map('replace', '"', '') | list %}
     {%- set row_key = arg_dict['unique_key'] %}
     {%- if row_key is not string %}
         {{ exceptions.raise_compiler_error("change_log_skip_unchanged needs unique_key: the one column that identifies a row (indexed)") }}
@@ -238,9 +258,7 @@
     from {{ temp }} as fresh
     inner join {{ target }} as kept
         on kept.{{ row_key }} = fresh.{{ row_key }}
-        and ({% for c in names %}kept.{{ adapter.quote(c) }}{{ ', ' if not loop.last }}{% endfor %})
-            is not distinct from
-            ({% for c in names %}fresh.{{ adapter.quote(c) }}{{ ', ' if not loop.last }}{% endfor %});
+        and {{ rows_are_equal('kept', 'fresh', arg_dict['dest_columns']) }};
     delete from {{ temp }} where ctid in (select fresh_row from {{ unchanged }});
     {%- endif %}
     {%- set replaced_rows -%}
@@ -270,7 +288,7 @@
             the last build and re-keyed by this one), which the catch-up after the swap
             must remove (cem_warehouse.transform.generations). -#}
         union
-        {{ changed_keys_since_last_build(producers, state) | indent(8) }}
+        {{ changed_keys_since_last_build(state, producers) | indent(8) }}
         {%- endif %}
     ) as replaced
     where replaced.key_value is not null;
@@ -285,7 +303,7 @@
 
 {#- Post-hook of a per-customer model: how far it has read, in the transaction of its rows.
     The log is then trimmed of what every reader built in the last 90 days has read. -#}
-{% macro record_change_position(producers) -%}
+{% macro record_change_position(producers=none) -%}
     {#- The same newest entry the build read up to: the producers ran before this model. -#}
     insert into ops.mart_change_positions (consumer, change_id, as_of_date, built_at)
     select

@@ -7,22 +7,13 @@
 
 {#- Post-hook: keep `column_name` to `values` with a CHECK constraint, so that PostgreSQL
     refuses any write outside them and the `enforced_accepted_values` test can check the
-    catalog instead of scanning the table on every build. Added (with one validating scan)
-    when the table is new, that is after a build in full; a no-op on an incremental build,
-    whose writes the constraint checks as they happen. -#}
+    catalog instead of scanning the table on every build. Added by
+    add_missing_check_constraints. -#}
 {% macro enforce_accepted_values(column_name, values) -%}
-    {%- set name = accepted_values_constraint_name(column_name, values) -%}
-    do $enforce$
-    begin
-        if not exists (
-            select from pg_catalog.pg_constraint
-            where conrelid = to_regclass('{{ this }}') and conname = '{{ name }}'
-        ) then
-            alter table {{ this }} add constraint {{ adapter.quote(name) }}
-                check ({{ adapter.quote(column_name) }} in (
-                    {%- for value in values %}'{{ value | replace("'", "''") }}'{{ ', ' if not loop.last }}{% endfor -%}
-                ));
-        end if;
-    end
-    $enforce$
+    {%- set condition -%}
+        {{ adapter.quote(column_name) }} in (
+            {%- for value in values %}'{{ value | replace("'", "''") }}'{{ ', ' if not loop.last }}{% endfor -%}
+        )
+    {%- endset -%}
+    {{- add_missing_check_constraints([[accepted_values_constraint_name(column_name, values), condition]]) -}}
 {%- endmacro %}

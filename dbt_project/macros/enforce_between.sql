@@ -19,16 +19,10 @@
     ({'column': ..., 'min_value': ..., 'max_value': ...}; a missing bound is open), so that
     PostgreSQL refuses any write outside them and the mart audit answers the matching
     `expect_column_values_to_be_between` from the catalog instead of scanning the table on
-    every build. Like GX, a null passes. The missing constraints are added in one ALTER,
-    validated by one scan, when the table is new (after a build in full); a no-op on an
-    incremental build, whose writes the constraints check as they happen. -#}
+    every build. Like GX, a null passes. Added by add_missing_check_constraints. -#}
 {% macro enforce_between(rules) -%}
-    do $enforce$
-    declare
-        missing text[] := '{}';
-    begin
+    {%- set checks = [] %}
     {%- for rule in rules %}
-        {%- set name = between_constraint_name(rule['column'], rule.get('min_value'), rule.get('max_value')) %}
         {%- set column = adapter.quote(rule['column']) %}
         {%- set conditions = [] %}
         {%- if rule.get('min_value') is not none %}{% do conditions.append(column ~ ' >= ' ~ rule['min_value']) %}{% endif %}
@@ -36,16 +30,10 @@
         {%- if not conditions %}
             {{ exceptions.raise_compiler_error("enforce_between: a rule for " ~ rule['column'] ~ " has neither min_value nor max_value") }}
         {%- endif %}
-        if not exists (
-            select from pg_catalog.pg_constraint
-            where conrelid = to_regclass('{{ this }}') and conname = '{{ name }}'
-        ) then
-            missing := array_append(missing, $add$add constraint {{ adapter.quote(name) }} check ({{ conditions | join(' and ') }})$add$);
-        end if;
+        {%- do checks.append([
+            between_constraint_name(rule['column'], rule.get('min_value'), rule.get('max_value')),
+            conditions | join(' and '),
+        ]) %}
     {%- endfor %}
-        if cardinality(missing) > 0 then
-            execute 'alter table {{ this }} ' || array_to_string(missing, ', ');
-        end if;
-    end
-    $enforce$
+    {{- add_missing_check_constraints(checks) -}}
 {%- endmacro %}

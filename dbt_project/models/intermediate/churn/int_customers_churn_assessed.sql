@@ -19,6 +19,9 @@
     It logs the customers it replaced for dim_customers.
 -#}
 
+{#- the models whose change log it reads -#}
+{%- set producers = ['int_purchase_gaps_assessed_for_churn', 'fct_survey_responses'] %}
+
 {{
     config(
         materialized='incremental',
@@ -27,10 +30,10 @@
         change_log_key='customer_key',
         change_log_skip_unchanged=true,
         change_log_replaced_key='customer_key',
-        change_log_producers=['int_purchase_gaps_assessed_for_churn', 'fct_survey_responses'],
+        change_log_producers=producers,
         on_schema_change='fail',
         post_hook=[
-            "{{ record_change_position(['int_purchase_gaps_assessed_for_churn', 'fct_survey_responses']) }}",
+            "{{ record_change_position() }}",
             "{{ set_not_null(['customer_key', 'lifecycle_stage']) }}",
             "{{ enforce_accepted_values('lifecycle_stage', ['new', 'active', 'at-risk', 'churned', 'won back']) }}",
         ],
@@ -38,14 +41,14 @@
     )
 }}
 
-{%- set changes = change_log_state(['int_purchase_gaps_assessed_for_churn', 'fct_survey_responses']) %}
+{%- set changes = change_log_state(producers) %}
 
 with
 
 {% if not changes.full -%}
 customers_in_scope as materialized (
 
-    {{ changed_keys_since_last_build(['int_purchase_gaps_assessed_for_churn', 'fct_survey_responses'], changes) | indent(4) }}
+    {{ changed_keys_since_last_build(changes) | indent(4) }}
 
     union
 

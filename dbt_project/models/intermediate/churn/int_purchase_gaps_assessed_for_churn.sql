@@ -26,6 +26,9 @@
     customers it recomputed, for int_customers_churn_assessed.
 -#}
 
+{#- the models whose change log it reads -#}
+{%- set producers = ['int_orders_aggregated_to_purchase_days', 'int_identity_observations'] %}
+
 {{
     config(
         materialized='incremental',
@@ -34,10 +37,10 @@
         change_log_key='customer_key',
         change_log_skip_unchanged=true,
         change_log_replaced_key='customer_key',
-        change_log_producers=['int_orders_aggregated_to_purchase_days', 'int_identity_observations'],
+        change_log_producers=producers,
         on_schema_change='fail',
         post_hook=[
-            "{{ record_change_position(['int_orders_aggregated_to_purchase_days', 'int_identity_observations']) }}",
+            "{{ record_change_position() }}",
             "{{ set_not_null(['purchase_day_id', 'customer_key', 'threshold_days']) }}",
             "{{ enforce_accepted_values('churn_rule', ['no purchase within threshold', 'explicit cancellation']) }}",
         ],
@@ -45,14 +48,14 @@
     )
 }}
 
-{%- set changes = change_log_state(['int_orders_aggregated_to_purchase_days', 'int_identity_observations']) %}
+{%- set changes = change_log_state(producers) %}
 
 with
 
 {% if not changes.full -%}
 customers_in_scope as materialized (
 
-    {{ changed_keys_since_last_build(['int_orders_aggregated_to_purchase_days', 'int_identity_observations'], changes) | indent(4) }}
+    {{ changed_keys_since_last_build(changes) | indent(4) }}
 
     union
 

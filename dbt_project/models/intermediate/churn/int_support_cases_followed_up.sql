@@ -19,6 +19,9 @@
       another one.
 -#}
 
+{#- the models whose change log it reads -#}
+{%- set producers = ['fct_support_interactions', 'int_orders_aggregated_to_purchase_days', 'int_purchase_gaps_assessed_for_churn'] %}
+
 {{
     config(
         materialized='incremental',
@@ -26,16 +29,16 @@
         unique_key='case_id',
         change_log_key='customer_key',
         change_log_skip_unchanged=true,
-        change_log_producers=['fct_support_interactions', 'int_orders_aggregated_to_purchase_days', 'int_purchase_gaps_assessed_for_churn'],
+        change_log_producers=producers,
         on_schema_change='fail',
         post_hook=[
-            "{{ record_change_position(['fct_support_interactions', 'int_orders_aggregated_to_purchase_days', 'int_purchase_gaps_assessed_for_churn']) }}",
+            "{{ record_change_position() }}",
         ],
         indexes=[{'columns': ['case_id'], 'unique': True}, {'columns': ['customer_key']}],
     )
 }}
 
-{%- set changes = change_log_state(['fct_support_interactions', 'int_orders_aggregated_to_purchase_days', 'int_purchase_gaps_assessed_for_churn']) %}
+{%- set changes = change_log_state(producers) %}
 
 with
 
@@ -48,7 +51,7 @@ all_interactions as not materialized (
 {% if not changes.full -%}
 customers_changed as (
 
-    {{ changed_keys_since_last_build(['fct_support_interactions', 'int_orders_aggregated_to_purchase_days', 'int_purchase_gaps_assessed_for_churn'], changes) | indent(4) }}
+    {{ changed_keys_since_last_build(changes) | indent(4) }}
 
     union
 

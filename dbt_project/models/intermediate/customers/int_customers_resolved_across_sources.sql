@@ -25,6 +25,9 @@
     replaced, before and after, for dim_customers.
 -#}
 
+{#- the models whose change log it reads -#}
+{%- set producers = ['int_identity_observations'] %}
+
 {{
     config(
         materialized='incremental',
@@ -32,13 +35,13 @@
         unique_key='customer_identifier_id',
         change_log_key='customer_identifier_id',
         change_log_skip_unchanged=true,
-        change_log_producers=['int_identity_observations'],
+        change_log_producers=producers,
         change_log_as_of=false,
         change_log_replaced_key='customer_key',
         on_schema_change='fail',
         pre_hook=["set local work_mem = '256MB'", "{{ log_rebuilt_in_full() }}"],
         post_hook=[
-            "{{ record_change_position(['int_identity_observations']) }}",
+            "{{ record_change_position() }}",
             "{{ set_not_null(['customer_identifier_id', 'customer_key', 'identifier', 'is_inferred']) }}",
             "{{ enforce_accepted_values('identifier_type', ['email', 'sales_account']) }}",
         ],
@@ -51,7 +54,7 @@
     )
 }}
 
-{%- set changes = change_log_state(['int_identity_observations']) %}
+{%- set changes = change_log_state(producers) %}
 
 with
 
@@ -64,7 +67,7 @@ observations as not materialized (
 {% if not changes.full -%}
 changed_identifiers as (
 
-    {{ changed_keys_since_last_build(['int_identity_observations'], changes) | indent(4) }}
+    {{ changed_keys_since_last_build(changes) | indent(4) }}
 
 ),
 

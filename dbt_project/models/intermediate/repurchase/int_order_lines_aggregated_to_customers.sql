@@ -10,6 +10,9 @@
     days the as-of date moved over; every other customer's row is as it was.
 -#}
 
+{#- the models whose change log it reads -#}
+{%- set producers = ['fct_order_lines'] %}
+
 {{
     config(
         materialized='incremental',
@@ -17,10 +20,10 @@
         unique_key='customer_key',
         change_log_key='customer_key',
         change_log_skip_unchanged=true,
-        change_log_producers=['fct_order_lines'],
+        change_log_producers=producers,
         on_schema_change='fail',
         post_hook=[
-            "{{ record_change_position(['fct_order_lines']) }}",
+            "{{ record_change_position() }}",
             "{{ set_not_null('customer_key') }}",
         ],
         indexes=[{'columns': ['customer_key'], 'unique': True}],
@@ -28,7 +31,7 @@
 }}
 
 -- depends_on: {{ ref('fct_orders') }}
-{%- set changes = change_log_state(['fct_order_lines']) %}
+{%- set changes = change_log_state(producers) %}
 
 with
 
@@ -52,7 +55,7 @@ purchased_lines as (
         and ordered_date <= {{ as_of_date() }}
         {%- if not changes.full %}
         and customer_key in (
-            {{ changed_keys_since_last_build(['fct_order_lines'], changes) | indent(12) }}
+            {{ changed_keys_since_last_build(changes) | indent(12) }}
 
             union
 

@@ -8,6 +8,9 @@
     days the as-of date moved over; every other customer's days are as they were.
 -#}
 
+{#- the models whose change log it reads -#}
+{%- set producers = ['fct_orders'] %}
+
 {{
     config(
         materialized='incremental',
@@ -15,19 +18,19 @@
         unique_key='purchase_day_id',
         change_log_key='customer_key',
         change_log_skip_unchanged=true,
-        change_log_producers=['fct_orders'],
+        change_log_producers=producers,
         change_log_replaced_key='customer_key',
         on_schema_change='fail',
         pre_hook="{{ log_rebuilt_in_full() }}",
         post_hook=[
-            "{{ record_change_position(['fct_orders']) }}",
+            "{{ record_change_position() }}",
             "{{ set_not_null(['purchase_day_id', 'customer_key']) }}",
         ],
         indexes=[{'columns': ['purchase_day_id'], 'unique': True}, {'columns': ['customer_key']}],
     )
 }}
 
-{%- set changes = change_log_state(['fct_orders']) %}
+{%- set changes = change_log_state(producers) %}
 
 with
 
@@ -51,7 +54,7 @@ purchases as (
         and ordered_date <= {{ as_of_date() }}
         {%- if not changes.full %}
         and customer_key in (
-            {{ changed_keys_since_last_build(['fct_orders'], changes) | indent(12) }}
+            {{ changed_keys_since_last_build(changes) | indent(12) }}
 
             union
 

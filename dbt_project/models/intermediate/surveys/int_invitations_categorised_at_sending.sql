@@ -27,6 +27,9 @@
     (change_log_names_this_key=false); a rebuild of everything truncates first.
 -#}
 
+{#- the models whose change log it reads -#}
+{%- set producers = ['int_customers_resolved_across_sources', 'fct_survey_responses'] %}
+
 {{
     config(
         materialized='incremental',
@@ -34,13 +37,13 @@
         unique_key='invitation_id',
         change_log_key='invitation_id',
         change_log_skip_unchanged=true,
-        change_log_producers=['int_customers_resolved_across_sources', 'fct_survey_responses'],
+        change_log_producers=producers,
         change_log_names_this_key=false,
         on_schema_change='fail',
         change_log_as_of=false,
         pre_hook=["{{ wait_for_raw_publishes() }}"],
         post_hook=[
-            "{{ record_change_position(['int_customers_resolved_across_sources', 'fct_survey_responses']) }}",
+            "{{ record_change_position() }}",
             "{{ set_not_null(['invitation_id', 'survey_id', 'touchpoint', 'loyalty_category_at_sending', 'is_answered']) }}",
             "{{ enforce_accepted_values('loyalty_category_at_sending', ['promoter', 'passive', 'detractor', 'unknown']) }}",
         ],
@@ -51,7 +54,7 @@
     )
 }}
 
-{%- set changes = change_log_state(['int_customers_resolved_across_sources', 'fct_survey_responses']) %}
+{%- set changes = change_log_state(producers) %}
 {%- set incremental = is_incremental() and not changes.full %}
 
 with
@@ -88,7 +91,7 @@ ltr_answers as not materialized (
 {%- set watermark = incremental_watermark() %}
 changed_keys as materialized (
 
-    {{ changed_keys_since_last_build(['int_customers_resolved_across_sources', 'fct_survey_responses'], changes) | indent(4) }}
+    {{ changed_keys_since_last_build(changes) | indent(4) }}
 
 ),
 

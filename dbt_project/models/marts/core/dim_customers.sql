@@ -19,6 +19,9 @@
     (change_log_replaced_key; a null key when it was built in full).
 -#}
 
+{#- the models whose change log it reads -#}
+{%- set producers = ['int_identity_observations', 'int_customers_resolved_across_sources', 'fct_orders', 'fct_survey_responses', 'int_customers_churn_assessed'] %}
+
 {{
     config(
         materialized='incremental',
@@ -26,11 +29,11 @@
         unique_key='customer_key',
         change_log_key='customer_key',
         change_log_replaced_key='customer_key',
-        change_log_producers=['int_identity_observations', 'int_customers_resolved_across_sources', 'fct_orders', 'fct_survey_responses', 'int_customers_churn_assessed'],
+        change_log_producers=producers,
         on_schema_change='fail',
         pre_hook="{{ log_rebuilt_in_full() }}",
         post_hook=[
-            "{{ record_change_position(['int_identity_observations', 'int_customers_resolved_across_sources', 'fct_orders', 'fct_survey_responses', 'int_customers_churn_assessed']) }}",
+            "{{ record_change_position() }}",
             "{{ set_not_null(['lifecycle_stage', 'is_inferred']) }}",
             "{{ enforce_accepted_values('lifecycle_stage', ['prospect', 'new', 'active', 'at-risk', 'churned', 'won back']) }}",
             "{{ enforce_accepted_values('loyalty_category', ['promoter', 'passive', 'detractor']) }}",
@@ -44,7 +47,7 @@
 }}
 
 -- depends_on: {{ ref('int_as_of_date') }}
-{%- set changes = change_log_state(['int_identity_observations', 'int_customers_resolved_across_sources', 'fct_orders', 'fct_survey_responses', 'int_customers_churn_assessed']) %}
+{%- set changes = change_log_state(producers) %}
 
 with
 
@@ -57,7 +60,7 @@ stored as not materialized (
 
 customers_in_scope as materialized (
 
-    {{ changed_keys_since_last_build(['int_identity_observations', 'int_customers_resolved_across_sources', 'fct_orders', 'fct_survey_responses', 'int_customers_churn_assessed'], changes) | indent(4) }}
+    {{ changed_keys_since_last_build(changes) | indent(4) }}
 
     union
 
