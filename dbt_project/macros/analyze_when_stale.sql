@@ -8,7 +8,9 @@
     time (0.15-0.45 s per table at 1M customers, 4.6 s of a one-day build's thread time,
     most of it on the chain of models every later one waits for), and the statistics
     it would refresh barely move. The changes add up over builds, so a table is analyzed
-    again once a tenth of it changed, also on a server where autovacuum is off or behind. -#}
+    again once a tenth of it changed, also on a server where autovacuum is off or behind.
+    PostgreSQL counts a transaction's writes after its own ANALYZE, so the build after a
+    build in full analyzes once more (its rows all count as changed). -#}
 {% macro analyze_when_stale() -%}
     do $analyze$
     begin

@@ -258,3 +258,72 @@ def test_staging_builds_keeps_every_row_and_normalises_emails(stand_ins, tmp_pat
         conn.commit()
     with pytest.raises(CemError, match=f"enforced_primary_key_{observations}"):
         run_dbt(stand_ins.warehouse, ["test", "--select", observations])
+
+
+def _analyzed_at(warehouse, table: str):
+    with connect(warehouse) as conn:
+        return _scalar(
+            conn,
+            f"select coalesce(last_analyze, last_autoanalyze) from pg_stat_all_tables "
+            f"where relid = 'staging.{table}'::regclass",
+        )
+
+
+def test_incremental_models_analyze_only_when_stale_and_leave_unchanged_rows(
+    stand_ins, tmp_path, monkeypatch
+):
+    """analyze_when_stale: a table built in full gets statistics at once, a build that
+    changes nothing does not analyze again, one after a tenth of the rows changed does.
+    change_log_skip_unchanged: a build re-deriving rows equal to the stored ones rewrites
+    and logs none of them."""
+    monkeypatch.setenv("CEM_HOME", str(tmp_path / "state"))
+    with stand_ins.crm() as crm:
+        ingest_crm(stand_ins.warehouse, crm)
+    ingest_sales(stand_ins.warehouse, stand_ins.sales)
+    ingest_surveys(stand_ins.warehouse, stand_ins.surveys)
+    resolved = "int_customers_resolved_across_sources"
+    select = ["run", "--select", f"+{resolved}"]
+    run_dbt(stand_ins.warehouse, select)
+    assert _analyzed_at(stand_ins.warehouse, resolved) is not None, "built in full: analyzed"
+    # The build in full's own rows count as changes once it commits (PostgreSQL adds a
+    # transaction's writes after its ANALYZE), so the next build analyzes once more.
+    run_dbt(stand_ins.warehouse, ["run", "--select", resolved])
+    built = _analyzed_at(stand_ins.warehouse, resolved)
+
+    # Every identifier logged as changed (as a day touching all of them would): the model
+    # re-derives them all, finds them equal and leaves them (no writes, no log, no ANALYZE).
+    with connect(stand_ins.warehouse) as conn:
+        conn.execute(
+            "insert into ops.mart_key_changes (producer, key_value) "
+            f"select 'staging.int_identity_observations', customer_identifier_id from staging.{resolved}"
+        )
+        identifiers = _scalar(conn, f"select count(*) from staging.{resolved}")
+        before = _scalar(conn, "select max(change_id) from ops.mart_key_changes")
+        rows = conn.execute(f"select ctid::text, * from staging.{resolved} order by 2").fetchall()
+        conn.commit()
+    run_dbt(stand_ins.warehouse, ["run", "--select", resolved])
+    with connect(stand_ins.warehouse) as conn:
+        assert (
+            conn.execute(f"select ctid::text, * from staging.{resolved} order by 2").fetchall()
+            == rows
+        ), "unchanged rows were rewritten"
+        assert (
+            _scalar(
+                conn,
+                f"select count(*) from ops.mart_key_changes where change_id > {before} "
+                f"and producer = 'staging.{resolved}'",
+            )
+            == 0
+        ), "unchanged rows were logged"
+    assert _analyzed_at(stand_ins.warehouse, resolved) == built, "analyzed with nothing changed"
+
+    # A fifth of the rows changed since: the next build analyzes.
+    with connect(stand_ins.warehouse) as conn:
+        conn.execute(
+            f"update staging.{resolved} set first_seen_at = first_seen_at "
+            f"where customer_identifier_id in (select customer_identifier_id from staging.{resolved} "
+            f"order by 1 limit {identifiers // 5 + 60})"
+        )
+        conn.commit()
+    run_dbt(stand_ins.warehouse, ["run", "--select", resolved])
+    assert _analyzed_at(stand_ins.warehouse, resolved) > built
