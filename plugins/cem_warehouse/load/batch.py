@@ -9,7 +9,10 @@
   one bad value costs one row, not the batch. The table is unlogged scratch, except into
   an empty raw table: then it is logged, with raw's NOT NULLs, to become raw's storage.
 * **Reject.** Rows that break a rule (type, required column, key, a row-level expectation
-  from the entity's suite, duplicate key in the batch) are marked with the reason.
+  from the entity's suite, duplicate key in the batch) are marked with the reason. A clean
+  batch (the usual case) is not checked row by row twice: when the suite finds no row
+  breaking its expectations and one light scan finds nothing else (key index or distinct
+  keys, the contract's other rules), no row needs marking.
 * **Validate.** The entity's Great Expectations suite runs on the accepted rows as SQL, with
   the batch-level checks (size, volume against recent batches, share of rejected rows),
   from the end of the landing, beside the rejecting and the publish (again after the
@@ -30,7 +33,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import psycopg
@@ -99,6 +102,7 @@ class Judged:
     cursor_to: str | None  # newest cursor value of the accepted rows
     invalid: int = 0  # rows whose values were not even of their column's type
     marked: bool = False  # rows were given a reject reason (the accepted rows changed)
+    key_built: bool = False  # the batch table already has raw's key index
 
 
 @dataclass
@@ -229,7 +233,9 @@ class BatchLoader:
                     )
                     received = landed + len(incoming.rejected)
                     suite = pool.submit(run_suite)
-                    judged = self._mark_rejects(conn, names["typed"], extra_columns)
+                    judged = self._judge_clean_batch(
+                        conn, names, incoming.batch_id, suite, as_raw_storage=as_raw_storage
+                    ) or self._mark_rejects(conn, names["typed"], extra_columns)
                     if judged.marked:
                         # Rows left the accepted ones while the suite read them: it runs
                         # again on what will be published (after the first run, same worker).
@@ -466,6 +472,88 @@ class BatchLoader:
         )
         conn.execute(insert)
 
+    def _judge_clean_batch(
+        self,
+        conn: psycopg.Connection,
+        names: dict,
+        batch_id: str,
+        suite: Future[ValidationOutcome],
+        *,
+        as_raw_storage: bool,
+    ) -> Judged | None:
+        """Judge a batch that breaks no row rule without checking its rows twice: None when
+        a rule may be broken or a key repeats (then ``_mark_rejects`` finds the rows).
+
+        The suite, already running, checks the rules that come from it in every row. This
+        scan adds only what it does not check (the contract's rules that no NOT NULL of the
+        table enforces), the distinct keys (or, for a table that will become raw's storage,
+        its key index, which refuses duplicates) and the newest cursor value. The rows are
+        clean when that scan finds nothing and the suite found no row breaking one of its
+        rules; its result then also validates what is published, as nothing was marked.
+        """
+        from cem_warehouse.load.tables import (
+            batch_key_name,
+            build_batch_key,
+            row_rule_reasons,
+            suite_row_rules,
+        )
+
+        contract = self.contract
+        table = sql.Identifier(names["typed"])
+        unchecked = row_rule_reasons(contract, required=not as_raw_storage, from_suite=False)
+        key = sql.SQL(", ").join(sql.Identifier(k) for k in contract.natural_key)
+        with conn.transaction():
+            conn.execute("set local work_mem = '256MB'")
+            rows, broken, distinct, cursor_to = conn.execute(
+                sql.SQL(
+                    "select count(*), count(*) filter (where {broken}), {distinct}, {cursor} "
+                    "from staging.{t} where _reject_reason is null"
+                ).format(
+                    broken=sql.SQL(" or ").join(p for p, _ in unchecked)
+                    if unchecked
+                    else sql.SQL("false"),
+                    # The key index finds duplicates in the same sort that builds it.
+                    distinct=sql.SQL("null::bigint")
+                    if as_raw_storage
+                    else sql.SQL("count(distinct ({}))").format(key),
+                    cursor=sql.SQL("max({})::text").format(sql.Identifier(contract.cursor_column))
+                    if contract.cursor_column
+                    else sql.SQL("null::text"),
+                    t=table,
+                )
+            ).fetchone()
+        if broken or (distinct is not None and distinct != rows):
+            return None
+        key_built = False
+        if as_raw_storage and rows:
+            try:
+                build_batch_key(conn, contract, names, batch_id)
+            except psycopg.errors.UniqueViolation:
+                return None
+            key_built = True
+        rules = suite_row_rules(contract)
+        checked = [
+            o.unexpected_count
+            for o in suite.result().outcomes
+            if o.expectation_type in {e["type"] for e in rules}
+        ]
+        if len(checked) < len(rules) or any(count != 0 for count in checked):
+            if key_built:
+                # Rows will be rejected: the publish builds the key on the rows left.
+                conn.execute(
+                    sql.SQL("drop index staging.{}").format(
+                        sql.Identifier(batch_key_name(contract, batch_id))
+                    )
+                )
+            return None
+        return Judged(
+            broke_rules=0,
+            accepted=rows,
+            distinct_keys=rows,
+            cursor_to=cursor_to,
+            key_built=key_built,
+        )
+
     def _mark_rejects(self, conn: psycopg.Connection, typed_table: str, extra: list[str]) -> Judged:
         """Row rules: required values, a usable key, one row per key (the newest wins).
 
@@ -644,7 +732,8 @@ class BatchLoader:
                     else 0
                 )
                 accepted = changed = rows_in_table - deleted
-                build_batch_key(conn, contract, names, incoming.batch_id)
+                if not judged.key_built:
+                    build_batch_key(conn, contract, names, incoming.batch_id)
             elif raw_is_empty:
                 # Every accepted row is new: what the insert wrote is what was accepted.
                 accepted = changed = insert_into_empty_raw(conn, contract, *statements["insert"])

@@ -281,19 +281,34 @@ def typed_expression(contract: EntityContract, column: str) -> sql.Composable:
     return sql.SQL("{}::{}").format(_ident(column), sql.SQL(kind))
 
 
-def _suite_rules(entity: str) -> list[dict]:
-    """The suite's row-level expectations that SQL enforces row by row (the same file GX runs)."""
+def suite_row_rules(contract: EntityContract) -> list[dict]:
+    """The suite's row-level expectations on the contract's columns that SQL can enforce row
+    by row (from the same file GX runs)."""
     from cem_warehouse.quality.gx_runner import load_suite_definition
 
-    return [e for e in load_suite_definition(entity)["expectations"] if e["type"] in _SQL_RULES]
-
-
-def row_rule_reasons(contract: EntityContract) -> list[tuple[sql.Composable, str]]:
-    """(predicate marking a bad row, reason) from the contract and the entity's suite."""
-    rules: list[tuple[sql.Composable, str]] = [
-        (sql.SQL("{} is null").format(_ident(column)), reason)
-        for column, reason in required_columns(contract).items()
+    return [
+        e
+        for e in load_suite_definition(contract.entity)["expectations"]
+        if e["type"] in _SQL_RULES and e["kwargs"].get("column") in contract.column_names
     ]
+
+
+def row_rule_reasons(
+    contract: EntityContract, *, required: bool = True, from_suite: bool = True
+) -> list[tuple[sql.Composable, str]]:
+    """(predicate marking a bad row, reason) from the contract and the entity's suite.
+
+    ``required=False`` leaves out the required-value rules (for a table whose NOT NULLs
+    enforce them), ``from_suite=False`` the suite's row-level expectations (for rows GX has
+    just found to pass them)."""
+    rules: list[tuple[sql.Composable, str]] = (
+        [
+            (sql.SQL("{} is null").format(_ident(column)), reason)
+            for column, reason in required_columns(contract).items()
+        ]
+        if required
+        else []
+    )
     for column in contract.not_in_future:
         rules.append(
             (
@@ -301,11 +316,9 @@ def row_rule_reasons(contract: EntityContract) -> list[tuple[sql.Composable, str
                 f"{column} is in the future (after the load)",
             )
         )
-    for expectation in _suite_rules(contract.entity):
+    for expectation in suite_row_rules(contract) if from_suite else []:
         kwargs = expectation["kwargs"]
         column = kwargs.get("column")
-        if column not in contract.column_names:
-            continue
         template = _SQL_RULES[expectation["type"]]
         predicate = sql.SQL(template).format(
             col=_ident(column),
@@ -453,18 +466,25 @@ def build_batch_key(
 ) -> None:
     """The primary-key index of a batch table that will become raw's partition.
 
-    Built inside the publish transaction after its rejected rows are deleted, while the GX
-    suite reads the table (an index build only blocks writers). A duplicate key here would
-    mean the row rules let one through: the build fails and the publish rolls back.
+    Built while the GX suite reads the table (an index build only blocks writers): as soon
+    as the batch has landed, where the build is also the check that no key repeats (it
+    raises UniqueViolation otherwise, and the loader drops it again if rows are rejected);
+    or inside the publish transaction after the rejected rows are deleted, where a
+    duplicate would mean the row rules let one through and the publish rolls back.
     """
-    conn.execute("set local maintenance_work_mem = '256MB'")
-    conn.execute(
-        sql.SQL("create unique index {} on staging.{} ({})").format(
-            _ident(f"{raw_partition_name(contract, batch_id)}_pkey"),
-            _ident(names["typed"]),
-            sql.SQL(", ").join(_ident(k) for k in contract.natural_key),
+    with conn.transaction():
+        conn.execute("set local maintenance_work_mem = '256MB'")
+        conn.execute(
+            sql.SQL("create unique index {} on staging.{} ({})").format(
+                _ident(batch_key_name(contract, batch_id)),
+                _ident(names["typed"]),
+                sql.SQL(", ").join(_ident(k) for k in contract.natural_key),
+            )
         )
-    )
+
+
+def batch_key_name(contract: EntityContract, batch_id: str) -> str:
+    return f"{raw_partition_name(contract, batch_id)}_pkey"
 
 
 def raw_columns_the_batch_lacks(
