@@ -581,11 +581,11 @@ def test_the_suite_judges_what_is_published_though_it_starts_before_the_row_rule
     from cem_warehouse.load import batch as batch_module
 
     first_run_done = threading.Event()
-    real_suite, real_rules = batch_module.run_batch_suite, BatchLoader._mark_rejects
+    real_validate, real_rules = batch_module.SuiteRun.validate, BatchLoader._mark_rejects
 
-    def suite(*args, **kwargs):
+    def validate(self):
         try:
-            return real_suite(*args, **kwargs)
+            return real_validate(self)
         finally:
             first_run_done.set()
 
@@ -593,7 +593,7 @@ def test_the_suite_judges_what_is_published_though_it_starts_before_the_row_rule
         assert first_run_done.wait(120)
         return real_rules(self, *args, **kwargs)
 
-    monkeypatch.setattr(batch_module, "run_batch_suite", suite)
+    monkeypatch.setattr(batch_module.SuiteRun, "validate", validate)
     monkeypatch.setattr(BatchLoader, "_mark_rejects", rules_after_the_suite)
     rows = good_rows(50)
     rows[4][4] = 11  # an LTR out of range: quarantined by the row rules

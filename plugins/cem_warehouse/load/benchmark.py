@@ -197,7 +197,10 @@ def bench_ingest(rows: int, server: WarehouseLocation | None = None, rounds: int
                 "publish writes: validate_seconds overlaps publish_seconds, so gx_share_of_load "
                 "(validate_seconds / publish) is the time the suite takes; gx_added_share_of_load "
                 "is what it adds to the load: 1 - publish without the suite (replaced by a pass, "
-                "for this measurement only) / publish."
+                "for this measurement only) / publish. Without the suite's verdict the loader "
+                "checks every row with its row rules, as for a batch the suite finds bad rows "
+                "in; with it a clean batch needs no such scan, so the suite can add less than "
+                "nothing."
             ),
             "copy_streams": copy_streams(),
             "psql_copy_rows_per_s": round(rows / psql_seconds),
@@ -242,7 +245,8 @@ def _checkpoint(location: WarehouseLocation) -> None:
 def _timed_load(location: WarehouseLocation, chunks, rows: int, *, suite: bool = True):
     """Seconds of one load of the file into an emptied raw.order_lines, and its outcome.
 
-    ``suite=False`` replaces the GX suite by a pass, to measure what the suite adds; the
+    ``suite=False`` replaces the GX suite by a pass that reports no expectation, to measure
+    what the suite adds; the loader then judges the rows with its row rules alone. The
     product never skips its suite.
     """
     from contextlib import nullcontext
@@ -255,9 +259,16 @@ def _timed_load(location: WarehouseLocation, chunks, rows: int, *, suite: bool =
             conn.execute("truncate raw.order_lines")
     _checkpoint(location)
     loader = BatchLoader(location, ORDER_LINES, SourcePolicy(name="sales"))
+
+    class Skipped:
+        def validate(self) -> ValidationOutcome:
+            return ValidationOutcome(suite="skipped for the benchmark", success=True)
+
+        def build_docs(self) -> None:
+            pass
+
     skipped = mock.patch(
-        "cem_warehouse.load.batch.run_batch_suite",
-        lambda *args, **kwargs: ValidationOutcome(suite="skipped for the benchmark", success=True),
+        "cem_warehouse.load.batch.prepare_batch_suite", lambda *args, **kwargs: Skipped()
     )
     with nullcontext() if suite else skipped:
         started = time.perf_counter()

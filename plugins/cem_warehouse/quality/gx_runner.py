@@ -103,82 +103,123 @@ def _view(kind: str) -> dict:
     }
 
 
-def run_suite(
-    location: WarehouseLocation,
-    *,
-    schema: str,
-    table: str,
-    name: str,
-    expectations: list[dict],
-    sample_unexpected: bool = True,
-) -> ValidationOutcome:
-    """Validate ``schema.table`` (a table or view) with GX's SQL engine inside PostgreSQL.
+class SuiteRun:
+    """A GX suite set up to validate ``schema.table`` (a table or view) inside PostgreSQL.
+
+    Setting up (GX's context, data source, suite and checkpoint) is Python work that reads
+    no rows, so a loader does it while the table is still filling; ``validate`` then runs
+    the suite's queries (again on each call, e.g. after rows were rejected), and
+    ``build_docs`` renders the last validation into the Data Docs, which nothing waits for.
 
     GX computes the counts of all column expectations in one aggregate query. With
     ``sample_unexpected`` it also lists up to 20 unexpected values per expectation, one more
     query (a full scan when nothing is unexpected) each; without it, counts only.
     """
-    import great_expectations as gx
-    from great_expectations.core import ExpectationSuite
 
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = {"globally": False}
-    docs = data_docs_dir() / name
-    # Data Docs: one site per suite, so every entity's latest validation stays browsable.
-    context.add_data_docs_site(
-        site_name="cem",
-        site_config={
-            "class_name": "SiteBuilder",
-            "store_backend": {
-                "class_name": "TupleFilesystemStoreBackend",
-                "base_directory": str(docs),
+    def __init__(
+        self,
+        location: WarehouseLocation,
+        *,
+        schema: str,
+        table: str,
+        name: str,
+        expectations: list[dict],
+        sample_unexpected: bool = True,
+    ) -> None:
+        import great_expectations as gx
+        from great_expectations.core import ExpectationSuite
+
+        self.name = name
+        self._context = gx.get_context(mode="ephemeral")
+        self._context.variables.progress_bars = {"globally": False}
+        # Data Docs: one site per suite, so every entity's latest validation stays browsable.
+        self._context.add_data_docs_site(
+            site_name="cem",
+            site_config={
+                "class_name": "SiteBuilder",
+                "store_backend": {
+                    "class_name": "TupleFilesystemStoreBackend",
+                    "base_directory": str(data_docs_dir() / name),
+                },
+                # GX's views with compiled templates kept between builds (see gx_docs_views).
+                "site_index_builder": {
+                    "class_name": "DefaultSiteIndexBuilder",
+                    "view": _view("Index"),
+                },
+                "site_section_builders": {
+                    section: {"view": _view("")} for section in ("expectations", "validations")
+                },
             },
-            # GX's views with compiled templates kept between builds (see gx_docs_views).
-            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder", "view": _view("Index")},
-            "site_section_builders": {
-                section: {"view": _view("")} for section in ("expectations", "validations")
-            },
-        },
-    )
-    source = context.data_sources.add_postgres("warehouse", connection_string=location.url)
-    asset = source.add_table_asset(table, table_name=table, schema_name=schema)
-    batch = asset.add_batch_definition_whole_table("batch")
-    gx_suite = context.suites.add(ExpectationSuite(name=name, expectations=expectations))
-    definition = context.validation_definitions.add(
-        gx.ValidationDefinition(name=f"{name}-{table}", data=batch, suite=gx_suite)
-    )
-    checkpoint = context.checkpoints.add(
-        gx.Checkpoint(
-            name=f"{name}-checkpoint",
-            validation_definitions=[definition],
-            actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs", site_names=["cem"])],
-            result_format=(
-                "SUMMARY"
-                if sample_unexpected
-                else {"result_format": "BASIC", "partial_unexpected_count": 0}
-            ),
         )
-    )
-    run = next(iter(checkpoint.run().run_results.values()))
-    _write_docs_index()
-
-    outcomes = []
-    for result in run.results:
-        config = result.expectation_config
-        observed = result.result.get("observed_value")
-        outcomes.append(
-            ExpectationOutcome(
-                expectation_type=config.type,
-                column=config.kwargs.get("column"),
-                success=bool(result.success),
-                unexpected_count=result.result.get("unexpected_count"),
-                observed_value=None if observed is None else str(observed),
-                critical=is_critical(config.meta),
+        source = self._context.data_sources.add_postgres(
+            "warehouse", connection_string=location.url
+        )
+        asset = source.add_table_asset(table, table_name=table, schema_name=schema)
+        batch = asset.add_batch_definition_whole_table("batch")
+        gx_suite = self._context.suites.add(ExpectationSuite(name=name, expectations=expectations))
+        definition = self._context.validation_definitions.add(
+            gx.ValidationDefinition(name=f"{name}-{table}", data=batch, suite=gx_suite)
+        )
+        self._checkpoint = self._context.checkpoints.add(
+            gx.Checkpoint(
+                name=f"{name}-checkpoint",
+                validation_definitions=[definition],
+                result_format=(
+                    "SUMMARY"
+                    if sample_unexpected
+                    else {"result_format": "BASIC", "partial_unexpected_count": 0}
+                ),
             )
         )
-    return ValidationOutcome(
-        suite=name, success=all(o.success for o in outcomes if o.critical), outcomes=outcomes
-    )
+        self._validated = None  # the last run's result identifier
+
+    def validate(self) -> ValidationOutcome:
+        self._validated = None
+        result_id, run = next(iter(self._checkpoint.run().run_results.items()))
+        self._validated = result_id
+        outcomes = []
+        for result in run.results:
+            config = result.expectation_config
+            observed = result.result.get("observed_value")
+            outcomes.append(
+                ExpectationOutcome(
+                    expectation_type=config.type,
+                    column=config.kwargs.get("column"),
+                    success=bool(result.success),
+                    unexpected_count=result.result.get("unexpected_count"),
+                    observed_value=None if observed is None else str(observed),
+                    critical=is_critical(config.meta),
+                )
+            )
+        return ValidationOutcome(
+            suite=self.name,
+            success=all(o.success for o in outcomes if o.critical),
+            outcomes=outcomes,
+        )
+
+    def build_docs(self) -> None:
+        """The Data Docs pages of the last validation (none if it did not finish)."""
+        from great_expectations.data_context.types.resource_identifiers import (
+            ExpectationSuiteIdentifier,
+        )
+
+        if self._validated is None:
+            return
+        self._context.build_data_docs(
+            site_names=["cem"],
+            resource_identifiers=[self._validated, ExpectationSuiteIdentifier(name=self.name)],
+            dry_run=False,
+            build_index=True,
+        )
+        _write_docs_index()
+
+
+def run_suite(location: WarehouseLocation, **suite) -> ValidationOutcome:
+    """Validate with a :class:`SuiteRun` and build its Data Docs."""
+    run = SuiteRun(location, **suite)
+    outcome = run.validate()
+    run.build_docs()
+    return outcome
 
 
 def _recent_average_rows(
@@ -198,9 +239,7 @@ def _recent_average_rows(
     return float(row[0]) if row and row[0] is not None else None
 
 
-def run_batch_suite(
-    location: WarehouseLocation, *, contract, policy, table: str
-) -> ValidationOutcome:
+def prepare_batch_suite(location: WarehouseLocation, *, contract, policy, table: str) -> SuiteRun:
     """The entity's suite on a batch's accepted rows in ``table``, plus the batch-level
     checks of its policy: not empty when the source must not be; volume within
     ``volume_factor`` of the recent average. The share of rejected rows is added by
@@ -242,7 +281,7 @@ def run_batch_suite(
     # The loader has already quarantined every row breaking a row rule, so the accepted rows
     # pass them unless the SQL translation and GX disagree: counts (one scan) are enough,
     # samples of unexpected values would cost a scan per expectation to find nothing.
-    return run_suite(
+    return SuiteRun(
         location,
         schema="staging",
         table=table,
