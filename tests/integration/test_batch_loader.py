@@ -618,8 +618,28 @@ def test_raw_statistics_follow_the_deltas_that_add_up_to_a_tenth_of_the_table(lo
                 "select reltuples from pg_class where oid = 'raw.survey_responses'::regclass"
             ).fetchone()[0]
 
+    def analyzed() -> dict:
+        """How often each table of raw.survey_responses was analyzed, and with which rows in
+        pg_stats: the whole table's (inherited) and its partition's own."""
+        with connect(loader.location) as conn:
+            return {
+                (relname == "survey_responses", count): stats
+                for relname, count, stats in conn.execute(
+                    "select c.relname, s.analyze_count, (select count(*) from pg_stats p "
+                    "  where p.schemaname = 'raw' and p.tablename = c.relname "
+                    "  and p.inherited = (c.relkind = 'p')) "
+                    "from pg_class c join pg_stat_all_tables s on s.relid = c.oid "
+                    "where c.oid = 'raw.survey_responses'::regclass or c.oid in "
+                    "(select inhrelid from pg_inherits where inhparent = 'raw.survey_responses'::regclass)"
+                ).fetchall()
+            }
+
     loader.load(batch(good_rows(100)))
     assert estimated_rows() == 100
+    # Each analyzed once (two connections, one sample each), both with statistics per column.
+    counts = analyzed()
+    assert sorted(counts) == [(False, 1), (True, 1)], counts
+    assert all(stats >= 5 for stats in counts.values()), counts
     for day in range(4):  # four deltas of 4% each
         loader.load(batch(good_rows(4, start=100 + 4 * day)))
         if day == 1:

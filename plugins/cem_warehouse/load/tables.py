@@ -6,6 +6,8 @@ Kept apart from :mod:`cem_warehouse.load.batch` so the batch's control flow read
 from __future__ import annotations
 
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 
 import psycopg
@@ -454,7 +456,64 @@ def refresh_statistics(location: WarehouseLocation, contract: EntityContract, ch
                 (contract.source, contract.entity, analyzed_at),
             ).fetchone()[0]
         if estimated <= 0 or changed > 0.1 * estimated:
-            conn.execute(sql.SQL("analyze raw.{}").format(_ident(contract.raw_table)))
+            analyze_raw_table(location, conn, contract)
+
+
+def analyze_raw_table(
+    location: WarehouseLocation, conn: psycopg.Connection, contract: EntityContract
+) -> None:
+    """ANALYZE ``raw.<entity>``: the partitioned table as a whole and each partition, on two
+    cores at once.
+
+    A plain ANALYZE of a partitioned table samples its partitions for the whole table's
+    statistics, then analyzes each partition: the same rows sampled twice, one after the
+    other, on one core (``ANALYZE ONLY``, the whole table alone, needs PostgreSQL 17). So a
+    second connection locks the partitions and analyzes them while ``conn`` runs
+    ``ANALYZE (SKIP_LOCKED)`` of the partitioned table, which samples them (its reads are
+    not blocked by that lock) and skips analyzing them itself; the second connection keeps
+    its locks until ``conn`` is done, so none is analyzed twice.
+    """
+    raw = sql.SQL("raw.{}").format(_ident(contract.raw_table))
+    partitions = [
+        sql.SQL(name)
+        for (name,) in conn.execute(
+            "select format('%%I.%%I', n.nspname, c.relname) from pg_inherits i "
+            "join pg_class c on c.oid = i.inhrelid join pg_namespace n on n.oid = c.relnamespace "
+            "where i.inhparent = format('raw.%%I', %s::text)::regclass",
+            (contract.raw_table,),
+        ).fetchall()
+    ]
+    if not partitions:
+        conn.execute(sql.SQL("analyze {}").format(raw))
+        return
+    locked, whole_table_done = threading.Event(), threading.Event()
+
+    def analyze_partitions() -> None:
+        with connect(location) as other, other.transaction():
+            for partition in partitions:
+                other.execute(
+                    sql.SQL("lock table {} in share update exclusive mode").format(partition)
+                )
+            locked.set()
+            for partition in partitions:
+                other.execute(sql.SQL("analyze {}").format(partition))
+            whole_table_done.wait()
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cem-analyze") as pool:
+        partitions_analyzed = pool.submit(analyze_partitions)
+        try:
+            while not locked.wait(0.05):
+                if partitions_analyzed.done():
+                    partitions_analyzed.result()  # it failed before locking: raise why
+            with conn.transaction():
+                # Holding the whole table's lock first, SKIP_LOCKED can only skip partitions.
+                conn.execute(
+                    sql.SQL("lock table only {} in share update exclusive mode").format(raw)
+                )
+                conn.execute(sql.SQL("analyze (skip_locked) {}").format(raw))
+        finally:
+            whole_table_done.set()
+        partitions_analyzed.result()
 
 
 def raw_partition_name(contract: EntityContract, batch_id: str) -> str:
