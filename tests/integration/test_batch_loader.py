@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 
+import psycopg
 import pytest
 
 from cem_warehouse.load.batch import BatchBlocked, BatchLoader, IncomingBatch
@@ -645,3 +646,26 @@ def test_raw_statistics_follow_the_deltas_that_add_up_to_a_tenth_of_the_table(lo
         if day == 1:
             assert estimated_rows() == 100  # 8%: not yet
     assert estimated_rows() >= 112
+
+
+def test_a_failed_statistics_refresh_after_the_commit_leaves_the_batch_published(
+    loader, monkeypatch, caplog
+):
+    """Statistics are refreshed after the publish committed: when that fails, the batch
+    stays published (ledger included) and the log says what to run."""
+    from cem_warehouse.load import tables
+
+    def refresh_fails(*args, **kwargs):
+        raise psycopg.errors.LockNotAvailable("canceling statement due to lock timeout")
+
+    monkeypatch.setattr(tables, "refresh_statistics", refresh_fails)
+    with caplog.at_level("WARNING", logger="cem_warehouse.load.batch"):
+        outcome = loader.load(batch(good_rows(20)))
+    assert (outcome.status, outcome.rows_published) == ("published", 20)
+    with connect(loader.location) as conn:
+        assert conn.execute(
+            "select status, rows_published from ops.load_batches where batch_id = %s",
+            (outcome.batch_id,),
+        ).fetchone() == ("published", 20)
+        assert conn.execute("select count(*) from raw.survey_responses").fetchone()[0] == 20
+    assert "ANALYZE raw.survey_responses" in caplog.text

@@ -30,6 +30,7 @@ Invariant, recorded per batch: rows received = rows published + rows quarantined
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -62,6 +63,7 @@ from cem_warehouse.warehouse.connection import connect
 from cem_warehouse.warehouse.settings import WarehouseLocation
 
 CopyChunks = Callable[[], Iterator[bytes]]
+log = logging.getLogger(__name__)
 
 
 class BatchBlocked(CemError):
@@ -821,7 +823,18 @@ class BatchLoader:
             # commit is left.
             failpoints.reach("before_publish_commit")
         if changed:
-            refresh_statistics(self.location, contract, changed)
+            try:
+                refresh_statistics(self.location, contract, changed)
+            except psycopg.Error as exc:
+                # The batch is published; stale statistics only slow the next reads down.
+                log.warning(
+                    "raw.%s: batch %s is published, but refreshing its statistics failed (%s); "
+                    "the next publish tries again, or run ANALYZE raw.%s",
+                    contract.raw_table,
+                    incoming.batch_id,
+                    str(exc).strip(),
+                    contract.raw_table,
+                )
         return BatchOutcome(
             incoming.batch_id,
             contract.entity,

@@ -506,6 +506,8 @@ def analyze_raw_table(
                 if partitions_analyzed.done():
                     partitions_analyzed.result()  # it failed before locking: raise why
             with conn.transaction():
+                # The other connection waits for this one: never wait for a lock forever.
+                conn.execute("set local lock_timeout = '60s'")
                 # Holding the whole table's lock first, SKIP_LOCKED can only skip partitions.
                 conn.execute(
                     sql.SQL("lock table only {} in share update exclusive mode").format(raw)
