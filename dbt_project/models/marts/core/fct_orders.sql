@@ -12,7 +12,9 @@
       email is touched or whose orders changed (before or after the change);
     * customer_order_number / is_first_order: every order of every customer key, old or new,
       of a re-derived order (a late earlier order, a cancellation, a re-keyed order renumber
-      the customer's other orders).
+      the customer's other orders). Those other orders changed in nothing but their number:
+      they are taken as stored and only numbered again (at 1M customers nine in ten orders
+      of the scope), so lines, refunds and identities are summed for the candidates alone.
 
     Its strategy, delete_insert_logging_keys, is delete+insert that also logs the customer
     key of every row it replaces and writes, so the per-customer intermediates recompute
@@ -238,7 +240,7 @@ lines_summed as (
     left join products
         on order_lines.product_id = products.product_id
     {% if is_incremental() -%}
-    where order_lines.order_id in (select order_id from scope)
+    where order_lines.order_id in (select order_id from candidate_orders)
     {% endif -%}
     group by 1
 
@@ -254,7 +256,7 @@ refunds_summed as (
 
     from refunds
     {% if is_incremental() -%}
-    where order_id in (select order_id from scope)
+    where order_id in (select order_id from candidate_orders)
     {% endif -%}
     group by 1
 
@@ -274,63 +276,88 @@ resolved as (
         on by_account.identifier_type = 'sales_account'
         and orders.sales_account_id = by_account.identifier
     {% if is_incremental() -%}
-    where orders.order_id in (select order_id from scope)
+    where orders.order_id in (select order_id from candidate_orders)
     {% endif %}
 ),
 
-numbered as (
+derived as (
 
     select
-        resolved.*,
-        -- nth purchase of the customer; cancelled orders were never purchases and get no number
-        case
-            when not coalesce(resolved.is_cancelled, false) then
-                row_number() over (
-                    partition by resolved.customer_key, coalesce(resolved.is_cancelled, false)
-                    order by resolved.ordered_at asc, resolved.order_id asc
-                )
-        end as customer_order_number
+        resolved.order_id,
+        resolved.customer_key,
+        resolved.sales_account_id,
+        resolved.customer_email,
+        resolved.order_status,
+        cast(resolved.currency as text) as currency,
+        coalesce(lines_summed.line_count, 0) as line_count,
+        coalesce(lines_summed.item_quantity, 0) as item_quantity,
+        -- as the contract's numeric: the type incremental builds compare against
+        cast(resolved.order_total as numeric) as order_total,
+        coalesce(lines_summed.revenue, 0) as revenue,
+        coalesce(refunds_summed.refunded_amount, 0) as refunded_amount,
+        coalesce(lines_summed.revenue, 0) - coalesce(refunds_summed.refunded_amount, 0) as net_revenue,
+        coalesce(lines_summed.gross_margin, 0) as gross_margin,
+        coalesce(lines_summed.gross_margin, 0) - coalesce(refunds_summed.refunded_amount, 0) as net_margin,
+        coalesce(resolved.is_cancelled, false) as is_cancelled,
+        coalesce(resolved.is_refunded, false) as is_refunded,
+        refunds_summed.order_id is not null as has_refund,
+        resolved.ordered_date,
+        resolved.ordered_at,
+        refunds_summed.last_refunded_at,
+        resolved.updated_at,
+        -- the watermark of incremental builds: newest _loaded_at of the order, its lines, refunds
+        greatest(resolved.loaded_at, lines_summed.loaded_at, refunds_summed.loaded_at) as source_loaded_at
 
     from resolved
+    left join lines_summed
+        on resolved.order_id = lines_summed.order_id
+    left join refunds_summed
+        on resolved.order_id = refunds_summed.order_id
+
+),
+
+unnumbered as (
+
+    select * from derived
+
+    {% if is_incremental() -%}
+    union all
+
+    -- Orders in scope only to be numbered again: nothing of theirs was loaded and their key
+    -- did not move (else they would be candidates), so their stored row holds.
+    select
+        {%- for column in ['order_id', 'customer_key', 'sales_account_id', 'customer_email', 'order_status', 'currency', 'line_count', 'item_quantity', 'order_total', 'revenue', 'refunded_amount', 'net_revenue', 'gross_margin', 'net_margin', 'is_cancelled', 'is_refunded', 'has_refund', 'ordered_date', 'ordered_at', 'last_refunded_at', 'updated_at', 'source_loaded_at'] %}
+        previous.{{ column }}{{ ',' if not loop.last }}
+        {%- endfor %}
+    from {{ this }} as previous
+    where previous.order_id in (select order_id from scope)
+        and not exists (
+            select from candidate_orders
+            where candidate_orders.order_id = previous.order_id
+        )
+    {%- endif %}
 
 ),
 
 final as (
 
     select
-        numbered.order_id,
-        numbered.customer_key,
-        numbered.sales_account_id,
-        numbered.customer_email,
-        numbered.order_status,
-        cast(numbered.currency as text) as currency,
-        coalesce(lines_summed.line_count, 0) as line_count,
-        coalesce(lines_summed.item_quantity, 0) as item_quantity,
-        numbered.customer_order_number,
-        -- as the contract's numeric: the type incremental builds compare against
-        cast(numbered.order_total as numeric) as order_total,
-        coalesce(lines_summed.revenue, 0) as revenue,
-        coalesce(refunds_summed.refunded_amount, 0) as refunded_amount,
-        coalesce(lines_summed.revenue, 0) - coalesce(refunds_summed.refunded_amount, 0) as net_revenue,
-        coalesce(lines_summed.gross_margin, 0) as gross_margin,
-        coalesce(lines_summed.gross_margin, 0) - coalesce(refunds_summed.refunded_amount, 0) as net_margin,
-        coalesce(numbered.is_cancelled, false) as is_cancelled,
-        coalesce(numbered.is_refunded, false) as is_refunded,
-        refunds_summed.order_id is not null as has_refund,
-        coalesce(numbered.customer_order_number = 1, false) as is_first_order,
-        numbered.ordered_date,
-        numbered.ordered_at,
-        refunds_summed.last_refunded_at,
-        numbered.updated_at,
-        -- the watermark of incremental builds: newest _loaded_at of the order, its lines, refunds
-        greatest(numbered.loaded_at, lines_summed.loaded_at, refunds_summed.loaded_at) as source_loaded_at
+        unnumbered.*,
+        -- nth purchase of the customer; cancelled orders were never purchases and get no number
+        case
+            when not unnumbered.is_cancelled then
+                row_number() over (
+                    partition by unnumbered.customer_key, unnumbered.is_cancelled
+                    order by unnumbered.ordered_at asc, unnumbered.order_id asc
+                )
+        end as customer_order_number
 
-    from numbered
-    left join lines_summed
-        on numbered.order_id = lines_summed.order_id
-    left join refunds_summed
-        on numbered.order_id = refunds_summed.order_id
+    from unnumbered
 
 )
 
-select * from final
+select
+    *,
+    coalesce(customer_order_number = 1, false) as is_first_order
+
+from final
