@@ -564,13 +564,12 @@ class BatchLoader:
             except psycopg.errors.UniqueViolation:
                 return None
             key_built = True
-        rules = suite_row_rules(contract)
-        checked = [
-            o.unexpected_count
-            for o in suite.result().outcomes
-            if o.expectation_type in {e["type"] for e in rules}
-        ]
-        if len(checked) < len(rules) or any(count != 0 for count in checked):
+        rules = {(e["type"], e["kwargs"]["column"]) for e in suite_row_rules(contract)}
+        counted = [o for o in suite.result().outcomes if (o.expectation_type, o.column) in rules]
+        # Every rule counted by the suite, and none with a row breaking it.
+        if {(o.expectation_type, o.column) for o in counted} != rules or any(
+            o.unexpected_count != 0 for o in counted
+        ):
             if key_built:
                 # Rows will be rejected: the publish builds the key on the rows left.
                 conn.execute(

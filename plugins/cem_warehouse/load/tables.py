@@ -459,6 +459,19 @@ def refresh_statistics(location: WarehouseLocation, contract: EntityContract, ch
             analyze_raw_table(location, conn, contract)
 
 
+def raw_partitions(conn: psycopg.Connection, contract: EntityContract) -> list[sql.Composable]:
+    """The partitions of ``raw.<entity>``, as qualified, quoted names."""
+    return [
+        sql.SQL(name)
+        for (name,) in conn.execute(
+            "select format('%%I.%%I', n.nspname, c.relname) from pg_inherits i "
+            "join pg_class c on c.oid = i.inhrelid join pg_namespace n on n.oid = c.relnamespace "
+            "where i.inhparent = format('raw.%%I', %s::text)::regclass",
+            (contract.raw_table,),
+        ).fetchall()
+    ]
+
+
 def analyze_raw_table(
     location: WarehouseLocation, conn: psycopg.Connection, contract: EntityContract
 ) -> None:
@@ -474,15 +487,7 @@ def analyze_raw_table(
     its locks until ``conn`` is done, so none is analyzed twice.
     """
     raw = sql.SQL("raw.{}").format(_ident(contract.raw_table))
-    partitions = [
-        sql.SQL(name)
-        for (name,) in conn.execute(
-            "select format('%%I.%%I', n.nspname, c.relname) from pg_inherits i "
-            "join pg_class c on c.oid = i.inhrelid join pg_namespace n on n.oid = c.relnamespace "
-            "where i.inhparent = format('raw.%%I', %s::text)::regclass",
-            (contract.raw_table,),
-        ).fetchall()
-    ]
+    partitions = raw_partitions(conn, contract)
     if not partitions:
         conn.execute(sql.SQL("analyze {}").format(raw))
         return
@@ -634,14 +639,9 @@ def adopt_batch_table(
     conn.execute(
         sql.SQL("alter table raw.{} rename to {}").format(_ident(names["typed"]), _ident(partition))
     )
-    for (old,) in conn.execute(
-        "select format('%%I.%%I', n.nspname, c.relname) from pg_inherits i "
-        "join pg_class c on c.oid = i.inhrelid join pg_namespace n on n.oid = c.relnamespace "
-        "where i.inhparent = format('raw.%%I', %s::text)::regclass",
-        (contract.raw_table,),
-    ).fetchall():
-        conn.execute(sql.SQL("alter table raw.{} detach partition {}").format(raw, sql.SQL(old)))
-        conn.execute(sql.SQL("drop table {}").format(sql.SQL(old)))
+    for old in raw_partitions(conn, contract):
+        conn.execute(sql.SQL("alter table raw.{} detach partition {}").format(raw, old))
+        conn.execute(sql.SQL("drop table {}").format(old))
     # Raw's other indexes (the BRIN on _loaded_at) are built on the partition here.
     conn.execute(
         sql.SQL("alter table raw.{} attach partition raw.{} {}").format(

@@ -278,9 +278,9 @@ def prepare_batch_suite(location: WarehouseLocation, *, contract, policy, table:
                 },
             }
         )
-    # The loader has already quarantined every row breaking a row rule, so the accepted rows
-    # pass them unless the SQL translation and GX disagree: counts (one scan) are enough,
-    # samples of unexpected values would cost a scan per expectation to find nothing.
+    # Counts (one scan) are all the loader needs: a clean batch is judged by them, and rows
+    # breaking a row rule are found and quarantined, with their payload, by the loader's own
+    # SQL; samples of unexpected values would cost a scan per expectation.
     return SuiteRun(
         location,
         schema="staging",

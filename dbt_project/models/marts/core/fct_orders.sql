@@ -316,9 +316,12 @@ derived as (
 
 ),
 
+{#- Every column but the numbering, named once: the stored rows below line up with these. #}
+{%- set unnumbered_columns = ['order_id', 'customer_key', 'sales_account_id', 'customer_email', 'order_status', 'currency', 'line_count', 'item_quantity', 'order_total', 'revenue', 'refunded_amount', 'net_revenue', 'gross_margin', 'net_margin', 'is_cancelled', 'is_refunded', 'has_refund', 'ordered_date', 'ordered_at', 'last_refunded_at', 'updated_at', 'source_loaded_at'] %}
+
 unnumbered as (
 
-    select * from derived
+    select {{ unnumbered_columns | join(', ') }} from derived
 
     {% if is_incremental() -%}
     union all
@@ -326,7 +329,7 @@ unnumbered as (
     -- Orders in scope only to be numbered again: nothing of theirs was loaded and their key
     -- did not move (else they would be candidates), so their stored row holds.
     select
-        {%- for column in ['order_id', 'customer_key', 'sales_account_id', 'customer_email', 'order_status', 'currency', 'line_count', 'item_quantity', 'order_total', 'revenue', 'refunded_amount', 'net_revenue', 'gross_margin', 'net_margin', 'is_cancelled', 'is_refunded', 'has_refund', 'ordered_date', 'ordered_at', 'last_refunded_at', 'updated_at', 'source_loaded_at'] %}
+        {%- for column in unnumbered_columns %}
         previous.{{ column }}{{ ',' if not loop.last }}
         {%- endfor %}
     from {{ this }} as previous
