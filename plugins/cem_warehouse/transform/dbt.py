@@ -15,9 +15,27 @@ from cem_warehouse import paths
 from cem_warehouse.errors import CemError
 from cem_warehouse.warehouse.settings import WarehouseLocation
 
+THREADS_ENV = "CEM_DBT_THREADS"
+
+
+def dbt_threads() -> int:
+    """How many models dbt builds at once: ``CEM_DBT_THREADS``, else 2 (one per core here)."""
+    configured = os.environ.get(THREADS_ENV, "2")
+    try:
+        threads = int(configured)
+    except ValueError:
+        threads = 0
+    if threads < 1:
+        raise CemError(
+            f"{THREADS_ENV}={configured!r}: set it to how many models dbt may build at once "
+            "(a whole number, 1 or more), or unset it for 2."
+        )
+    return threads
+
 
 def dbt_environment(location: WarehouseLocation) -> dict[str, str]:
     return {
+        THREADS_ENV: str(dbt_threads()),
         "CEM_DBT_HOST": location.host,
         "CEM_DBT_PORT": str(location.port),
         "CEM_DBT_USER": location.user,
@@ -45,7 +63,10 @@ def run_dbt(location: WarehouseLocation, args: list[str], *, log_path: Path | No
     project = paths.dbt_project_dir()
     target_dir = dbt_target_dir()
     command = [
-        dbt_executable(),
+        # dbt's CLI, with its ready nodes taken longest remaining chain first
+        sys.executable,
+        "-m",
+        "cem_warehouse.transform.dbt_schedule",
         *args,
         "--project-dir",
         str(project),
