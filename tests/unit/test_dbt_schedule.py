@@ -11,7 +11,9 @@ import networkx as nx
 import pytest
 from dbt.graph.queue import GraphQueue
 
+from cem_warehouse.errors import CemError
 from cem_warehouse.transform import dbt_schedule
+from cem_warehouse.transform.dbt import dbt_threads
 
 
 def _build_graph() -> nx.DiGraph:
@@ -117,3 +119,10 @@ def test_a_node_is_handed_out_only_when_a_thread_is_free(monkeypatch, tmp_path) 
     # Chosen once the thread was free, among everything ready by then: identity (14.75 s
     # to the end) before orders_raw (9.85 s), the source test (3 s) and staging's test.
     assert handed_out == ["model.p.identity"]
+
+
+@pytest.mark.parametrize("configured", ["two", "0"])
+def test_a_thread_count_that_is_not_a_positive_whole_number_is_refused(monkeypatch, configured):
+    monkeypatch.setenv("CEM_DBT_THREADS", configured)
+    with pytest.raises(CemError, match="CEM_DBT_THREADS"):
+        dbt_threads()

@@ -26,7 +26,6 @@ nodes that are ready at once differs.
 from __future__ import annotations
 
 import json
-import logging
 import statistics
 import sys
 from collections.abc import Mapping
@@ -36,9 +35,8 @@ import networkx as nx
 
 from cem_warehouse.transform.dbt import dbt_threads
 
-log = logging.getLogger(__name__)
-
-# A node the previous run did not time (new, or not selected then), by resource type.
+# What a node counts when the previous run timed no node of its type (models, tests, ...);
+# an untimed node of a timed type counts the median of its type.
 UNTIMED_NODE_SECONDS = 1.0
 
 
@@ -94,9 +92,11 @@ def install(target_dir: Path, threads: int) -> bool:
         return False
     original_get = getattr(GraphQueue, "get", None)
     if not (callable(getattr(GraphQueue, "_get_scores", None)) and callable(original_get)):
-        log.warning(
-            "dbt's GraphQueue changed: building in dbt's own order "
-            "(cem_warehouse.transform.dbt_schedule needs updating for this dbt version)"
+        # On dbt's stderr, which run_dbt keeps with the rest of dbt's output.
+        print(
+            "cem_warehouse: dbt's GraphQueue changed, so this build runs in dbt's own order "
+            "(cem_warehouse.transform.dbt_schedule needs updating for this dbt version)",
+            file=sys.stderr,
         )
         return False
     seconds = previous_node_seconds(target_dir)
