@@ -98,3 +98,15 @@ def test_headline_metrics_and_dashboards_are_declared(manifest):
     # dbt unit tests cover the window, date and bucketing math.
     unit_tests = {u["name"] for u in manifest.get("unit_tests", {}).values()}
     assert len(unit_tests) >= 25
+
+
+def test_every_model_runs_with_the_projects_planner_settings(manifest):
+    """JIT off and cheap index reads (dbt_project.yml; docs/operations/marts.md, "Planner
+    settings"): a model config that replaced the project's pre-hooks would lose them."""
+    settings = {"set local random_page_cost = 1.1", "set local jit = off"}
+    missing = {
+        name: sorted(settings - {hook["sql"] for hook in model["config"]["pre-hook"]})
+        for name, model in _models(manifest).items()
+        if not settings <= {hook["sql"] for hook in model["config"]["pre-hook"]}
+    }
+    assert not missing, f"models without the planner settings: {missing}"

@@ -78,8 +78,8 @@ def test_dbt_queue_takes_the_node_on_the_longest_chain_first(monkeypatch, tmp_pa
     for node in ("test.p.source_fresh", "model.p.orders_raw", "model.p.staging"):
         ready.put((scores[node], node))
     order = [ready.get()[1] for _ in range(3)]
-    # dbt's own order (depth) would tie all three; the chain through identity goes first,
-    # then the long test, then the short model feeding only orders.
+    # dbt's own order (depth) would tie all three roots. By remaining seconds: staging
+    # (15.25, through identity), orders_raw (9.85, through orders), the source test (3.0).
     assert order == ["model.p.staging", "model.p.orders_raw", "test.p.source_fresh"]
 
 

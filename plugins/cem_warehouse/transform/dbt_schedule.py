@@ -12,7 +12,7 @@ two changes to its queue:
 
 * a ready node's priority is the seconds of the longest path from it to the end of the
   graph, each node counted at what it took in the previous run (dbt's run_results.json
-  in the target path; with no previous run every node counts alike, which still puts
+  in ``dbt_target_dir()``, where run_dbt has dbt write; with no previous run every node counts alike, which still puts
   long chains first);
 * dbt's main loop takes a node from the queue as soon as one is ready and lines it up in
   its thread pool, first come first served, so priorities alone would change nothing: a
@@ -33,7 +33,7 @@ from pathlib import Path
 
 import networkx as nx
 
-from cem_warehouse.transform.dbt import dbt_threads
+from cem_warehouse.transform.dbt import dbt_target_dir, dbt_threads
 
 # What a node counts when the previous run timed no node of its type (models, tests, ...);
 # an untimed node of a timed type counts the median of its type.
@@ -70,13 +70,6 @@ def longest_remaining_seconds(graph: nx.DiGraph, seconds: Mapping[str, float]) -
         tail = max((remaining[child] for child in graph.successors(node)), default=0.0)
         remaining[node] = cost(node) + tail
     return remaining
-
-
-def _target_dir(arguments: list[str]) -> Path:
-    """The ``--target-path`` dbt is given (run_dbt always gives one), else dbt's default."""
-    if "--target-path" in arguments[:-1]:
-        return Path(arguments[arguments.index("--target-path") + 1])
-    return Path("target")
 
 
 def install(target_dir: Path, threads: int) -> bool:
@@ -121,11 +114,11 @@ def install(target_dir: Path, threads: int) -> bool:
 
 
 def main() -> None:
-    arguments = sys.argv[1:]
-    install(_target_dir(arguments), dbt_threads())
+    # run_dbt's --target-path: where the previous run left its timings.
+    install(dbt_target_dir(), dbt_threads())
     from dbt.cli.main import cli
 
-    sys.argv = ["dbt", *arguments]
+    sys.argv = ["dbt", *sys.argv[1:]]
     sys.exit(cli())
 
 
