@@ -6,6 +6,7 @@ Kept apart from :mod:`cem_warehouse.load.batch` so the batch's control flow read
 from __future__ import annotations
 
 import json
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
@@ -540,6 +541,14 @@ def build_batch_key(
     """
     with conn.transaction():
         conn.execute("set local maintenance_work_mem = '256MB'")
+        # Half the cores: the suite's queries run on the others at the same time, and a
+        # parallel build beside them only adds workers fighting for the same cores (on two
+        # cores, the build without workers made the whole load 15% faster).
+        conn.execute(
+            sql.SQL("set local max_parallel_maintenance_workers = {}").format(
+                sql.Literal(max(0, (os.cpu_count() or 1) // 2 - 1))
+            )
+        )
         conn.execute(
             sql.SQL("create unique index {} on staging.{} ({})").format(
                 _ident(batch_key_name(contract, batch_id)),

@@ -18,6 +18,7 @@ from psycopg.types.json import Jsonb
 
 from cem_warehouse import paths
 from cem_warehouse.errors import CemError
+from cem_warehouse.quality.gx_binds import gx_engine_kwargs
 from cem_warehouse.warehouse.connection import connect
 from cem_warehouse.warehouse.settings import WarehouseLocation
 
@@ -152,7 +153,7 @@ class SuiteRun:
             },
         )
         source = self._context.data_sources.add_postgres(
-            "warehouse", connection_string=location.url
+            "warehouse", connection_string=location.url, kwargs=gx_engine_kwargs()
         )
         asset = source.add_table_asset(table, table_name=table, schema_name=schema)
         batch = asset.add_batch_definition_whole_table("batch")
