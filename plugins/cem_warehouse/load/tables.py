@@ -543,7 +543,8 @@ def build_batch_key(
         conn.execute("set local maintenance_work_mem = '256MB'")
         # Half the cores: the suite's queries run on the others at the same time, and a
         # parallel build beside them only adds workers fighting for the same cores (on two
-        # cores, the build without workers made the whole load 15% faster).
+        # cores, without workers: the suite 0.45-0.49 s instead of 0.52-0.59 s, the load
+        # about 2% shorter; docs/operations/ingestion.md, stop 19).
         conn.execute(
             sql.SQL("set local max_parallel_maintenance_workers = {}").format(
                 sql.Literal(max(0, (os.cpu_count() or 1) // 2 - 1))
