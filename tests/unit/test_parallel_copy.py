@@ -8,6 +8,7 @@ import random
 
 import pytest
 
+from cem_warehouse.errors import CemError
 from cem_warehouse.load.parallel_copy import STREAMS_ENV, copy_streams, record_aligned, record_end
 
 
@@ -54,7 +55,7 @@ def test_streams_come_from_the_environment_or_the_cores(monkeypatch):
     assert 1 <= copy_streams() <= 4
     for bad in ("0", "two"):
         monkeypatch.setenv(STREAMS_ENV, bad)
-        with pytest.raises(ValueError, match=STREAMS_ENV):
+        with pytest.raises(CemError, match=STREAMS_ENV):
             copy_streams()
 
 

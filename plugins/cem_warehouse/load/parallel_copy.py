@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 import psycopg
 from psycopg import sql
 
+from cem_warehouse.env import whole_number_from_env
 from cem_warehouse.load import failpoints
 
 # A piece is at least this large: big enough that handing it to a connection costs nothing
@@ -27,19 +28,11 @@ STREAMS_ENV = "CEM_COPY_STREAMS"
 
 def copy_streams() -> int:
     """How many connections land a large batch: ``CEM_COPY_STREAMS``, else one per core (at most 4)."""
-    configured = os.environ.get(STREAMS_ENV)
-    if configured:
-        try:
-            streams = int(configured)
-        except ValueError:
-            raise ValueError(
-                f"{STREAMS_ENV}={configured!r} is not a whole number: set it to how many "
-                "connections may COPY one batch at once (1 turns parallel landing off)."
-            ) from None
-        if streams < 1:
-            raise ValueError(f"{STREAMS_ENV} must be at least 1, not {streams}.")
-        return streams
-    return max(1, min(4, os.cpu_count() or 1))
+    return whole_number_from_env(
+        STREAMS_ENV,
+        max(1, min(4, os.cpu_count() or 1)),
+        meaning="how many connections may COPY one batch at once (1 turns parallel landing off)",
+    )
 
 
 def record_end(buffer: bytes | bytearray, limit: int | None = None, newline: bytes = b"\n") -> int:

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from cem_warehouse import paths
+from cem_warehouse.env import whole_number_from_env
 from cem_warehouse.errors import CemError
 from cem_warehouse.warehouse.settings import WarehouseLocation
 
@@ -20,17 +21,7 @@ THREADS_ENV = "CEM_DBT_THREADS"
 
 def dbt_threads() -> int:
     """How many models dbt builds at once: ``CEM_DBT_THREADS``, else 2 (one per core here)."""
-    configured = os.environ.get(THREADS_ENV, "2")
-    try:
-        threads = int(configured)
-    except ValueError:
-        threads = 0
-    if threads < 1:
-        raise CemError(
-            f"{THREADS_ENV}={configured!r}: set it to how many models dbt may build at once "
-            "(a whole number, 1 or more), or unset it for 2."
-        )
-    return threads
+    return whole_number_from_env(THREADS_ENV, 2, meaning="how many models dbt may build at once")
 
 
 def dbt_environment(location: WarehouseLocation) -> dict[str, str]:

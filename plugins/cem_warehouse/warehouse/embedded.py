@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cem_warehouse import paths
-from cem_warehouse.errors import CemError, ConfigurationError
+from cem_warehouse.env import whole_number_from_env
+from cem_warehouse.errors import CemError
 from cem_warehouse.warehouse.settings import WarehouseLocation
 
 DEFAULT_PORT = 55432
@@ -95,18 +96,13 @@ def _port_is_free(port: int) -> bool:
 
 
 def _configured_port() -> int:
-    raw = os.environ.get(PORT_ENV, str(DEFAULT_PORT))
-    try:
-        port = int(raw)
-    except ValueError:
-        raise ConfigurationError(
-            f"{PORT_ENV}={raw!r} is not a port number: set it to a free TCP port such as {DEFAULT_PORT}."
-        ) from None
-    if not 1024 <= port <= 65535:
-        raise ConfigurationError(
-            f"{PORT_ENV}={port} is outside 1024-65535: choose a free unprivileged port."
-        )
-    return port
+    return whole_number_from_env(
+        PORT_ENV,
+        DEFAULT_PORT,
+        meaning=f"a free unprivileged TCP port such as {DEFAULT_PORT}",
+        minimum=1024,
+        maximum=65535,
+    )
 
 
 def _pid_is_postgres(pid: int) -> bool:
