@@ -13,6 +13,7 @@ import os
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 
 import psycopg
 from psycopg import sql
@@ -84,23 +85,27 @@ def copy_in_parallel(
     chunks: Iterable[bytes],
     streams: int,
     piece_bytes: int | None = None,
+    *,
+    first: psycopg.Connection | None = None,
 ) -> int:
     """COPY the CSV ``chunks`` with ``statement`` over up to ``streams`` connections; returns rows copied.
 
-    Each connection commits its own COPY, so when one fails the others' rows may be in the
-    table: the caller empties the table before it tries anything else. The first error
-    raised by any connection is raised here, after all of them have stopped.
+    ``first``, an open connection in autocommit mode, carries the first stream and stays
+    open; the others are opened with ``connect`` and closed. Each connection commits its own
+    COPY, so when one fails the others' rows may be in the table: the caller empties the
+    table before it tries anything else. The first error raised by any connection is raised
+    here, after all of them have stopped.
     """
     pieces: queue.Queue = queue.Queue(maxsize=streams * 2)  # bounded: memory stays flat
     errors: list[BaseException] = []
     copied: list[int] = []
     lock = threading.Lock()
 
-    def worker() -> None:
+    def worker(stream: Callable[[], AbstractContextManager[psycopg.Connection]]) -> None:
         rows = 0
         finished = False  # this worker has taken its end marker from the queue
         try:
-            with connect() as conn:
+            with stream() as conn:
                 conn.execute("set synchronous_commit = off")
                 with conn.cursor() as cur:
                     with cur.copy(statement) as copy:
@@ -132,8 +137,11 @@ def copy_in_parallel(
             if len(threads) < streams and (not threads or not pieces.empty()):
                 # A new connection only when the ones running have a backlog: a small batch
                 # lands over one connection, as before.
+                stream = (
+                    (lambda: nullcontext(first)) if first is not None and not threads else connect
+                )
                 thread = threading.Thread(
-                    target=worker, name=f"cem-copy-{len(threads)}", daemon=True
+                    target=worker, args=(stream,), name=f"cem-copy-{len(threads)}", daemon=True
                 )
                 thread.start()
                 threads.append(thread)

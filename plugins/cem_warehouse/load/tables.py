@@ -9,6 +9,7 @@ import json
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from functools import cache
 
 import psycopg
@@ -431,7 +432,13 @@ def publish_statements(
     }
 
 
-def refresh_statistics(location: WarehouseLocation, contract: EntityContract, changed: int) -> None:
+def refresh_statistics(
+    location: WarehouseLocation,
+    contract: EntityContract,
+    changed: int,
+    *,
+    conn: psycopg.Connection | None = None,
+) -> None:
     """ANALYZE ``raw.<entity>`` once the publishes since its last ANALYZE changed more than a
     tenth of it (``changed``: what the publish just committed changed).
 
@@ -440,9 +447,10 @@ def refresh_statistics(location: WarehouseLocation, contract: EntityContract, ch
     and plans minutes of work. Counted over publishes, not per publish: autovacuum never
     analyzes a partitioned table, so daily deltas of a few percent would otherwise leave
     raw's statistics as the first load left them. Run after the commit: a kill here only
-    leaves stale statistics.
+    leaves stale statistics. ``conn``: an open connection in autocommit mode to use (else
+    one is opened).
     """
-    with connect(location, autocommit=True) as conn:
+    with nullcontext(conn) if conn is not None else connect(location, autocommit=True) as conn:
         # reltuples is -1 until the table was first analyzed: that counts as stale.
         estimated, analyzed_at = conn.execute(
             "select c.reltuples, greatest(s.last_analyze, s.last_autoanalyze) from pg_class c "

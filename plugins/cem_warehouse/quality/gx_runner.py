@@ -172,6 +172,11 @@ class SuiteRun:
                 ),
             )
         )
+        # GX validates through an engine of its own, apart from the data source's: open its
+        # connection now (SQLAlchemy keeps it in the engine's pool), so that validate()
+        # starts with its queries, not with logging in and SQLAlchemy's first-connect queries
+        # (12-35 ms on a busy machine, on the chain a loader waits for).
+        source.get_execution_engine().engine.connect().close()
         self._validated = None  # the last run's result identifier
 
     def validate(self) -> ValidationOutcome:
