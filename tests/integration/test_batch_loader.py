@@ -380,25 +380,46 @@ def test_a_large_batch_lands_over_several_connections_and_loses_nothing(fresh_da
     )
 
 
-def test_a_bad_value_in_one_stream_fails_the_copy_without_hanging(fresh_database):
+@pytest.mark.parametrize("bad_line", [100, 15000], ids=["first-stream", "a-later-stream"])
+def test_a_bad_value_in_one_stream_fails_the_copy_without_hanging(fresh_database, bad_line):
+    """Whichever stream meets the bad value, the COPY fails with PostgreSQL's message, and
+    the caller's own connection, which carried the first stream, is left usable (the loader
+    goes on with it to empty the table and land the batch as text)."""
     import psycopg
     from psycopg import sql
 
     from cem_warehouse.load.parallel_copy import copy_in_parallel
 
+    lines = [f"{i}\n" for i in range(20000)]
+    lines[bad_line] = "not a number\n"
+    data = "".join(lines).encode()
     with connect(fresh_database, autocommit=True) as conn:
         conn.execute("create table landed (n integer)")
-    lines = [f"{i}\n" for i in range(20000)]
-    lines[15000] = "not a number\n"
-    data = "".join(lines).encode()
-    with pytest.raises(psycopg.errors.InvalidTextRepresentation, match="not a number"):
-        copy_in_parallel(
-            lambda: connect(fresh_database, autocommit=True),
-            sql.SQL("copy landed from stdin (format csv)"),
-            (data[i : i + 512] for i in range(0, len(data), 512)),
-            streams=2,
-            piece_bytes=1024,
-        )
+        with pytest.raises(psycopg.errors.InvalidTextRepresentation, match="not a number"):
+            copy_in_parallel(
+                lambda: connect(fresh_database, autocommit=True),
+                sql.SQL("copy landed from stdin (format csv)"),
+                (data[i : i + 512] for i in range(0, len(data), 512)),
+                streams=2,
+                piece_bytes=1024,
+                first=conn,
+            )
+        assert not conn.closed
+        conn.execute("truncate landed")
+        assert conn.execute("select count(*) from landed").fetchone()[0] == 0
+
+
+def test_the_publish_waits_for_its_commit_to_reach_the_disk(loader):
+    """The load's connection lands with synchronous_commit off (batch tables are scratch
+    after a crash), and the same connection publishes: the publish transaction must turn
+    the wait back on, or a batch reported published could be lost by a crash."""
+    seen = {}
+
+    def during_publish(conn, batch_id):
+        seen["in_publish"] = conn.execute("show synchronous_commit").fetchone()[0]
+
+    loader.load(batch(good_rows(30), on_publish=during_publish))
+    assert seen == {"in_publish": "on"}
 
 
 @pytest.mark.parametrize("trusted_types", [True, False])

@@ -184,7 +184,7 @@ class BatchLoader:
         # One connection carries the load from the ledger's first line to its last (the
         # landing's first COPY stream, the judging, the publish, the statistics): a new
         # connection costs 5-35 ms on a busy machine (the embedded server authenticates with
-        # SCRAM), and a load opened nine of them, five on its critical path.
+        # SCRAM), and a load opened twelve of them, five on the path it waits for.
         with connect(self.location, autocommit=True) as conn:
             return self._load_on(conn, incoming)
 
