@@ -523,6 +523,38 @@ def test_a_batch_into_an_empty_raw_table_becomes_its_storage(loader, trusted_typ
     assert later.rows_changed == 12
 
 
+@pytest.mark.parametrize("trusted_types", [True, False])
+def test_a_clean_first_load_advances_the_cursor_to_the_extractors_newest_value(
+    loader, trusted_types
+):
+    """Read by the extractor with the rows (any ISO form), stored in raw's own text form, as a
+    scan of the landed rows would have found it."""
+    rows = good_rows(20) + good_rows(5, start=100, day=3)
+    outcome = loader.load(
+        batch(rows, trusted_types=trusted_types, newest_cursor_value="2026-10-03T12:00:00+02:00")
+    )
+    assert (outcome.rows_published, outcome.rows_quarantined) == (25, 0)
+    with connect(loader.location) as conn:
+        stored = conn.execute("select cursor_value, batch_id from ops.source_cursors").fetchone()
+        scanned = conn.execute(
+            "select max(responded_at)::text from raw.survey_responses"
+        ).fetchone()
+    assert outcome.cursor_to == stored[0] == scanned[0] == "2026-10-03 10:00:00+00"
+    assert stored[1] == outcome.batch_id
+
+
+def test_a_batch_with_rejected_rows_advances_the_cursor_to_its_newest_published_row(loader):
+    """The extractor's newest value may be a row that is quarantined: the cursor then comes
+    from the rows published, as for any batch with rejects."""
+    rows = good_rows(20) + good_rows(1, start=100, day=3)
+    rows[-1][4] = 42  # the newest row breaks the suite's range: quarantined
+    outcome = loader.load(
+        batch(rows, trusted_types=True, newest_cursor_value="2026-10-03T10:00:00Z")
+    )
+    assert (outcome.rows_published, outcome.rows_quarantined) == (20, 1)
+    assert outcome.cursor_to == "2026-10-01 10:00:00+00"
+
+
 def test_a_batch_blocked_on_its_way_into_an_empty_raw_table_leaves_it_as_it_was(loader):
     loader.load(batch(good_rows(5)))
     with connect(loader.location, autocommit=True) as conn:

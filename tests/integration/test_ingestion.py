@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from psycopg import sql
 
 from cem_warehouse.load.batch import BatchBlocked
 from cem_warehouse.load.locks import SourceBusy, source_writer_lock
@@ -21,6 +22,7 @@ from cem_warehouse.sources.clients.http_api import (
     SourceAuthError,
     SourceContractError,
 )
+from cem_warehouse.sources.clients.postgres_db import extract_table
 from cem_warehouse.sources.clients.spool import spool_dir
 from cem_warehouse.sources.contracts import CRM, SALES, SURVEYS
 from cem_warehouse.warehouse.connection import connect
@@ -86,6 +88,42 @@ def test_next_day_delta_converges_to_the_source(stand_ins):
     run = ingest_sales(stand_ins.warehouse, stand_ins.sales)
     assert stand_ins.fingerprint(stand_ins.warehouse, SALES) == _sales_fingerprint(stand_ins)
     assert any(o.rows_changed for o in run.outcomes), "refunds and status changes update old orders"
+
+
+def test_each_sales_cursor_is_the_newest_row_the_first_load_took(stand_ins):
+    """The extractor reads the newest cursor value with the rows, in their snapshot; a clean
+    first load takes it instead of scanning what landed, and stores it as raw writes it."""
+    ingest_sales(stand_ins.warehouse, stand_ins.sales)
+    with connect(stand_ins.sales_db) as conn:
+        newest = {
+            c.entity: conn.execute(
+                sql.SQL("select max(updated_at) from public.{}").format(sql.Identifier(c.entity))
+            ).fetchone()[0]
+            for c in SALES
+            if c.cursor_column
+        }
+    with connect(stand_ins.warehouse) as conn:
+        stored = dict(
+            conn.execute(
+                "select entity, cursor_value from ops.source_cursors where source = 'sales'"
+            ).fetchall()
+        )
+        # The same text a scan of raw gives (the next pull parses it back).
+        from_raw = {
+            entity: conn.execute(
+                sql.SQL("select max(updated_at)::text from raw.{}").format(sql.Identifier(entity))
+            ).fetchone()[0]
+            for entity in newest
+        }
+    assert stored == from_raw
+    assert {e: datetime.fromisoformat(v) for e, v in stored.items()} == newest
+    # The extractor hands it over (a later pull: rows since the cursor, minus the look-back).
+    orders = next(c for c in SALES if c.entity == "orders")
+    later = extract_table(stand_ins.sales_db, orders, stored["orders"], lookback_minutes=60)
+    try:
+        assert datetime.fromisoformat(later.newest_cursor_value) == newest["orders"]
+    finally:
+        later.cleanup()
 
 
 def test_rows_at_the_watermark_and_late_commits_all_arrive(stand_ins):

@@ -93,6 +93,10 @@ class IncomingBatch:
     # True when values come typed from a database (its own COPY output): COPY straight into
     # typed columns. Files and APIs send text, which is judged value by value first.
     trusted_types: bool = False
+    # The newest cursor value among the rows, when the extractor read it in the same
+    # snapshot as the rows (a database source: one index lookup there). A clean batch then
+    # advances the cursor to it without a scan of the landed rows; None: the loader finds it.
+    newest_cursor_value: str | None = None
 
 
 @dataclass
@@ -266,7 +270,12 @@ class BatchLoader:
                 received = landed + len(incoming.rejected)
                 suite = validate()
                 judged = self._judge_clean_batch(
-                    conn, names, incoming.batch_id, suite, as_raw_storage=as_raw_storage
+                    conn,
+                    names,
+                    incoming,
+                    suite,
+                    as_raw_storage=as_raw_storage,
+                    rows_in_table=landed - invalid,
                 ) or self._mark_rejects(conn, names["typed"], extra_columns)
                 if judged.marked:
                     # Rows left the accepted ones while the suite read them: it runs
@@ -517,10 +526,11 @@ class BatchLoader:
         self,
         conn: psycopg.Connection,
         names: dict,
-        batch_id: str,
+        incoming: IncomingBatch,
         suite: Future[ValidationOutcome],
         *,
         as_raw_storage: bool,
+        rows_in_table: int,
     ) -> Judged | None:
         """Judge a batch that breaks no row rule without checking its rows twice: None when
         a rule may be broken or a key repeats (then ``_mark_rejects`` finds the rows).
@@ -531,6 +541,8 @@ class BatchLoader:
         its key index, which refuses duplicates) and the newest cursor value. The rows are
         clean when that scan finds nothing and the suite found no row breaking one of its
         rules; its result then also validates what is published, as nothing was marked.
+        A table becoming raw's storage, with no such rule and the newest cursor value from
+        the extractor, needs no scan at all: the key index is built at once.
         """
         from cem_warehouse.load.tables import (
             batch_key_name,
@@ -540,29 +552,32 @@ class BatchLoader:
         )
 
         contract = self.contract
+        batch_id = incoming.batch_id
         table = sql.Identifier(names["typed"])
         unchecked = row_rule_reasons(contract, required=not as_raw_storage, from_suite=False)
         key = sql.SQL(", ").join(sql.Identifier(k) for k in contract.natural_key)
-        with conn.transaction():
-            conn.execute("set local work_mem = '256MB'")
-            rows, broken, distinct, cursor_to = conn.execute(
-                sql.SQL(
-                    "select count(*), count(*) filter (where {broken}), {distinct}, {cursor} "
-                    "from staging.{t} where _reject_reason is null"
-                ).format(
-                    broken=sql.SQL(" or ").join(p for p, _ in unchecked)
-                    if unchecked
-                    else sql.SQL("false"),
-                    # The key index finds duplicates in the same sort that builds it.
-                    distinct=sql.SQL("null::bigint")
-                    if as_raw_storage
-                    else sql.SQL("count(distinct ({}))").format(key),
-                    cursor=sql.SQL("max({})::text").format(sql.Identifier(contract.cursor_column))
-                    if contract.cursor_column
-                    else sql.SQL("null::text"),
-                    t=table,
-                )
-            ).fetchone()
+        if (
+            as_raw_storage
+            and not unchecked
+            and (contract.cursor_column is None or incoming.newest_cursor_value is not None)
+        ):
+            # Nothing left to scan for: every landed row is a candidate (none is marked yet),
+            # the key index finds duplicates, and the cursor value only needs raw's text form.
+            rows, broken, distinct = rows_in_table, 0, None
+            cursor_to = (
+                conn.execute(
+                    sql.SQL("select cast(cast(%s as {}) as text)").format(
+                        sql.SQL(contract.column(contract.cursor_column).type)
+                    ),
+                    (incoming.newest_cursor_value,),
+                ).fetchone()[0]
+                if contract.cursor_column
+                else None
+            )
+        else:
+            rows, broken, distinct, cursor_to = self._light_scan(
+                conn, table, unchecked, key, as_raw_storage=as_raw_storage
+            )
         if broken or (distinct is not None and distinct != rows):
             return None
         key_built = False
@@ -593,6 +608,39 @@ class BatchLoader:
             cursor_to=cursor_to,
             key_built=key_built,
         )
+
+    def _light_scan(
+        self,
+        conn: psycopg.Connection,
+        table: sql.Identifier,
+        unchecked: list[tuple[sql.Composable, str]],
+        key: sql.Composable,
+        *,
+        as_raw_storage: bool,
+    ) -> tuple[int, int, int | None, str | None]:
+        """One scan of the candidate rows: (rows, rows breaking an ``unchecked`` rule, distinct
+        keys or None where the key index will find duplicates, newest cursor value)."""
+        contract = self.contract
+        with conn.transaction():
+            conn.execute("set local work_mem = '256MB'")
+            return conn.execute(
+                sql.SQL(
+                    "select count(*), count(*) filter (where {broken}), {distinct}, {cursor} "
+                    "from staging.{t} where _reject_reason is null"
+                ).format(
+                    broken=sql.SQL(" or ").join(p for p, _ in unchecked)
+                    if unchecked
+                    else sql.SQL("false"),
+                    # The key index finds duplicates in the same sort that builds it.
+                    distinct=sql.SQL("null::bigint")
+                    if as_raw_storage
+                    else sql.SQL("count(distinct ({}))").format(key),
+                    cursor=sql.SQL("max({})::text").format(sql.Identifier(contract.cursor_column))
+                    if contract.cursor_column
+                    else sql.SQL("null::text"),
+                    t=table,
+                )
+            ).fetchone()
 
     def _mark_rejects(self, conn: psycopg.Connection, typed_table: str, extra: list[str]) -> Judged:
         """Row rules: required values, a usable key, one row per key (the newest wins).

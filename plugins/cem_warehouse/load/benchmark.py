@@ -34,8 +34,11 @@ from cem_warehouse.warehouse.settings import WarehouseLocation
 ORDER_LINES = next(c for c in SALES if c.entity == "order_lines")
 
 
-def write_order_lines(path: Path, rows: int, seed: int = 1, block: int = 500_000) -> None:
-    """``rows`` order lines as CSV without a header (what a database COPY export looks like)."""
+def write_order_lines(path: Path, rows: int, seed: int = 1, block: int = 500_000) -> str:
+    """``rows`` order lines as CSV without a header (what a database COPY export looks like).
+
+    Returns their newest ``updated_at``, which the sales extractor reads from the source
+    along with the rows (``IncomingBatch.newest_cursor_value``)."""
     rng = np.random.default_rng(seed)
     start = np.datetime64("2024-01-01T00:00:00", "us")
     with pacsv.CSVWriter(
@@ -63,6 +66,8 @@ def write_order_lines(path: Path, rows: int, seed: int = 1, block: int = 500_000
                     schema=_schema(),
                 )
             )
+    # updated_at grows with the line id: the last line's is the newest.
+    return f"{start + np.timedelta64(rows * 600, 's')}+00:00"
 
 
 def _schema() -> pa.Schema:
@@ -149,7 +154,7 @@ def bench_ingest(rows: int, server: WarehouseLocation | None = None, rounds: int
     workdir = Path(tempfile.mkdtemp(prefix="cem_bench_"))
     try:
         path = workdir / "order_lines.csv"
-        write_order_lines(path, rows)
+        newest = write_order_lines(path, rows)
         bootstrap(location)
 
         def chunks():
@@ -170,10 +175,10 @@ def bench_ingest(rows: int, server: WarehouseLocation | None = None, rounds: int
         psql, loads, without_suite, phases = [], [], [], []
         for _ in range(rounds):
             psql.append(_psql_copy(location, path))
-            seconds, outcome = _timed_load(location, chunks, rows)
+            seconds, outcome = _timed_load(location, chunks, rows, newest)
             loads.append(seconds)
             phases.append(outcome.timings)
-            without_suite.append(_timed_load(location, chunks, rows, suite=False)[0])
+            without_suite.append(_timed_load(location, chunks, rows, newest, suite=False)[0])
         keyed_seconds = _psql_copy(location, path, keyed=True)
         psql_seconds = statistics.median(psql)
         publish_seconds = statistics.median(loads)
@@ -188,7 +193,8 @@ def bench_ingest(rows: int, server: WarehouseLocation | None = None, rounds: int
             "measures": (
                 "publish: BatchLoader.load of the CSV file as a sales batch into an empty "
                 "raw.order_lines (land, row rules, GX suite + Data Docs, publish, ledger), "
-                "wall time. psql_copy: psql \\copy of the same file into a new empty table with "
+                "wall time; the batch comes as the sales extractor hands it over, typed rows "
+                "and their newest updated_at (read from the source with the rows). psql_copy: psql \\copy of the same file into a new empty table with "
                 "the file's columns and nothing else. Each round times psql_copy, publish and "
                 "publish without the suite, in turn; figures are medians over the rounds. "
                 "psql_copy_keyed (context, not the goal's baseline, one run): the same into a "
@@ -242,8 +248,11 @@ def _checkpoint(location: WarehouseLocation) -> None:
         pass
 
 
-def _timed_load(location: WarehouseLocation, chunks, rows: int, *, suite: bool = True):
+def _timed_load(location: WarehouseLocation, chunks, rows: int, newest: str, *, suite: bool = True):
     """Seconds of one load of the file into an emptied raw.order_lines, and its outcome.
+
+    The batch is what the sales extractor hands over: the rows (typed, from the source's own
+    COPY) and their newest ``updated_at``.
 
     ``suite=False`` replaces the GX suite by a pass that reports no expectation, to measure
     what the suite adds; the loader then judges the rows with its row rules alone. The
@@ -273,7 +282,12 @@ def _timed_load(location: WarehouseLocation, chunks, rows: int, *, suite: bool =
     with nullcontext() if suite else skipped:
         started = time.perf_counter()
         outcome = loader.load(
-            IncomingBatch(columns=ORDER_LINES.column_names, chunks=chunks, trusted_types=True)
+            IncomingBatch(
+                columns=ORDER_LINES.column_names,
+                chunks=chunks,
+                trusted_types=True,
+                newest_cursor_value=newest,
+            )
         )
         seconds = time.perf_counter() - started
     assert outcome.rows_published == rows, outcome
