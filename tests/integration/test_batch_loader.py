@@ -543,6 +543,17 @@ def test_a_clean_first_load_advances_the_cursor_to_the_extractors_newest_value(
     assert stored[1] == outcome.batch_id
 
 
+def test_a_clean_first_load_takes_the_extractors_value_without_scanning_for_it(loader):
+    """The extractor's value is taken as given (it was read in the rows' own snapshot): that
+    is what spares a first load its scan of the landed rows. Here it is a second past the
+    newest row, which only a loader that did not scan for it would store."""
+    outcome = loader.load(
+        batch(good_rows(20), trusted_types=True, newest_cursor_value="2026-10-01T10:00:01Z")
+    )
+    assert outcome.rows_published == 20
+    assert outcome.cursor_to == "2026-10-01 10:00:01+00"
+
+
 def test_a_batch_with_rejected_rows_advances_the_cursor_to_its_newest_published_row(loader):
     """The extractor's newest value may be a row that is quarantined: the cursor then comes
     from the rows published, as for any batch with rejects."""

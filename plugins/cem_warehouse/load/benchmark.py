@@ -67,7 +67,7 @@ def write_order_lines(path: Path, rows: int, seed: int = 1, block: int = 500_000
                 )
             )
     # updated_at grows with the line id: the last line's is the newest.
-    return f"{start + np.timedelta64(rows * 600, 's')}+00:00"
+    return f"{stamp[-1]}+00:00"
 
 
 def _schema() -> pa.Schema:
@@ -194,7 +194,8 @@ def bench_ingest(rows: int, server: WarehouseLocation | None = None, rounds: int
                 "publish: BatchLoader.load of the CSV file as a sales batch into an empty "
                 "raw.order_lines (land, row rules, GX suite + Data Docs, publish, ledger), "
                 "wall time; the batch comes as the sales extractor hands it over, typed rows "
-                "and their newest updated_at (read from the source with the rows). psql_copy: psql \\copy of the same file into a new empty table with "
+                "and their newest updated_at (read from the source with the rows). psql_copy: "
+                "psql \\copy of the same file into a new empty table with "
                 "the file's columns and nothing else. Each round times psql_copy, publish and "
                 "publish without the suite, in turn; figures are medians over the rounds. "
                 "psql_copy_keyed (context, not the goal's baseline, one run): the same into a "
