@@ -69,7 +69,9 @@ def _cmd_marts_build(args: argparse.Namespace) -> int:
     what = "full refresh" if args.full_refresh else "build"
     console = Console(stderr=True, highlight=False)
     with console.status(f"[bold]marts: dbt {what}, GX audit, publish[/] ({location.redacted_url})"):
-        publication = build_marts(location, as_of=args.as_of, full_refresh=args.full_refresh)
+        publication = build_marts(
+            location, as_of=args.as_of, full_refresh=args.full_refresh, unit_tests=args.unit_tests
+        )
     print(publication.summary)
     return 0
 
@@ -92,6 +94,12 @@ def _register_marts(subparsers: argparse._SubParsersAction) -> None:
         "--full-refresh",
         action="store_true",
         help="rebuild the incremental facts from raw (once after upgrading, or after a fact's columns changed)",
+    )
+    build.add_argument(
+        "--unit-tests",
+        dest="unit_tests",
+        action="store_true",
+        help="run the dbt unit tests as well (they check the models' SQL on fixtures: worth it after changing the project)",
     )
     build.set_defaults(handler=_cmd_marts_build)
 

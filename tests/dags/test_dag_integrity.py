@@ -93,3 +93,20 @@ def test_transform_publishes_only_after_every_model_and_the_audit(dagbag):
     assert transform.get_task("publish_docs").upstream_task_ids == {"publish_marts"}
     # The as-of date reaches dbt from the run's conf and data interval, not the clock.
     assert set(dbt_tasks[0].vars) == {"as_of_date", "data_interval_end"}
+
+
+def test_transform_builds_every_model_with_its_data_tests_but_not_the_unit_tests(dagbag):
+    """Each model's `dbt build` runs its data tests; the unit tests (fixtures, not data) run in CI."""
+    import json
+
+    from cem_warehouse.transform.manifest import manifest_path
+
+    manifest = json.loads(manifest_path().read_text())
+    models = {n["name"] for n in manifest["nodes"].values() if n["resource_type"] == "model"}
+    builds = {
+        t.select.rsplit(".", 1)[-1]: t
+        for t in dagbag.dags.get("transform_cx_marts").tasks
+        if type(t).__name__ == "DbtBuildLocalOperator"
+    }
+    assert set(builds) == models
+    assert all("resource_type:unit_test" in task.exclude for task in builds.values())

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import math
 from collections import Counter, defaultdict
 from datetime import UTC, date, datetime, timedelta
@@ -494,6 +495,15 @@ def check_contact_center(conn, raw: Raw) -> None:
     assert linked > 0
 
 
+def _unit_tests_in_last_dbt_run(state: Path) -> dict[str, str]:
+    results = json.loads((state / "dbt" / "target" / "run_results.json").read_text())["results"]
+    return {r["unique_id"]: r["status"] for r in results if r["unique_id"].startswith("unit_test.")}
+
+
+def _unit_tests_in_manifest(state: Path) -> set[str]:
+    return set(json.loads((state / "dbt" / "target" / "manifest.json").read_text())["unit_tests"])
+
+
 def test_loyalty_marts_match_an_independent_recomputation(stand_ins, tmp_path, monkeypatch):
     monkeypatch.setenv("CEM_HOME", str(tmp_path / "state"))
     _plant_survey_only_respondent(stand_ins.landing)
@@ -502,7 +512,11 @@ def test_loyalty_marts_match_an_independent_recomputation(stand_ins, tmp_path, m
     ingest_sales(stand_ins.warehouse, stand_ins.sales)
     ingest_surveys(stand_ins.warehouse, stand_ins.surveys)
 
-    build_marts(stand_ins.warehouse)  # raises on any failed model, data test or unit test
+    # With the unit tests, as `cem marts build --unit-tests` runs them after a project change.
+    build_marts(stand_ins.warehouse, unit_tests=True)  # raises on any failed model or test
+    ran = _unit_tests_in_last_dbt_run(tmp_path / "state")
+    assert ran and set(ran.values()) == {"pass"}
+    assert set(ran) == _unit_tests_in_manifest(tmp_path / "state")
 
     with connect(stand_ins.warehouse) as conn:
         # Published as tables, never views (a view would follow the schema swap).

@@ -76,6 +76,9 @@ def test_staging_builds_keeps_every_row_and_normalises_emails(stand_ins, tmp_pat
         assert f"model.cem_warehouse.{model}" in passed
     staging_unit_tests = [u for u in passed if u.startswith("unit_test.cem_warehouse.stg_")]
     assert len(staging_unit_tests) >= 6
+    # A plain `dbt build` runs every unit test (production builds leave them out).
+    manifest = json.loads((target / "manifest.json").read_text())
+    assert {u for u in passed if u.startswith("unit_test.")} == set(manifest["unit_tests"])
 
     # Every raw table declares freshness on _loaded_at, and a fresh load passes it.
     run_dbt(stand_ins.warehouse, ["source", "freshness"])

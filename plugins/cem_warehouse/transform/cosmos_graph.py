@@ -1,6 +1,6 @@
 """The dbt project as Airflow tasks (Cosmos), rendered from the parsed manifest.
 
-One task per model that builds it and then runs its tests (``dbt build --select``), so a
+One task per model that builds it and then runs its data tests (``dbt build --select``), so a
 failing test stops what depends on that model and the Airflow UI shows where. The profile comes from the Airflow connection
 ``cem_warehouse``, the same place everything else reads the warehouse from.
 """
@@ -13,7 +13,7 @@ from cosmos.profiles import PostgresUserPasswordProfileMapping
 
 from cem_warehouse import paths
 from cem_warehouse.orchestration.airflow_env import WAREHOUSE_CONN_ID
-from cem_warehouse.transform.dbt import dbt_executable
+from cem_warehouse.transform.dbt import UNIT_TESTS_SELECTOR, dbt_executable
 from cem_warehouse.transform.manifest import manifest_path
 
 
@@ -58,6 +58,8 @@ def dbt_models_task_group(
             test_behavior=TestBehavior.BUILD,
             # A test with two parent models (relationships) runs once both are built.
             should_detach_multiple_parents_tests=True,
+            # Cosmos passes this to each model's `dbt build` as well (see UNIT_TESTS_SELECTOR).
+            exclude=[UNIT_TESTS_SELECTOR],
         ),
         execution_config=ExecutionConfig(
             execution_mode=ExecutionMode.LOCAL,

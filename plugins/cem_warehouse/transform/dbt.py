@@ -39,6 +39,13 @@ def dbt_environment(location: WarehouseLocation) -> dict[str, str]:
     }
 
 
+# dbt unit tests check the models' SQL on fixed fixtures: their outcome changes only when the
+# project changes, never with the data. Production builds (`cem marts build`, the transform
+# DAG, the demo, the benchmark) leave them out, as dbt recommends, and `make test` runs them
+# all (tests/integration/test_dbt_staging.py); `cem marts build --unit-tests` runs them too.
+UNIT_TESTS_SELECTOR = "resource_type:unit_test"
+
+
 def dbt_executable() -> str:
     candidate = Path(sys.executable).with_name("dbt")
     return str(candidate) if candidate.exists() else "dbt"

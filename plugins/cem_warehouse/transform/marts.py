@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from datetime import date
 
-from cem_warehouse.transform.dbt import run_dbt
+from cem_warehouse.transform.dbt import UNIT_TESTS_SELECTOR, run_dbt
 from cem_warehouse.transform.publish import Publication, publish_marts
 from cem_warehouse.warehouse.settings import WarehouseLocation
 
@@ -31,8 +31,10 @@ def build_marts(
     data_interval_end: str | None = None,
     full_refresh: bool = False,
     publish: bool = True,
+    unit_tests: bool = False,
 ) -> Publication | None:
-    """`dbt build` into marts_build (models, unit and data tests), then the GX audit, then the swap."""
+    """`dbt build` into marts_build (models and data tests; the unit tests too with
+    ``unit_tests``), then the GX audit, then the swap."""
     from cem_warehouse.warehouse.bootstrap import bootstrap
 
     # The ops tables the build writes (mart change log, publications) exist after an
@@ -44,7 +46,9 @@ def build_marts(
         args += ["--vars", json.dumps(chosen)]
     if full_refresh:
         args.append("--full-refresh")
-    run_dbt(location, args)  # raises on any failed model, data test or unit test
+    if not unit_tests:
+        args += ["--exclude", UNIT_TESTS_SELECTOR]
+    run_dbt(location, args)  # raises on any failed model or test
     if not publish:
         return None
     from cem_warehouse.quality.marts_audit import audit_marts
