@@ -256,3 +256,69 @@ def test_readers_see_the_last_good_marts_until_an_audited_build_is_swapped_in(
         "marts_build was not brought up to this publication" in status and "lock timeout" in status
     )
     assert "run `cem marts build --full-refresh` again" in status
+
+
+LOGGING_MARTS = (
+    "dim_customers",
+    "fct_order_lines",
+    "fct_orders",
+    "fct_support_interactions",
+    "fct_survey_responses",
+)
+
+
+def test_a_catch_up_failing_on_one_mart_leaves_every_retired_mart_as_it_was(
+    stand_ins, tmp_path, monkeypatch
+):
+    """The logging marts are caught up side by side, each on its own connection: one that
+    fails rolls back the others too, and the next build converges all the same."""
+    from cem_warehouse.transform import generations
+
+    monkeypatch.setenv("CEM_HOME", str(tmp_path / "state"))
+    _load(stand_ins)
+    build_marts(stand_ins.warehouse)
+    generate_next_day(stand_ins.targets)
+    _load(stand_ins)
+    with connect(stand_ins.warehouse) as conn:
+        retired_before = {
+            mart: fingerprint
+            for mart, fingerprint in _marts_fingerprint(conn, "marts").items()
+            if mart in LOGGING_MARTS
+        }
+
+    caught_up_beside = threading.Event()
+    catch_up = generations._catch_up
+
+    def failing_on_fct_orders(conn, mart, since, until):
+        if mart.name != "fct_orders":
+            outcome = catch_up(conn, mart, since, until)
+            caught_up_beside.set()
+            return outcome
+        # Fail only once another mart has been caught up (uncommitted) beside this one.
+        assert caught_up_beside.wait(120)
+        raise psycopg.errors.LockNotAvailable("canceling statement due to lock timeout")
+
+    with monkeypatch.context() as failing:
+        failing.setattr(generations, "_catch_up", failing_on_fct_orders)
+        second = build_marts(stand_ins.warehouse)
+    assert "lock timeout" in second.retired_generation["error"]
+    with connect(stand_ins.warehouse) as conn:
+        # marts_build holds the first publication's marts, untouched: none was caught up.
+        retired = _marts_fingerprint(conn, "marts_build")
+        assert {mart: retired[mart] for mart in LOGGING_MARTS} == retired_before
+        published = _marts_fingerprint(conn, "marts")
+        assert any(published[mart] != retired_before[mart] for mart in LOGGING_MARTS)
+
+    # The next build starts from the older generation (two deltas) and is caught up whole.
+    third = build_marts(stand_ins.warehouse)
+    assert "error" not in third.retired_generation
+    assert all(
+        outcome.startswith(("caught up", "copied in full"))
+        for outcome in third.retired_generation.values()
+    ), third.retired_generation
+    with connect(stand_ins.warehouse) as conn:
+        published = _marts_fingerprint(conn, "marts")
+        retired = _marts_fingerprint(conn, "marts_build")
+    assert {mart: retired[mart] for mart in LOGGING_MARTS} == {
+        mart: published[mart] for mart in LOGGING_MARTS
+    }

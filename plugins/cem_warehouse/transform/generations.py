@@ -28,7 +28,10 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +41,8 @@ from psycopg import sql
 from cem_warehouse.errors import CemError
 from cem_warehouse.transform.dbt import dbt_target_dir
 from cem_warehouse.transform.publish import BUILD_SCHEMA, PUBLISHED_SCHEMA
+from cem_warehouse.warehouse.connection import connect
+from cem_warehouse.warehouse.settings import WarehouseLocation
 
 LOGGING_STRATEGY = "delete_insert_logging_keys"
 READING_STRATEGY = "replace_changed_keys"
@@ -234,23 +239,85 @@ def _catch_up(conn: psycopg.Connection, mart: LoggedMart, since: int | None, unt
     return outcome
 
 
+# Both cores: the marts are independent tables, and replacing rows (or copying a whole
+# mart) is one backend's work each. At 1M customers the steady-state catch-up took 5.2 s
+# one mart after another (fct_orders 2.1 s, dim_customers 1.7 s, fct_order_lines 1.3 s).
+CATCH_UP_CONNECTIONS = 2
+
+
 def catch_up_retired_generation(
-    conn: psycopg.Connection, *, publication_id: int, until_change_id: int
+    location: WarehouseLocation, *, publication_id: int, until_change_id: int, lock: str
 ) -> dict[str, str]:
     """Bring every logging mart in ``marts_build`` up to the generation just published.
 
-    Runs in the caller's transaction (after the swap has committed); returns, per mart,
-    what was done or why it was skipped.
+    Runs after the swap has committed. The marts are caught up side by side, on
+    ``CATCH_UP_CONNECTIONS`` connections, each in a transaction of its own that commits only
+    once every mart has been caught up: any failure rolls all of them back and raises, as
+    one transaction would. ``lock`` (the publishers' advisory lock) is held throughout, on
+    a connection of its own, so no other publication swaps the schemas meanwhile. Returns,
+    per mart, what was done or why it was skipped.
     """
-    row = conn.execute(
-        "select change_log_id from ops.mart_publications where publication_id < %s "
-        "order by publication_id desc limit 1",
-        (publication_id,),
-    ).fetchone()
-    since = row[0] if row is not None else None
-    outcomes = {}
-    for mart in logged_marts(_manifest()):
-        started = time.perf_counter()
-        outcome = _catch_up(conn, mart, since, until_change_id)
-        outcomes[mart.name] = f"{outcome} ({time.perf_counter() - started:.1f} s)"
-    return outcomes
+    marts = logged_marts(_manifest())
+    outcomes: dict[str, str] = {}
+    with connect(location) as coordinator, coordinator.transaction():
+        coordinator.execute(lock)
+        row = coordinator.execute(
+            "select change_log_id from ops.mart_publications where publication_id < %s "
+            "order by publication_id desc limit 1",
+            (publication_id,),
+        ).fetchone()
+        since = row[0] if row is not None else None
+        if not marts:
+            return outcomes
+        with ExitStack() as stack:
+            workers = [
+                stack.enter_context(connect(location))
+                for _ in range(min(CATCH_UP_CONNECTIONS, len(marts)))
+            ]
+            # The longest first, so that it does not start last.
+            pending = _by_size(coordinator, marts, since, until_change_id)
+            taking = threading.Lock()
+
+            def work(conn: psycopg.Connection) -> None:
+                while True:
+                    with taking:
+                        if not pending:
+                            return
+                        mart = pending.pop(0)
+                    started = time.perf_counter()
+                    outcome = _catch_up(conn, mart, since, until_change_id)
+                    outcomes[mart.name] = f"{outcome} ({time.perf_counter() - started:.1f} s)"
+
+            try:
+                with ThreadPoolExecutor(max_workers=len(workers)) as pool:
+                    for done in [pool.submit(work, conn) for conn in workers]:
+                        done.result()  # the first failure raises here
+            except BaseException:
+                for conn in workers:
+                    conn.rollback()
+                raise
+            for conn in workers:
+                conn.commit()
+    return dict(sorted(outcomes.items()))
+
+
+def _by_size(
+    conn: psycopg.Connection, marts: list[LoggedMart], since: int | None, until: int
+) -> list[LoggedMart]:
+    """The marts, the one with the most rows to replace first, then the largest published
+    table first (a mart copied whole: the first publication, or after a full rebuild)."""
+    logged = dict(
+        conn.execute(
+            "select producer, count(*) from ops.mart_key_changes where producer = any(%s) "
+            "and change_id > %s and change_id <= %s group by producer",
+            ([mart.rows_log for mart in marts], since if since is not None else -1, until),
+        ).fetchall()
+    )
+    sizes = dict(
+        conn.execute(
+            "select name, coalesce(pg_relation_size(to_regclass(%s || '.' || quote_ident(name))), 0) "
+            "from unnest(%s::text[]) as name",
+            (PUBLISHED_SCHEMA, [mart.name for mart in marts]),
+        ).fetchall()
+    )
+    return sorted(marts, key=lambda mart: (-logged.get(mart.rows_log, 0), -sizes.get(mart.name, 0)))

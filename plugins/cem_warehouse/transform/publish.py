@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 PUBLISHED_SCHEMA = "marts"
 BUILD_SCHEMA = "marts_build"
 _RETIRING_SCHEMA = "marts_retiring"
+# One publisher at a time (the swap, then the catch-up of the retired generation); a
+# second waits and then publishes what is built by then.
+_PUBLISHERS_LOCK = "select pg_advisory_xact_lock(hashtext('cem_warehouse.publish_marts'))"
 
 # What a failed catch-up of the retired generation means and what to do, said alike by the
 # build's warning and by `cem status`.
@@ -97,8 +100,7 @@ def built_as_of_date(conn: psycopg.Connection) -> date | None:
 def publish_marts(location: WarehouseLocation, *, audit: dict | None = None) -> Publication:
     """Swap ``marts_build`` into ``marts`` in one transaction; record it in ops.mart_publications."""
     with connect(location) as conn, conn.transaction():
-        # One publisher at a time; a second waits and then publishes what is built by then.
-        conn.execute("select pg_advisory_xact_lock(hashtext('cem_warehouse.publish_marts'))")
+        conn.execute(_PUBLISHERS_LOCK)
         if not _schema_exists(conn, BUILD_SCHEMA) or not _tables(conn, BUILD_SCHEMA):
             raise CemError(
                 f"Nothing to publish: schema {BUILD_SCHEMA} has no tables. Build the marts first "
@@ -146,7 +148,8 @@ def publish_marts(location: WarehouseLocation, *, audit: dict | None = None) -> 
 def _catch_up_retired_generation(
     location: WarehouseLocation, publication_id: int, change_log_id: int
 ) -> dict[str, str]:
-    """Its own transaction, after the swap committed: readers already see the new marts.
+    """After the swap committed (readers already see the new marts), in transactions of
+    its own that commit together (generations.catch_up_retired_generation).
 
     A failure rolls the whole catch-up back. For a mart caught up from the log that costs
     the next build time (it catches up two deltas). For a mart the published build rebuilt
@@ -156,11 +159,12 @@ def _catch_up_retired_generation(
     from cem_warehouse.transform.generations import catch_up_retired_generation
 
     try:
-        with connect(location) as conn, conn.transaction():
-            conn.execute("select pg_advisory_xact_lock(hashtext('cem_warehouse.publish_marts'))")
-            retired = catch_up_retired_generation(
-                conn, publication_id=publication_id, until_change_id=change_log_id
-            )
+        retired = catch_up_retired_generation(
+            location,
+            publication_id=publication_id,
+            until_change_id=change_log_id,
+            lock=_PUBLISHERS_LOCK,
+        )
     except (psycopg.Error, CemError) as exc:
         log.warning(
             "publication %s: marts_build was not brought up to it (%s); %s",
