@@ -59,6 +59,18 @@ def test_readers_see_the_last_good_marts_until_an_audited_build_is_swapped_in(
     _load(stand_ins)
     first = build_marts(stand_ins.warehouse)
     assert first is not None and first.tables["dim_customers"] > 0
+    # The publication records every mart's exact rows; the audited ones as GX counted them.
+    with connect(stand_ins.warehouse) as conn:
+        assert first.tables == {
+            table: conn.execute(f"select count(*) from marts.{table}").fetchone()[0]
+            for table in first.tables
+        }
+        audited = conn.execute(
+            "select audit -> 'row_counts' from ops.mart_publications where publication_id = %s",
+            (first.publication_id,),
+        ).fetchone()[0]
+    assert {"fct_orders", "fct_order_lines", "dim_customers"} <= set(audited)
+    assert all(first.tables[table] == rows for table, rows in audited.items())
 
     with _reader(stand_ins.warehouse) as reader:
         customers = reader.execute("select count(*) from marts.dim_customers").fetchone()[0]

@@ -41,6 +41,9 @@ class ValidationOutcome:
     suite: str
     success: bool
     outcomes: list[ExpectationOutcome] = field(default_factory=list)
+    # The rows of the validated table, when an expectation reported them (every column map
+    # expectation does, as element_count; a row-count expectation as its observed value).
+    row_count: int | None = None
 
     @property
     def failed(self) -> list[ExpectationOutcome]:
@@ -58,6 +61,9 @@ class ValidationOutcome:
         ]
         return f"suite {self.suite}: " + "; ".join(parts)
 
+
+# Expectations whose observed value is the table's row count.
+ROW_COUNT_EXPECTATIONS = {"expect_table_row_count_to_be_between", "expect_table_row_count_to_equal"}
 
 DATA_DOCS_ENV = "CEM_GX_DOCS_DIR"
 
@@ -184,9 +190,15 @@ class SuiteRun:
         result_id, run = next(iter(self._checkpoint.run().run_results.items()))
         self._validated = result_id
         outcomes = []
+        row_count = None
         for result in run.results:
             config = result.expectation_config
             observed = result.result.get("observed_value")
+            counted = result.result.get("element_count")
+            if config.type in ROW_COUNT_EXPECTATIONS:
+                counted = observed
+            if row_count is None and isinstance(counted, int):
+                row_count = counted
             outcomes.append(
                 ExpectationOutcome(
                     expectation_type=config.type,
@@ -201,6 +213,7 @@ class SuiteRun:
             suite=self.name,
             success=all(o.success for o in outcomes if o.critical),
             outcomes=outcomes,
+            row_count=row_count,
         )
 
     def build_docs(self) -> None:

@@ -41,6 +41,9 @@ SUITES_FOLDER = "marts"
 class MartsAudit:
     audit_id: str
     outcomes: list[ValidationOutcome] = field(default_factory=list)
+    # Exact rows per audited table, as GX counted them: the publication records these
+    # instead of counting the same tables again (1.3 s at 1M customers, 10.9M order lines).
+    row_counts: dict[str, int] = field(default_factory=dict)
 
     @property
     def success(self) -> bool:
@@ -53,6 +56,7 @@ class MartsAudit:
             "suites": {
                 o.suite: {"success": o.success, "checks": len(o.outcomes)} for o in self.outcomes
             },
+            "row_counts": dict(self.row_counts),
         }
 
 
@@ -220,6 +224,8 @@ def audit_marts(location: WarehouseLocation, *, raise_on_failure: bool = True) -
         if not outcome.success:
             outcome = run_suite(location, **suite_run, sample_unexpected=True)
         outcome.outcomes.extend(known)
+        if outcome.row_count is not None:
+            audit.row_counts[table] = outcome.row_count
         record_outcome(location, audit.audit_id, outcome)
         audit.outcomes.append(outcome)
     if raise_on_failure and not audit.success:

@@ -106,9 +106,14 @@ def publish_marts(location: WarehouseLocation, *, audit: dict | None = None) -> 
                 f"Nothing to publish: schema {BUILD_SCHEMA} has no tables. Build the marts first "
                 "(`cem run`, or `dbt build` in dbt_project/)."
             )
-        # Exact counts, taken before the swap: they go into the publication record.
+        # Exact counts of what is swapped in, for the publication record: the audit's, which
+        # GX took on these very tables right before (only a build writes marts_build, and the
+        # transform DAG runs one at a time), and a count for each table it did not audit.
+        audited = (audit or {}).get("row_counts", {})
         tables = {
-            table: int(conn.execute(f'select count(*) from {BUILD_SCHEMA}."{table}"').fetchone()[0])
+            table: int(audited[table])
+            if table in audited
+            else int(conn.execute(f'select count(*) from {BUILD_SCHEMA}."{table}"').fetchone()[0])
             for table in _tables(conn, BUILD_SCHEMA)
         }
         if _schema_exists(conn, PUBLISHED_SCHEMA):
