@@ -253,7 +253,9 @@ def catch_up_retired_generation(
     Runs after the swap has committed. The marts are caught up side by side, on
     ``CATCH_UP_CONNECTIONS`` connections, each in a transaction of its own that commits only
     once every mart has been caught up: any failure rolls all of them back and raises, as
-    one transaction would. ``lock`` (the publishers' advisory lock) is held throughout, on
+    one transaction would. (A crash between those commits leaves each mart either caught
+    up or as it was, with its own position in the log: the next build catches up the latter
+    from there, as after a failed catch-up.) ``lock`` (the publishers' advisory lock) is held throughout, on
     a connection of its own, so no other publication swaps the schemas meanwhile. Returns,
     per mart, what was done or why it was skipped.
     """
