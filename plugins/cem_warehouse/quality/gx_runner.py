@@ -194,9 +194,12 @@ class SuiteRun:
         for result in run.results:
             config = result.expectation_config
             observed = result.result.get("observed_value")
-            counted = result.result.get("element_count")
-            if config.type in ROW_COUNT_EXPECTATIONS:
+            if config.kwargs.get("row_condition"):
+                counted = None  # an expectation on a subset counts that subset only
+            elif config.type in ROW_COUNT_EXPECTATIONS:
                 counted = observed
+            else:
+                counted = result.result.get("element_count")
             if row_count is None and isinstance(counted, int):
                 row_count = counted
             outcomes.append(

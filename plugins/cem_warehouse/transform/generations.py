@@ -31,7 +31,7 @@ import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -251,13 +251,14 @@ def catch_up_retired_generation(
     """Bring every logging mart in ``marts_build`` up to the generation just published.
 
     Runs after the swap has committed. The marts are caught up side by side, on
-    ``CATCH_UP_CONNECTIONS`` connections, each in a transaction of its own that commits only
-    once every mart has been caught up: any failure rolls all of them back and raises, as
-    one transaction would. (A crash between those commits leaves each mart either caught
-    up or as it was, with its own position in the log: the next build catches up the latter
-    from there, as after a failed catch-up.) ``lock`` (the publishers' advisory lock) is held throughout, on
-    a connection of its own, so no other publication swaps the schemas meanwhile. Returns,
-    per mart, what was done or why it was skipped.
+    ``CATCH_UP_CONNECTIONS`` connections, each in a transaction of its own that commits
+    only once every mart has been caught up: any failure rolls all of them back and
+    raises, as one transaction would. (A crash between those commits leaves each mart
+    either caught up or as it was, with its own position in the log: the next build
+    catches up the latter from there, as after a failed catch-up.) ``lock`` (the
+    publishers' advisory lock) is held throughout, on a connection of its own, so no other
+    publication swaps the schemas meanwhile. Returns, per mart, what was done or why it
+    was skipped.
     """
     marts = logged_marts(_manifest())
     outcomes: dict[str, str] = {}
@@ -287,7 +288,12 @@ def catch_up_retired_generation(
                             return
                         mart = pending.pop(0)
                     started = time.perf_counter()
-                    outcome = _catch_up(conn, mart, since, until_change_id)
+                    try:
+                        outcome = _catch_up(conn, mart, since, until_change_id)
+                    except BaseException:
+                        with taking:
+                            pending.clear()  # all is rolled back: start no other mart
+                        raise
                     outcomes[mart.name] = f"{outcome} ({time.perf_counter() - started:.1f} s)"
 
             try:
@@ -296,7 +302,9 @@ def catch_up_retired_generation(
                         done.result()  # the first failure raises here
             except BaseException:
                 for conn in workers:
-                    conn.rollback()
+                    # A broken connection has nothing left to roll back; keep the first error.
+                    with suppress(psycopg.Error):
+                        conn.rollback()
                 raise
             for conn in workers:
                 conn.commit()
