@@ -19,6 +19,7 @@ from collections import defaultdict
 from decimal import ROUND_HALF_UP, Decimal
 
 from cem_warehouse.load.sources import ingest_crm, ingest_sales, ingest_surveys
+from cem_warehouse.transform.dbt import dbt_target_dir
 from cem_warehouse.transform.marts import build_marts
 from cem_warehouse.warehouse.connection import connect
 
@@ -97,7 +98,7 @@ def test_core_marts_match_an_independent_recomputation(stand_ins, tmp_path, monk
 
     build_marts(stand_ins.warehouse)  # raises on any failed model or data test
     # A production build leaves the unit tests out (they check the SQL, not the data).
-    results = (tmp_path / "state" / "dbt" / "target" / "run_results.json").read_text()
+    results = (dbt_target_dir() / "run_results.json").read_text()
     ran = {r["unique_id"].split(".")[0] for r in json.loads(results)["results"]}
     assert "model" in ran and "test" in ran and "unit_test" not in ran
 

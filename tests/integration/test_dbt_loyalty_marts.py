@@ -33,8 +33,9 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
+from cem_warehouse.cli import main
 from cem_warehouse.load.sources import ingest_crm, ingest_sales, ingest_surveys
-from cem_warehouse.transform.marts import build_marts
+from cem_warehouse.transform.dbt import dbt_target_dir
 from cem_warehouse.warehouse.connection import connect
 
 MY_MARTS = (
@@ -495,13 +496,13 @@ def check_contact_center(conn, raw: Raw) -> None:
     assert linked > 0
 
 
-def _unit_tests_in_last_dbt_run(state: Path) -> dict[str, str]:
-    results = json.loads((state / "dbt" / "target" / "run_results.json").read_text())["results"]
+def _unit_tests_in_last_dbt_run() -> dict[str, str]:
+    results = json.loads((dbt_target_dir() / "run_results.json").read_text())["results"]
     return {r["unique_id"]: r["status"] for r in results if r["unique_id"].startswith("unit_test.")}
 
 
-def _unit_tests_in_manifest(state: Path) -> set[str]:
-    return set(json.loads((state / "dbt" / "target" / "manifest.json").read_text())["unit_tests"])
+def _unit_tests_in_manifest() -> set[str]:
+    return set(json.loads((dbt_target_dir() / "manifest.json").read_text())["unit_tests"])
 
 
 def test_loyalty_marts_match_an_independent_recomputation(stand_ins, tmp_path, monkeypatch):
@@ -512,11 +513,12 @@ def test_loyalty_marts_match_an_independent_recomputation(stand_ins, tmp_path, m
     ingest_sales(stand_ins.warehouse, stand_ins.sales)
     ingest_surveys(stand_ins.warehouse, stand_ins.surveys)
 
-    # With the unit tests, as `cem marts build --unit-tests` runs them after a project change.
-    build_marts(stand_ins.warehouse, unit_tests=True)  # raises on any failed model or test
-    ran = _unit_tests_in_last_dbt_run(tmp_path / "state")
+    # With the unit tests, through the command an operator runs after changing the project.
+    monkeypatch.setenv("CEM_WAREHOUSE_URL", stand_ins.warehouse.url)
+    assert main(["marts", "build", "--unit-tests"]) == 0  # fails on any failed model or test
+    ran = _unit_tests_in_last_dbt_run()
     assert ran and set(ran.values()) == {"pass"}
-    assert set(ran) == _unit_tests_in_manifest(tmp_path / "state")
+    assert set(ran) == _unit_tests_in_manifest()
 
     with connect(stand_ins.warehouse) as conn:
         # Published as tables, never views (a view would follow the schema swap).
