@@ -15,7 +15,10 @@ referrals as (
 
 ),
 
-customers as (
+-- Joined twice, each time to the ~100k customers named by referrals: not materialized, so
+-- each join looks them up by dim_customers' key instead of copying and sorting all of it
+-- (2.9 s against 2.0 s at 1M customers).
+customers as not materialized (
 
     select * from {{ ref('dim_customers') }}
 
