@@ -715,6 +715,39 @@ def test_raw_statistics_follow_the_deltas_that_add_up_to_a_tenth_of_the_table(lo
     assert estimated_rows() >= 112
 
 
+def test_a_read_of_the_rows_loaded_since_a_watermark_skips_the_older_ranges(loader):
+    """The BRIN index on _loaded_at skips a block range only once it has summarized it:
+    the loader summarizes the ranges each publish appends (no VACUUM needed), so finding
+    the latest delta reads its pages, not those of the deltas before it."""
+    loader.load(batch(good_rows(10_000)))  # the first load: raw's storage, index built on it
+    loader.load(batch(good_rows(40_000, start=10_000, day=2)))  # appended after the index
+    with connect(loader.location) as conn:
+        watermark = conn.execute("select max(_loaded_at) from raw.survey_responses").fetchone()[0]
+    loader.load(batch(good_rows(5_000, start=50_000, day=3)))
+    with connect(loader.location) as conn:
+        conn.execute("set enable_seqscan = off")  # the index, whatever the table's size
+        plan = conn.execute(
+            "explain (analyze, format json) select count(*) from raw.survey_responses "
+            "where _loaded_at > %s",
+            (watermark,),
+        ).fetchone()[0][0]["Plan"]
+        table_pages = conn.execute(
+            "select sum(relpages) from pg_class where oid in "
+            "(select inhrelid from pg_inherits where inhparent = 'raw.survey_responses'::regclass)"
+        ).fetchone()[0]
+
+    def heap_scans(node: dict) -> list[dict]:
+        own = [node] if node["Node Type"] == "Bitmap Heap Scan" else []
+        return own + [scan for child in node.get("Plans", []) for scan in heap_scans(child)]
+
+    (scan,) = heap_scans(plan)
+    read = scan.get("Exact Heap Blocks", 0) + scan.get("Lossy Heap Blocks", 0)
+    assert scan["Actual Rows"] == 5_000
+    # The last delta is a eleventh of the table: its pages and at most the range it shares
+    # with the delta before (128 pages), not the 40k rows of that delta.
+    assert 0 < read <= table_pages / 11 + 128 < table_pages / 2, (read, table_pages)
+
+
 def test_a_failed_statistics_refresh_after_the_commit_leaves_the_batch_published(
     loader, monkeypatch, caplog
 ):

@@ -440,7 +440,8 @@ def refresh_statistics(
     conn: psycopg.Connection | None = None,
 ) -> None:
     """ANALYZE ``raw.<entity>`` once the publishes since its last ANALYZE changed more than a
-    tenth of it (``changed``: what the publish just committed changed).
+    tenth of it (``changed``: what the publish just committed changed), after summarizing
+    the ranges it appended in the ``_loaded_at`` index (summarize_loaded_at_ranges).
 
     The incremental marts filter raw on ``_loaded_at``; without statistics (a first load,
     a server with autovacuum off or behind) PostgreSQL guesses a third of each table is new
@@ -451,6 +452,7 @@ def refresh_statistics(
     one is opened).
     """
     with nullcontext(conn) if conn is not None else connect(location, autocommit=True) as conn:
+        summarize_loaded_at_ranges(conn, contract)
         # reltuples is -1 until the table was first analyzed: that counts as stale.
         estimated, analyzed_at = conn.execute(
             "select c.reltuples, greatest(s.last_analyze, s.last_autoanalyze) from pg_class c "
@@ -466,6 +468,33 @@ def refresh_statistics(
             ).fetchone()[0]
         if estimated <= 0 or changed > 0.1 * estimated:
             analyze_raw_table(location, conn, contract)
+
+
+def summarize_loaded_at_ranges(conn: psycopg.Connection, contract: EntityContract) -> int:
+    """Summarize the block ranges of raw's BRIN index on ``_loaded_at`` that publishes filled
+    since it was built; returns how many. (Called after every publish that changed rows.)
+
+    The index answers "rows loaded after the watermark" (incremental marts, the staging
+    tests' window) only for the ranges it has summarized: a range it has not, it always
+    returns whole. Ranges filled after the index was built (every batch after the first,
+    appended) stay unsummarized until a VACUUM, which autovacuum starts only once a fifth of
+    the table is new (weeks of daily deltas), or never where autovacuum is off. Found on a
+    1M-customer warehouse: 502 of 517 ranges of raw.invitations unsummarized, so a filter on
+    _loaded_at read all of its 66k pages (585 ms) to find the 4k new rows (2.7 ms once
+    summarized). Summarizing reads only the pages the publish appended.
+    """
+    indexes = conn.execute(
+        "select format('%%I.%%I', n.nspname, c.relname) from pg_partition_tree(format('raw.%%I', %s::text)::regclass) t "
+        "join pg_index i on i.indrelid = t.relid "
+        "join pg_class c on c.oid = i.indexrelid join pg_namespace n on n.oid = c.relnamespace "
+        "join pg_am a on a.oid = c.relam "
+        "where t.isleaf and a.amname = 'brin'",
+        (contract.raw_table,),
+    ).fetchall()
+    return sum(
+        conn.execute("select brin_summarize_new_values(%s::regclass)", (index,)).fetchone()[0]
+        for (index,) in indexes
+    )
 
 
 def raw_partitions(conn: psycopg.Connection, contract: EntityContract) -> list[sql.Composable]:
