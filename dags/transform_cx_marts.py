@@ -4,6 +4,8 @@
 Builds the customer-experience marts with dbt whenever any raw table they read has new
 data: scheduled on the raw tables' assets, not a clock.
 
+0. **staging_test_window**: which raw rows the staging tests read: those loaded since the
+   last published build (every row after a full refresh).
 1. **dbt** (task group): each dbt model is a task, rendered by Cosmos from the parsed
    manifest (parsing this file runs no dbt), with its tests right after it. Models build
    into the schema `marts_build`, which analysts cannot see.
@@ -39,11 +41,17 @@ def transform_cx_marts():
 
         return run_audit()
 
+    @task
+    def staging_test_window() -> dict:
+        from cem_warehouse.orchestration.tasks import staging_test_window as read_window
+
+        return read_window()
+
     @task(outlets=[MARTS])
-    def publish_marts(audit: dict) -> dict:
+    def publish_marts(audit: dict, window: dict) -> dict:
         from cem_warehouse.orchestration.tasks import publish_marts as swap_in
 
-        return swap_in(audit)
+        return swap_in(audit, window)
 
     @task
     def publish_docs() -> str:
@@ -51,9 +59,10 @@ def transform_cx_marts():
 
         return generate()
 
+    window = staging_test_window()
     audit = audit_marts()
-    dbt_models_task_group(dbt_vars=dbt_build_vars()) >> audit
-    publish_marts(audit) >> publish_docs()
+    window >> dbt_models_task_group(dbt_vars=dbt_build_vars("staging_test_window")) >> audit
+    publish_marts(audit, window) >> publish_docs()
 
 
 transform_cx_marts()

@@ -86,13 +86,23 @@ def test_transform_publishes_only_after_every_model_and_the_audit(dagbag):
     audit, publish = transform.get_task("audit_marts"), transform.get_task("publish_marts")
     dbt_tasks = [t for t in transform.tasks if t.task_id.startswith("dbt.")]
     assert len(dbt_tasks) > 20
-    assert publish.upstream_task_ids == {"audit_marts"}
-    # Every dbt task reaches the audit (directly or through a downstream dbt task).
+    # The swap also records where this run's staging tests ended (the window read first).
+    assert publish.upstream_task_ids == {"audit_marts", "staging_test_window"}
+    # Every dbt task reaches the audit (directly or through a downstream dbt task), and
+    # runs after the window of raw rows its tests read was taken.
     upstream_of_audit = audit.get_flat_relative_ids(upstream=True)
     assert {t.task_id for t in dbt_tasks} <= upstream_of_audit
+    window = transform.get_task("staging_test_window")
+    assert {t.task_id for t in dbt_tasks} <= window.get_flat_relative_ids(upstream=False)
     assert transform.get_task("publish_docs").upstream_task_ids == {"publish_marts"}
-    # The as-of date reaches dbt from the run's conf and data interval, not the clock.
-    assert set(dbt_tasks[0].vars) == {"as_of_date", "data_interval_end"}
+    # The as-of date reaches dbt from the run's conf and data interval, not the clock; the
+    # staging tests' window from the window task.
+    assert set(dbt_tasks[0].vars) == {
+        "as_of_date",
+        "data_interval_end",
+        "staging_tests_loaded_after",
+    }
+    assert "staging_test_window" in dbt_tasks[0].vars["staging_tests_loaded_after"]
 
 
 def test_transform_builds_every_model_with_its_data_tests_but_not_the_unit_tests(dagbag):

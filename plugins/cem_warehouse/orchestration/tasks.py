@@ -74,10 +74,27 @@ def audit_marts() -> dict:
     return audit.as_dict()
 
 
-def publish_marts(audit: dict) -> dict:
+def staging_test_window() -> dict:
+    """Which raw rows this run's staging tests read (cem_warehouse.transform.staging_tests):
+    read before the dbt tasks, recorded by publish_marts."""
+    from cem_warehouse.transform.staging_tests import staging_test_window as read_window
+
+    window = read_window(warehouse_from_airflow())
+    log.info(
+        "staging tests read the raw rows loaded after %s (the last publication's window)",
+        window.loaded_after or "-infinity: every row",
+    )
+    return window.as_dict()
+
+
+def publish_marts(audit: dict, window: dict | None = None) -> dict:
     from cem_warehouse.transform.publish import publish_marts as swap_in
 
-    publication = swap_in(warehouse_from_airflow(), audit=audit)
+    publication = swap_in(
+        warehouse_from_airflow(),
+        audit=audit,
+        staging_tests_through=(window or {}).get("loaded_through"),
+    )
     log.info("%s", publication.summary)
     return {
         "publication_id": publication.publication_id,

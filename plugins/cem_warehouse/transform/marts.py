@@ -11,6 +11,7 @@ from datetime import date
 
 from cem_warehouse.transform.dbt import UNIT_TESTS_SELECTOR, run_dbt
 from cem_warehouse.transform.publish import Publication, publish_marts
+from cem_warehouse.transform.staging_tests import staging_test_window
 from cem_warehouse.warehouse.settings import WarehouseLocation
 
 
@@ -34,14 +35,16 @@ def build_marts(
     unit_tests: bool = False,
 ) -> Publication | None:
     """`dbt build` into marts_build (models and data tests; the unit tests too with
-    ``unit_tests``), then the GX audit, then the swap."""
+    ``unit_tests``), then the GX audit, then the swap. The staging tests read the raw rows
+    loaded since the last publication (cem_warehouse.transform.staging_tests)."""
     from cem_warehouse.warehouse.bootstrap import bootstrap
 
     # The ops tables the build writes (mart change log, publications) exist after an
     # upgrade even when no load has run since (loads bootstrap too; the DAG runs after them).
     bootstrap(location)
+    window = staging_test_window(location, full_refresh=full_refresh)
     args = ["build"]
-    chosen = dbt_vars(as_of=as_of, data_interval_end=data_interval_end)
+    chosen = dbt_vars(as_of=as_of, data_interval_end=data_interval_end) | window.dbt_vars()
     if chosen:
         args += ["--vars", json.dumps(chosen)]
     if full_refresh:
@@ -54,4 +57,6 @@ def build_marts(
     from cem_warehouse.quality.marts_audit import audit_marts
 
     audit = audit_marts(location)  # raises, naming the failed checks: nothing is published
-    return publish_marts(location, audit=audit.as_dict())
+    return publish_marts(
+        location, audit=audit.as_dict(), staging_tests_through=window.loaded_through
+    )

@@ -97,8 +97,16 @@ def built_as_of_date(conn: psycopg.Connection) -> date | None:
     return row[0] if row else None
 
 
-def publish_marts(location: WarehouseLocation, *, audit: dict | None = None) -> Publication:
-    """Swap ``marts_build`` into ``marts`` in one transaction; record it in ops.mart_publications."""
+def publish_marts(
+    location: WarehouseLocation,
+    *,
+    audit: dict | None = None,
+    staging_tests_through: str | None = None,
+) -> Publication:
+    """Swap ``marts_build`` into ``marts`` in one transaction; record it in ops.mart_publications.
+
+    ``staging_tests_through``: the end of the build's staging test window
+    (cem_warehouse.transform.staging_tests); without it the next build tests every raw row."""
     with connect(location) as conn, conn.transaction():
         conn.execute(_PUBLISHERS_LOCK)
         if not _schema_exists(conn, BUILD_SCHEMA) or not _tables(conn, BUILD_SCHEMA):
@@ -134,10 +142,11 @@ def publish_marts(location: WarehouseLocation, *, audit: dict | None = None) -> 
         as_of = built_as_of_date(conn)
         # How far the change log went: the next publication's catch-up starts here.
         publication_id, change_log_id = conn.execute(
-            "insert into ops.mart_publications (as_of_date, tables, audit, change_log_id) "
-            "values (%s, %s, %s, (select coalesce(max(change_id), 0) from ops.mart_key_changes)) "
+            "insert into ops.mart_publications "
+            "(as_of_date, tables, audit, staging_tests_through, change_log_id) "
+            "values (%s, %s, %s, %s, (select coalesce(max(change_id), 0) from ops.mart_key_changes)) "
             "returning publication_id, change_log_id",
-            (as_of, json.dumps(tables), json.dumps(audit or {})),
+            (as_of, json.dumps(tables), json.dumps(audit or {}), staging_tests_through or None),
         ).fetchone()
     started = time.perf_counter()
     retired = _catch_up_retired_generation(location, publication_id, change_log_id)

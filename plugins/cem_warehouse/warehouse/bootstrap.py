@@ -97,6 +97,9 @@ create table if not exists ops.mart_publications (
 -- generation up to it did (cem_warehouse.transform.generations).
 alter table ops.mart_publications add column if not exists change_log_id bigint;
 alter table ops.mart_publications add column if not exists retired_generation jsonb;
+-- Where the published build's staging tests ended: the next build tests raw rows loaded
+-- after it (cem_warehouse.transform.staging_tests). Null: the next build tests every row.
+alter table ops.mart_publications add column if not exists staging_tests_through timestamptz;
 create table if not exists ops.landed_files (
     source text not null,
     path text not null,

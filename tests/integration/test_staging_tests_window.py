@@ -1,0 +1,115 @@
+"""The staging tests read the raw rows loaded since the last published build: no more, no less.
+
+(cem_warehouse.transform.staging_tests.) Real loads, real dbt builds, real PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+
+from cem_warehouse.errors import CemError
+from cem_warehouse.load.sources import ingest_crm, ingest_sales, ingest_surveys
+from cem_warehouse.load.tables import begin_raw_publish
+from cem_warehouse.transform.dbt import dbt_target_dir
+from cem_warehouse.transform.marts import build_marts
+from cem_warehouse.transform.staging_tests import staging_test_window
+from cem_warehouse.warehouse.bootstrap import bootstrap
+from cem_warehouse.warehouse.connection import connect
+
+ORDER_STATUS_TEST = "accepted_values_stg_sales__orders_order_status"
+
+
+def _order_status_test_sql() -> str:
+    """The SQL of the order-status test in the last dbt build."""
+    results = json.loads((dbt_target_dir() / "run_results.json").read_text())["results"]
+    (result,) = [r for r in results if ORDER_STATUS_TEST in r["unique_id"]]
+    return result["compiled_code"]
+
+
+def _publish_an_order_with_status(location, status: str) -> int:
+    """Publish one order into raw as a load does (under the gate, stamped after taking it)."""
+    with connect(location) as conn, conn.transaction():
+        loaded_at = begin_raw_publish(conn)
+        return conn.execute(
+            "insert into raw.orders (order_id, sales_account_id, customer_email, status, currency, "
+            "order_total, ordered_at, created_at, updated_at, _batch_id, _loaded_at, _source) "
+            "select order_id + 1000000, sales_account_id, customer_email, %s, currency, "
+            "order_total, ordered_at, created_at, updated_at, 'test-batch', %s, _source "
+            "from raw.orders order by order_id desc limit 1 returning order_id",
+            (status, loaded_at),
+        ).fetchone()[0]
+
+
+def test_a_build_tests_the_rows_loaded_since_the_last_publication_and_a_full_refresh_all(
+    stand_ins, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("CEM_HOME", str(tmp_path / "state"))
+    with stand_ins.crm() as crm:
+        ingest_crm(stand_ins.warehouse, crm)
+    ingest_sales(stand_ins.warehouse, stand_ins.sales)
+    ingest_surveys(stand_ins.warehouse, stand_ins.surveys)
+
+    # No publication yet: the first build tests every row, and records where it ended.
+    first = build_marts(stand_ins.warehouse)
+    assert "loaded_at >" not in _order_status_test_sql()
+    with connect(stand_ins.warehouse) as conn:
+        through = conn.execute(
+            "select cast(staging_tests_through as text) from ops.mart_publications "
+            "where publication_id = %s",
+            (first.publication_id,),
+        ).fetchone()[0]
+    assert through is not None
+
+    # A load publishes an order with a status nobody accepted: the next build's test reads
+    # the rows loaded after the first publication's window, finds it, and nothing is published.
+    bad_order = _publish_an_order_with_status(stand_ins.warehouse, "lost")
+    with pytest.raises(CemError, match=ORDER_STATUS_TEST):
+        build_marts(stand_ins.warehouse)
+    assert f"loaded_at > cast('{through}' as timestamptz)" in _order_status_test_sql()
+    with connect(stand_ins.warehouse) as conn:
+        assert conn.execute("select max(publication_id) from ops.mart_publications").fetchone() == (
+            first.publication_id,
+        )
+        # The order is put right, and an old one is changed in raw by hand: not loaded, so
+        # not restamped, outside every window.
+        conn.execute("delete from raw.orders where order_id = %s", (bad_order,))
+        conn.execute(
+            "update raw.orders set status = 'lost' "
+            "where order_id = (select min(order_id) from raw.orders)"
+        )
+    # A full refresh tests every row again, and finds it.
+    with pytest.raises(CemError, match=ORDER_STATUS_TEST):
+        build_marts(stand_ins.warehouse, full_refresh=True)
+    assert "loaded_at >" not in _order_status_test_sql()
+
+
+def test_the_window_ends_only_once_a_publish_into_raw_is_committed(fresh_database):
+    """A row stamped before the window's end is committed before it: the window waits for
+    a publish that is half-way, so the build's tests, which run after, see its rows."""
+    bootstrap(fresh_database)
+    with connect(fresh_database) as conn, conn.transaction():
+        conn.execute(
+            "insert into ops.mart_publications (tables, staging_tests_through) values ('{}', now())"
+        )
+    windows = []
+    with connect(fresh_database) as publish, publish.transaction():
+        loaded_at = begin_raw_publish(publish)
+        reader = threading.Thread(
+            target=lambda: windows.append(staging_test_window(fresh_database))
+        )
+        reader.start()
+        reader.join(1.5)
+        assert reader.is_alive() and not windows  # waiting for the publish to commit
+    reader.join(30)
+    (window,) = windows
+    with connect(fresh_database) as conn:
+        after, through, stamped = conn.execute(
+            "select %s::timestamptz, %s::timestamptz, %s::timestamptz",
+            (window.loaded_after, window.loaded_through, loaded_at),
+        ).fetchone()
+    assert after < stamped < through
+    # A full refresh tests every row, whatever was published before.
+    assert staging_test_window(fresh_database, full_refresh=True).loaded_after is None
