@@ -32,9 +32,16 @@ if "CEM_DBT_MANIFEST" not in os.environ:
     _manifest_dir = tempfile.mkdtemp(prefix="cem_test_manifest_")
     os.environ["CEM_DBT_MANIFEST"] = os.path.join(_manifest_dir, "manifest.json")
     atexit.register(shutil.rmtree, _manifest_dir, True)
-# GX Data Docs built by tests go to a throw-away folder, never into the checkout's .cem.
-if "CEM_GX_DOCS_DIR" not in os.environ:
-    os.environ["CEM_GX_DOCS_DIR"] = tempfile.mkdtemp(prefix="cem_test_gx_docs_")
+# GX Data Docs built by tests go to a throw-away folder, never into the checkout's .cem;
+# one per xdist worker, though the workers inherit the environment set here by the main
+# process: GX rebuilds a suite's site from the validations it has just run, so two workers
+# auditing the same suite removed each other's pages (a test looking for the failing
+# value on its page then found the other worker's).
+if os.environ.get("CEM_TEST_GX_DOCS_OWNER") != os.environ.get("PYTEST_XDIST_WORKER", "main"):
+    os.environ["CEM_TEST_GX_DOCS_OWNER"] = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    os.environ["CEM_GX_DOCS_DIR"] = tempfile.mkdtemp(
+        prefix=f"cem_test_gx_docs_{os.environ['CEM_TEST_GX_DOCS_OWNER']}_"
+    )
     atexit.register(shutil.rmtree, os.environ["CEM_GX_DOCS_DIR"], True)
 
 from cem_warehouse.warehouse.connection import connect
