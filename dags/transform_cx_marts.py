@@ -61,7 +61,7 @@ def transform_cx_marts():
 
     window = staging_test_window()
     audit = audit_marts()
-    window >> dbt_models_task_group(dbt_vars=dbt_build_vars("staging_test_window")) >> audit
+    window >> dbt_models_task_group(dbt_vars=dbt_build_vars()) >> audit
     publish_marts(audit, window) >> publish_docs()
 
 

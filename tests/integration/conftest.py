@@ -47,6 +47,15 @@ class StandIns:
     def surveys(self) -> SourceConnection:
         return SourceConnection("cem_source_surveys", "fs", extra={"path": str(self.landing)})
 
+    def ingest_all(self) -> None:
+        """Load all three sources into the warehouse, as the ingestion DAGs do."""
+        from cem_warehouse.load.sources import ingest_crm, ingest_sales, ingest_surveys
+
+        with self.crm() as crm:
+            ingest_crm(self.warehouse, crm)
+        ingest_sales(self.warehouse, self.sales)
+        ingest_surveys(self.warehouse, self.surveys)
+
     @contextmanager
     def crm(self, **faults) -> Iterator[SourceConnection]:
         from cem_warehouse.sources.crm_server import CrmServer, Faults

@@ -18,7 +18,6 @@ import json
 from collections import defaultdict
 from decimal import ROUND_HALF_UP, Decimal
 
-from cem_warehouse.load.sources import ingest_crm, ingest_sales, ingest_surveys
 from cem_warehouse.transform.dbt import dbt_target_dir
 from cem_warehouse.transform.marts import build_marts
 from cem_warehouse.warehouse.connection import connect
@@ -91,10 +90,7 @@ def _plant_sales_only_customer_and_sloppy_email(sales_db) -> int:
 def test_core_marts_match_an_independent_recomputation(stand_ins, tmp_path, monkeypatch):
     monkeypatch.setenv("CEM_HOME", str(tmp_path / "state"))
     sloppy_order_id = _plant_sales_only_customer_and_sloppy_email(stand_ins.sales_db)
-    with stand_ins.crm() as crm:
-        ingest_crm(stand_ins.warehouse, crm)
-    ingest_sales(stand_ins.warehouse, stand_ins.sales)
-    ingest_surveys(stand_ins.warehouse, stand_ins.surveys)
+    stand_ins.ingest_all()
 
     build_marts(stand_ins.warehouse)  # raises on any failed model or data test
     # A production build leaves the unit tests out (they check the SQL, not the data).

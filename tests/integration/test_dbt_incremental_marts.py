@@ -21,7 +21,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from cem_warehouse.cli import main
-from cem_warehouse.load.sources import ingest_crm, ingest_sales, ingest_surveys
 from cem_warehouse.sources.crm import CrmStore
 from cem_warehouse.sources.generator.params import DEFAULT_PARAMS
 from cem_warehouse.sources.generator.run import generate_next_day
@@ -47,13 +46,6 @@ BUSY_DAY = replace(
     archive_per_day=0.02,
 )
 DAYS = 3
-
-
-def _ingest(stand_ins) -> None:
-    with stand_ins.crm() as crm:
-        ingest_crm(stand_ins.warehouse, crm)
-    ingest_sales(stand_ins.warehouse, stand_ins.sales)
-    ingest_surveys(stand_ins.warehouse, stand_ins.surveys)
 
 
 def _plant_late_earlier_order(sales_db) -> int:
@@ -323,7 +315,7 @@ def _order_keys(warehouse) -> dict[int, str]:
 def test_incremental_builds_equal_a_full_refresh(stand_ins, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("CEM_HOME", str(tmp_path / "state"))
     warehouse = stand_ins.warehouse
-    _ingest(stand_ins)
+    stand_ins.ingest_all()
     # First build, through the command an operator runs: the incremental facts are created
     # in full, audited and published.
     monkeypatch.setenv("CEM_WAREHOUSE_URL", warehouse.url)
@@ -342,7 +334,7 @@ def test_incremental_builds_equal_a_full_refresh(stand_ins, tmp_path, monkeypatc
             late_order_id = _plant_late_earlier_order(stand_ins.sales_db)
         if day == 3:  # not on day 2: re-deriving its orders would mask missed identity changes
             _change_a_product_cost(stand_ins.sales_db)
-        _ingest(stand_ins)
+        stand_ins.ingest_all()
         if day == 2:
             # Bringing marts_build up to date fails after this publication: day 3's build
             # must catch up from the generation before the last one, on two deltas.
@@ -413,7 +405,7 @@ def test_incremental_builds_equal_a_full_refresh(stand_ins, tmp_path, monkeypatc
     with connect(warehouse) as conn:
         latest = conn.execute("select latest_data_date from staging.int_as_of_date").fetchone()[0]
     resolved_late = _plant_late_resolution(stand_ins, latest - timedelta(days=10))
-    _ingest(stand_ins)
+    stand_ins.ingest_all()
     build_marts(warehouse, as_of=latest - timedelta(days=45))
     followed_up_before = _followed_up_cases(warehouse)
     build_marts(warehouse, as_of=latest)

@@ -34,7 +34,6 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 from cem_warehouse.cli import main
-from cem_warehouse.load.sources import ingest_crm, ingest_sales, ingest_surveys
 from cem_warehouse.transform.dbt import dbt_target_dir
 from cem_warehouse.warehouse.connection import connect
 
@@ -508,10 +507,7 @@ def _unit_tests_in_manifest() -> set[str]:
 def test_loyalty_marts_match_an_independent_recomputation(stand_ins, tmp_path, monkeypatch):
     monkeypatch.setenv("CEM_HOME", str(tmp_path / "state"))
     _plant_survey_only_respondent(stand_ins.landing)
-    with stand_ins.crm() as crm:
-        ingest_crm(stand_ins.warehouse, crm)
-    ingest_sales(stand_ins.warehouse, stand_ins.sales)
-    ingest_surveys(stand_ins.warehouse, stand_ins.surveys)
+    stand_ins.ingest_all()
 
     # With the unit tests, through the command an operator runs after changing the project.
     monkeypatch.setenv("CEM_WAREHOUSE_URL", stand_ins.warehouse.url)

@@ -30,7 +30,6 @@ from collections import defaultdict
 from datetime import UTC, date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
-from cem_warehouse.load.sources import ingest_crm, ingest_sales, ingest_surveys
 from cem_warehouse.transform.marts import build_marts
 from cem_warehouse.warehouse.connection import connect
 
@@ -100,13 +99,6 @@ def churn_episodes(days: list[date], cancelled: date | None, as_of: date) -> lis
     return episodes
 
 
-def _load(stand_ins) -> None:
-    with stand_ins.crm() as crm:
-        ingest_crm(stand_ins.warehouse, crm)
-    ingest_sales(stand_ins.warehouse, stand_ins.sales)
-    ingest_surveys(stand_ins.warehouse, stand_ins.surveys)
-
-
 def _fingerprints(conn) -> dict[str, tuple]:
     """Row count and a content hash of each mart, independent of physical row order."""
     return {
@@ -122,7 +114,7 @@ def test_repurchase_and_churn_marts_match_an_independent_recomputation(
     stand_ins, tmp_path, monkeypatch
 ):
     monkeypatch.setenv("CEM_HOME", str(tmp_path / "state"))
-    _load(stand_ins)
+    stand_ins.ingest_all()
     build_marts(stand_ins.warehouse, as_of=AS_OF)  # raises on any failed model or test
 
     with connect(stand_ins.warehouse) as conn:

@@ -11,7 +11,6 @@ import psycopg
 import pytest
 
 from cem_warehouse.errors import CemError
-from cem_warehouse.load.sources import ingest_crm, ingest_sales, ingest_surveys
 from cem_warehouse.sources.contracts import BY_SOURCE
 from cem_warehouse.sources.generator.params import DEFAULT_PARAMS
 from cem_warehouse.sources.generator.run import generate_next_day
@@ -52,10 +51,7 @@ def test_staging_builds_keeps_every_row_and_normalises_emails(stand_ins, tmp_pat
             (sloppy_order_id,),
         )
         conn.commit()
-    with stand_ins.crm() as crm:
-        ingest_crm(stand_ins.warehouse, crm)
-    ingest_sales(stand_ins.warehouse, stand_ins.sales)
-    ingest_surveys(stand_ins.warehouse, stand_ins.surveys)
+    stand_ins.ingest_all()
 
     run_dbt(stand_ins.warehouse, ["build"])  # raises on any failed model, data test or unit test
 
@@ -280,10 +276,7 @@ def test_incremental_models_analyze_only_when_stale_and_leave_unchanged_rows(
     change_log_skip_unchanged: a build re-deriving rows equal to the stored ones rewrites
     and logs none of them."""
     monkeypatch.setenv("CEM_HOME", str(tmp_path / "state"))
-    with stand_ins.crm() as crm:
-        ingest_crm(stand_ins.warehouse, crm)
-    ingest_sales(stand_ins.warehouse, stand_ins.sales)
-    ingest_surveys(stand_ins.warehouse, stand_ins.surveys)
+    stand_ins.ingest_all()
     resolved = "int_customers_resolved_across_sources"
     select = ["run", "--select", f"+{resolved}"]
     run_dbt(stand_ins.warehouse, select)

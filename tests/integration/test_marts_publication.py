@@ -13,7 +13,6 @@ import psycopg
 import pytest
 
 from cem_warehouse.errors import CemError
-from cem_warehouse.load.sources import ingest_crm, ingest_sales, ingest_surveys
 from cem_warehouse.load.tables import begin_raw_publish
 from cem_warehouse.ops_report import print_marts
 from cem_warehouse.quality.marts_audit import audit_marts
@@ -22,13 +21,6 @@ from cem_warehouse.transform.dbt import dbt_target_dir, run_dbt
 from cem_warehouse.transform.marts import build_marts
 from cem_warehouse.transform.publish import publish_marts
 from cem_warehouse.warehouse.connection import connect
-
-
-def _load(stand_ins) -> None:
-    with stand_ins.crm() as crm:
-        ingest_crm(stand_ins.warehouse, crm)
-    ingest_sales(stand_ins.warehouse, stand_ins.sales)
-    ingest_surveys(stand_ins.warehouse, stand_ins.surveys)
 
 
 def _marts_fingerprint(conn: psycopg.Connection, schema: str = "marts") -> dict[str, tuple]:
@@ -57,7 +49,7 @@ def test_readers_see_the_last_good_marts_until_an_audited_build_is_swapped_in(
     stand_ins, tmp_path, monkeypatch, capsys
 ):
     monkeypatch.setenv("CEM_HOME", str(tmp_path / "state"))
-    _load(stand_ins)
+    stand_ins.ingest_all()
     first = build_marts(stand_ins.warehouse)
     assert first is not None and first.tables["dim_customers"] > 0
     # The publication records every mart's exact rows; the audited ones as GX counted them.
@@ -104,7 +96,7 @@ def test_readers_see_the_last_good_marts_until_an_audited_build_is_swapped_in(
 
     # A new day arrives; the build is corrupted after dbt and before the audit.
     generate_next_day(stand_ins.targets)
-    _load(stand_ins)
+    stand_ins.ingest_all()
     with connect(stand_ins.warehouse) as conn:
         published = _marts_fingerprint(conn)
     build_marts(stand_ins.warehouse, publish=False)
@@ -279,13 +271,13 @@ def test_a_catch_up_failing_on_one_mart_leaves_every_retired_mart_as_it_was(
     from cem_warehouse.transform import generations
 
     monkeypatch.setenv("CEM_HOME", str(tmp_path / "state"))
-    _load(stand_ins)
+    stand_ins.ingest_all()
     build_marts(stand_ins.warehouse)
     manifest = json.loads((dbt_target_dir() / "manifest.json").read_text())
     logging_marts = {mart.name for mart in generations.logged_marts(manifest)}
     assert {"fct_orders", "fct_order_lines", "dim_customers"} <= logging_marts
     generate_next_day(stand_ins.targets)
-    _load(stand_ins)
+    stand_ins.ingest_all()
     with connect(stand_ins.warehouse) as conn:
         retired_before = {
             mart: fingerprint

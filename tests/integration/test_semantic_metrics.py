@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from cem_warehouse.load.sources import ingest_crm, ingest_sales, ingest_surveys
 from cem_warehouse.transform.manifest import ensure_manifest
 from cem_warehouse.transform.marts import build_marts
 from cem_warehouse.transform.semantic import ALL, SemanticLayer
@@ -45,10 +44,7 @@ def test_headline_metrics_are_defined_once_and_agree_with_the_marts(
     stand_ins, tmp_path, monkeypatch
 ):
     monkeypatch.setenv("CEM_HOME", str(tmp_path / "state"))
-    with stand_ins.crm() as crm:
-        ingest_crm(stand_ins.warehouse, crm)
-    ingest_sales(stand_ins.warehouse, stand_ins.sales)
-    ingest_surveys(stand_ins.warehouse, stand_ins.surveys)
+    stand_ins.ingest_all()
     build_marts(stand_ins.warehouse)
 
     layer = SemanticLayer.from_manifest(ensure_manifest())

@@ -11,7 +11,6 @@ import threading
 import pytest
 
 from cem_warehouse.errors import CemError
-from cem_warehouse.load.sources import ingest_crm, ingest_sales, ingest_surveys
 from cem_warehouse.load.tables import begin_raw_publish
 from cem_warehouse.transform.dbt import dbt_target_dir
 from cem_warehouse.transform.marts import build_marts
@@ -47,10 +46,7 @@ def test_a_build_tests_the_rows_loaded_since_the_last_publication_and_a_full_ref
     stand_ins, tmp_path, monkeypatch
 ):
     monkeypatch.setenv("CEM_HOME", str(tmp_path / "state"))
-    with stand_ins.crm() as crm:
-        ingest_crm(stand_ins.warehouse, crm)
-    ingest_sales(stand_ins.warehouse, stand_ins.sales)
-    ingest_surveys(stand_ins.warehouse, stand_ins.surveys)
+    stand_ins.ingest_all()
 
     # No publication yet: the first build tests every row, and records where it ended.
     first = build_marts(stand_ins.warehouse)

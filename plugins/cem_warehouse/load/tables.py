@@ -470,9 +470,9 @@ def refresh_statistics(
             analyze_raw_table(location, conn, contract)
 
 
-def summarize_loaded_at_ranges(conn: psycopg.Connection, contract: EntityContract) -> int:
+def summarize_loaded_at_ranges(conn: psycopg.Connection, contract: EntityContract) -> None:
     """Summarize the block ranges of raw's BRIN index on ``_loaded_at`` that publishes filled
-    since it was built; returns how many. (Called after every publish that changed rows.)
+    since it was built. (Called after every publish that changed rows.)
 
     The index answers "rows loaded after the watermark" (incremental marts, the staging
     tests' window) only for the ranges it has summarized: a range it has not, it always
@@ -491,10 +491,8 @@ def summarize_loaded_at_ranges(conn: psycopg.Connection, contract: EntityContrac
         "where t.isleaf and a.amname = 'brin'",
         (contract.raw_table,),
     ).fetchall()
-    return sum(
-        conn.execute("select brin_summarize_new_values(%s::regclass)", (index,)).fetchone()[0]
-        for (index,) in indexes
-    )
+    for (index,) in indexes:
+        conn.execute("select brin_summarize_new_values(%s::regclass)", (index,))
 
 
 def raw_partitions(conn: psycopg.Connection, contract: EntityContract) -> list[sql.Composable]:

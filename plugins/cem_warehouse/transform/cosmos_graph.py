@@ -18,21 +18,20 @@ from cem_warehouse.transform.manifest import manifest_path
 from cem_warehouse.transform.staging_tests import LOADED_AFTER_VAR
 
 
-def dbt_build_vars(window_task: str = "staging_test_window") -> dict[str, str]:
+def dbt_build_vars() -> dict[str, str]:
     """The dbt vars of this transform run, rendered by Airflow into every Cosmos task.
 
     ``as_of_date`` comes from the run's conf (``cem run --as-of``, or "Trigger DAG w/ config"
     in the UI); ``data_interval_end`` from the run itself. Empty means "not given": the
     dbt model int_as_of_date then falls back as documented there.
-    ``staging_tests_loaded_after`` from the task ``window_task`` (the DAG's
-    staging_test_window; cem_warehouse.transform.staging_tests): empty tests every row.
+    ``staging_tests_loaded_after`` from the DAG's task ``staging_test_window``
+    (cem_warehouse.transform.staging_tests): empty tests every row.
     """
     return {
         "as_of_date": "{{ (dag_run.conf or {}).get('as_of') or '' }}",
         "data_interval_end": "{{ data_interval_end or '' }}",
-        LOADED_AFTER_VAR: "{{ (ti.xcom_pull(task_ids='"
-        + window_task
-        + "') or {}).get('loaded_after') or '' }}",
+        LOADED_AFTER_VAR: "{{ (ti.xcom_pull(task_ids='staging_test_window') or {})"
+        ".get('loaded_after') or '' }}",
     }
 
 
