@@ -95,14 +95,9 @@ def test_transform_publishes_only_after_every_model_and_the_audit(dagbag):
     window = transform.get_task("staging_test_window")
     assert {t.task_id for t in dbt_tasks} <= window.get_flat_relative_ids(upstream=False)
     assert transform.get_task("publish_docs").upstream_task_ids == {"publish_marts"}
-    # The as-of date reaches dbt from the run's conf and data interval, not the clock; the
-    # staging tests' window from the window task.
-    assert set(dbt_tasks[0].vars) == {
-        "as_of_date",
-        "data_interval_end",
-        "staging_tests_loaded_after",
-    }
-    assert "staging_test_window" in dbt_tasks[0].vars["staging_tests_loaded_after"]
+    # The as-of date reaches dbt from the run's conf and data interval, not the clock. The
+    # staging tests read their window from the warehouse: no var that changes every run.
+    assert set(dbt_tasks[0].vars) == {"as_of_date", "data_interval_end"}
 
 
 def test_transform_builds_every_model_with_its_data_tests_but_not_the_unit_tests(dagbag):

@@ -6,12 +6,14 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 
 import pytest
 
 from cem_warehouse.errors import CemError
 from cem_warehouse.load.tables import begin_raw_publish
+from cem_warehouse.paths import logs_dir
 from cem_warehouse.transform.dbt import dbt_target_dir
 from cem_warehouse.transform.marts import build_marts
 from cem_warehouse.transform.staging_tests import staging_test_window
@@ -26,6 +28,20 @@ def _order_status_test_sql() -> str:
     results = json.loads((dbt_target_dir() / "run_results.json").read_text())["results"]
     (result,) = [r for r in results if ORDER_STATUS_TEST in r["unique_id"]]
     return result["compiled_code"]
+
+
+def _window_start_in_test_sql() -> str | None:
+    """The raw rows' `loaded_at` bound in the order-status test of the last dbt build."""
+    found = re.search(
+        r"loaded_at > cast\('([^']+)' as timestamp\) at time zone 'UTC'", _order_status_test_sql()
+    )
+    return found.group(1) if found else None
+
+
+def _last_dbt_invocation_log() -> str:
+    """dbt's log of its last invocation (each starts with a line of '=')."""
+    text = (logs_dir() / "dbt" / "dbt.log").read_text()
+    return text[text.rindex("\n=====") :]
 
 
 def _publish_an_order_with_status(location, status: str) -> int:
@@ -64,8 +80,14 @@ def test_a_build_tests_the_rows_loaded_since_the_last_publication_and_a_full_ref
     bad_order = _publish_an_order_with_status(stand_ins.warehouse, "lost")
     with pytest.raises(CemError, match=ORDER_STATUS_TEST):
         build_marts(stand_ins.warehouse)
-    assert f"loaded_at > cast('{through}' as timestamptz)" in _order_status_test_sql()
+    # dbt read the window from the warehouse, so nothing the build passed it changed and
+    # it re-parsed only what changed in the project (nothing), not the whole project.
+    assert "Unable to do partial parsing" not in _last_dbt_invocation_log()
     with connect(stand_ins.warehouse) as conn:
+        assert conn.execute(
+            "select cast(%s as timestamp) at time zone 'UTC' = %s::timestamptz",
+            (_window_start_in_test_sql(), through),
+        ).fetchone() == (True,)
         assert conn.execute("select max(publication_id) from ops.mart_publications").fetchone() == (
             first.publication_id,
         )
@@ -79,7 +101,7 @@ def test_a_build_tests_the_rows_loaded_since_the_last_publication_and_a_full_ref
     # A full refresh tests every row again, and finds it.
     with pytest.raises(CemError, match=ORDER_STATUS_TEST):
         build_marts(stand_ins.warehouse, full_refresh=True)
-    assert "loaded_at >" not in _order_status_test_sql()
+    assert _window_start_in_test_sql() is None
 
 
 def test_the_window_ends_only_once_a_publish_into_raw_is_committed(fresh_database):

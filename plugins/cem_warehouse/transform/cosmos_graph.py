@@ -15,7 +15,6 @@ from cem_warehouse import paths
 from cem_warehouse.orchestration.airflow_env import WAREHOUSE_CONN_ID
 from cem_warehouse.transform.dbt import UNIT_TESTS_SELECTOR, dbt_executable
 from cem_warehouse.transform.manifest import manifest_path
-from cem_warehouse.transform.staging_tests import LOADED_AFTER_VAR
 
 
 def dbt_build_vars() -> dict[str, str]:
@@ -23,15 +22,12 @@ def dbt_build_vars() -> dict[str, str]:
 
     ``as_of_date`` comes from the run's conf (``cem run --as-of``, or "Trigger DAG w/ config"
     in the UI); ``data_interval_end`` from the run itself. Empty means "not given": the
-    dbt model int_as_of_date then falls back as documented there.
-    ``staging_tests_loaded_after`` from the DAG's task ``staging_test_window``
-    (cem_warehouse.transform.staging_tests): empty tests every row.
+    dbt model int_as_of_date then falls back as documented there. (The staging tests'
+    window is read by dbt from the warehouse: cem_warehouse.transform.staging_tests.)
     """
     return {
         "as_of_date": "{{ (dag_run.conf or {}).get('as_of') or '' }}",
         "data_interval_end": "{{ data_interval_end or '' }}",
-        LOADED_AFTER_VAR: "{{ (ti.xcom_pull(task_ids='staging_test_window') or {})"
-        ".get('loaded_after') or '' }}",
     }
 
 

@@ -44,7 +44,7 @@ def build_marts(
     bootstrap(location)
     window = staging_test_window(location, full_refresh=full_refresh)
     args = ["build"]
-    chosen = dbt_vars(as_of=as_of, data_interval_end=data_interval_end) | window.dbt_vars()
+    chosen = dbt_vars(as_of=as_of, data_interval_end=data_interval_end)
     if chosen:
         args += ["--vars", json.dumps(chosen)]
     if full_refresh:

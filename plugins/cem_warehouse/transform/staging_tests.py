@@ -6,9 +6,11 @@ at 1M customers, at the start of the build where every model waits for them, and
 with the history kept. A row that a published build has already tested cannot have
 changed since without being loaded again (loads stamp every row they write with a new
 ``_loaded_at``), so a build tests only the rows loaded after the previous publication's
-window (`staging_tests_loaded_after`, read by the macro ``postgres__get_where_subquery``).
-Uniqueness is not scoped (PostgreSQL enforces raw's primary keys), and a full refresh, or
-a publication that did not record its window, tests every row again.
+window. The macro ``postgres__get_where_subquery`` reads that from
+``ops.mart_publications`` when each test runs (a dbt var that changed with every build made
+dbt parse the whole project every time). Uniqueness is not scoped (PostgreSQL enforces
+raw's primary keys), and a full refresh, or a publication that did not record its window,
+tests every row again.
 
 Completeness rests on the raw-publish gate (``ops.raw_publish_gate``): the window's end is
 read while holding it in SHARE mode, so no load is half-way through publishing, and any
@@ -20,27 +22,23 @@ the next build starts where this one's window ended, once this build is publishe
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from cem_warehouse.warehouse.settings import WarehouseLocation
-
-LOADED_AFTER_VAR = "staging_tests_loaded_after"
+from cem_warehouse.load.tables import RAW_PUBLISH_GATE
+from cem_warehouse.warehouse.connection import connect
+from cem_warehouse.warehouse.settings import WarehouseLocation
 
 
 @dataclass(frozen=True)
 class StagingTestWindow:
-    """``loaded_after``: the previous publication's window end (None: test every row);
-    ``loaded_through``: this build's, recorded with its publication."""
+    """``loaded_after``: the previous publication's window end, where the tests start (None:
+    every row; said in logs, the macro reads it itself); ``loaded_through``: this build's,
+    recorded with its publication."""
 
     loaded_after: str | None
     loaded_through: str
 
-    def dbt_vars(self) -> dict[str, str]:
-        return {LOADED_AFTER_VAR: self.loaded_after} if self.loaded_after else {}
-
     def as_dict(self) -> dict[str, str]:
-        """For an Airflow XCom: empty text where there is no value (dbt vars are text)."""
+        """For an Airflow XCom: empty text where there is no value."""
         return {"loaded_after": self.loaded_after or "", "loaded_through": self.loaded_through}
 
 
@@ -48,10 +46,6 @@ def staging_test_window(
     location: WarehouseLocation, *, full_refresh: bool = False
 ) -> StagingTestWindow:
     """Read before the dbt build starts (its tests must run after this)."""
-    # Imported here: the transform DAG imports this module's var name when it is parsed.
-    from cem_warehouse.load.tables import RAW_PUBLISH_GATE
-    from cem_warehouse.warehouse.connection import connect
-
     with connect(location) as conn, conn.transaction():
         # Waits for a publish into raw that is half-way; loads wait for this transaction.
         conn.execute(f"lock table {RAW_PUBLISH_GATE} in share mode")
