@@ -95,6 +95,22 @@ accounts_in_scope as materialized (
 
 ),
 
+{% endif -%}
+
+-- Read once: in an incremental build the emails in scope come from these rows too (reading
+-- them twice by index was a fifth of the select's page reads at 1M customers).
+account_observations as materialized (
+
+    select * from observations
+    where source = 'sales'
+        and sales_account_id is not null
+    {%- if not changes.full %}
+        and sales_account_id in (select sales_account_id from accounts_in_scope)
+    {%- endif %}
+
+),
+
+{% if not changes.full -%}
 -- changed emails, and the emails of the accounts in scope (their keys are looked up below)
 emails_in_scope as materialized (
 
@@ -103,10 +119,8 @@ emails_in_scope as materialized (
     union
 
     select customer_email
-    from observations
-    where source = 'sales'
-        and sales_account_id in (select sales_account_id from accounts_in_scope)
-        and customer_email is not null
+    from account_observations
+    where customer_email is not null
 
 ),
 
@@ -118,17 +132,6 @@ email_observations as (
     where customer_email is not null
     {%- if not changes.full %}
         and customer_email in (select customer_email from emails_in_scope)
-    {%- endif %}
-
-),
-
-account_observations as (
-
-    select * from observations
-    where source = 'sales'
-        and sales_account_id is not null
-    {%- if not changes.full %}
-        and sales_account_id in (select sales_account_id from accounts_in_scope)
     {%- endif %}
 
 ),
