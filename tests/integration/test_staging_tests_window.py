@@ -14,7 +14,7 @@ import pytest
 from cem_warehouse.errors import CemError
 from cem_warehouse.load.tables import begin_raw_publish
 from cem_warehouse.paths import logs_dir
-from cem_warehouse.transform.dbt import dbt_target_dir
+from cem_warehouse.transform.dbt import dbt_target_dir, run_dbt
 from cem_warehouse.transform.marts import build_marts
 from cem_warehouse.transform.staging_tests import staging_test_window
 from cem_warehouse.warehouse.bootstrap import bootstrap
@@ -98,6 +98,19 @@ def test_a_build_tests_the_rows_loaded_since_the_last_publication_and_a_full_ref
             "update raw.orders set status = 'lost' "
             "where order_id = (select min(order_id) from raw.orders)"
         )
+    # `dbt test` by hand with staging_tests_every_row tests every row, and finds it.
+    with pytest.raises(CemError, match=ORDER_STATUS_TEST):
+        run_dbt(
+            stand_ins.warehouse,
+            [
+                "test",
+                "--select",
+                "stg_sales__orders",
+                "--vars",
+                '{"staging_tests_every_row": true}',
+            ],
+        )
+    assert _window_start_in_test_sql() is None
     # A full refresh tests every row again, and finds it.
     with pytest.raises(CemError, match=ORDER_STATUS_TEST):
         build_marts(stand_ins.warehouse, full_refresh=True)
