@@ -43,16 +43,16 @@ def transform_cx_marts():
         return run_audit()
 
     @task
-    def staging_test_window() -> dict:
+    def staging_test_window() -> str:
         from cem_warehouse.orchestration.tasks import staging_test_window as read_window
 
         return read_window()
 
     @task(outlets=[MARTS])
-    def publish_marts(audit: dict, window: dict) -> dict:
+    def publish_marts(audit: dict, window_end: str) -> dict:
         from cem_warehouse.orchestration.tasks import publish_marts as swap_in
 
-        return swap_in(audit, window)
+        return swap_in(audit, window_end)
 
     @task
     def publish_docs() -> str:
@@ -60,10 +60,10 @@ def transform_cx_marts():
 
         return generate()
 
-    window = staging_test_window()
+    window_end = staging_test_window()
     audit = audit_marts()
-    window >> dbt_models_task_group(dbt_vars=dbt_build_vars()) >> audit
-    publish_marts(audit, window) >> publish_docs()
+    window_end >> dbt_models_task_group(dbt_vars=dbt_build_vars()) >> audit
+    publish_marts(audit, window_end) >> publish_docs()
 
 
 transform_cx_marts()

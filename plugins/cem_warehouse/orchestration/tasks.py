@@ -74,26 +74,26 @@ def audit_marts() -> dict:
     return audit.as_dict()
 
 
-def staging_test_window() -> dict:
-    """Which raw rows this run's staging tests read (cem_warehouse.transform.staging_tests):
+def staging_test_window() -> str:
+    """Where this run's staging test window ends (cem_warehouse.transform.staging_tests):
     read before the dbt tasks, recorded by publish_marts."""
-    from cem_warehouse.transform.staging_tests import staging_test_window as read_window
+    from cem_warehouse.transform.staging_tests import staging_tests_window_end
 
-    window = read_window(warehouse_from_airflow())
+    window_end = staging_tests_window_end(warehouse_from_airflow())
     log.info(
-        "staging tests read the raw rows loaded after %s (the last publication's window)",
-        window.loaded_after or "-infinity: every row",
+        "staging tests read the raw rows loaded since the last publication's window, up to %s",
+        window_end,
     )
-    return window.as_dict()
+    return window_end
 
 
-def publish_marts(audit: dict, window: dict | None = None) -> dict:
+def publish_marts(audit: dict, staging_tests_through: str | None = None) -> dict:
     from cem_warehouse.transform.publish import publish_marts as swap_in
 
     publication = swap_in(
         warehouse_from_airflow(),
         audit=audit,
-        staging_tests_through=(window or {}).get("loaded_through"),
+        staging_tests_through=staging_tests_through,
     )
     log.info("%s", publication.summary)
     return {

@@ -11,7 +11,7 @@ from datetime import date
 
 from cem_warehouse.transform.dbt import UNIT_TESTS_SELECTOR, run_dbt
 from cem_warehouse.transform.publish import Publication, publish_marts
-from cem_warehouse.transform.staging_tests import staging_test_window
+from cem_warehouse.transform.staging_tests import staging_tests_window_end
 from cem_warehouse.warehouse.settings import WarehouseLocation
 
 
@@ -42,7 +42,7 @@ def build_marts(
     # The ops tables the build writes (mart change log, publications) exist after an
     # upgrade even when no load has run since (loads bootstrap too; the DAG runs after them).
     bootstrap(location)
-    window = staging_test_window(location, full_refresh=full_refresh)
+    window_end = staging_tests_window_end(location)
     args = ["build"]
     chosen = dbt_vars(as_of=as_of, data_interval_end=data_interval_end)
     if chosen:
@@ -57,6 +57,4 @@ def build_marts(
     from cem_warehouse.quality.marts_audit import audit_marts
 
     audit = audit_marts(location)  # raises, naming the failed checks: nothing is published
-    return publish_marts(
-        location, audit=audit.as_dict(), staging_tests_through=window.loaded_through
-    )
+    return publish_marts(location, audit=audit.as_dict(), staging_tests_through=window_end)

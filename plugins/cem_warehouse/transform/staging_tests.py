@@ -21,38 +21,16 @@ the next build starts where this one's window ended, once this build is publishe
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from cem_warehouse.load.tables import RAW_PUBLISH_GATE
 from cem_warehouse.warehouse.connection import connect
 from cem_warehouse.warehouse.settings import WarehouseLocation
 
 
-@dataclass(frozen=True)
-class StagingTestWindow:
-    """``loaded_after``: the previous publication's window end, where the tests start (None:
-    every row; said in logs, the macro reads it itself); ``loaded_through``: this build's,
-    recorded with its publication."""
-
-    loaded_after: str | None
-    loaded_through: str
-
-    def as_dict(self) -> dict[str, str]:
-        """For an Airflow XCom: empty text where there is no value."""
-        return {"loaded_after": self.loaded_after or "", "loaded_through": self.loaded_through}
-
-
-def staging_test_window(
-    location: WarehouseLocation, *, full_refresh: bool = False
-) -> StagingTestWindow:
-    """Read before the dbt build starts (its tests must run after this)."""
+def staging_tests_window_end(location: WarehouseLocation) -> str:
+    """Where this build's staging test window ends, recorded with its publication as the
+    next build's start. Read before the dbt build starts (its tests must run after this);
+    where the window starts, the macro reads itself."""
     with connect(location) as conn, conn.transaction():
         # Waits for a publish into raw that is half-way; loads wait for this transaction.
         conn.execute(f"lock table {RAW_PUBLISH_GATE} in share mode")
-        through = conn.execute("select cast(clock_timestamp() as text)").fetchone()[0]
-        previous = conn.execute(
-            "select cast(staging_tests_through as text) from ops.mart_publications "
-            "order by publication_id desc limit 1"
-        ).fetchone()
-    after = None if full_refresh or previous is None else previous[0]
-    return StagingTestWindow(loaded_after=after, loaded_through=through)
+        return conn.execute("select cast(clock_timestamp() as text)").fetchone()[0]
