@@ -111,11 +111,15 @@ def _assert_facts_equal(warehouse, full_schema: str) -> None:
 # up to the published generation from the log (transform/generations.py).
 LOGGING_MARTS = (
     "dim_customers",
+    "fct_customer_churn_stored",
+    "fct_customer_repurchase_stored",
     "fct_order_lines",
     "fct_orders",
     "fct_support_interactions",
     "fct_survey_responses",
 )
+# Those that read the change log themselves, with a position per physical table.
+READING_MARTS = ("dim_customers", "fct_customer_churn_stored", "fct_customer_repurchase_stored")
 
 
 def _fail_to_catch_up(*args, **kwargs):
@@ -142,14 +146,16 @@ def _assert_retired_generation_caught_up(warehouse, *, expect_all: bool) -> None
                 f"except all select * from marts.{mart}) as retired_only)"
             ).fetchone()
             assert differing == (0, 0), f"{mart}: {retired[mart]}, yet {differing} rows differ"
-        positions = conn.execute(
-            "select count(distinct (change_id, as_of_date, built_at)), count(*) "
-            "from ops.mart_change_positions where consumer in ("
-            "'dim_customers#' || cast(cast(to_regclass('marts.dim_customers') as oid) as text), "
-            "'dim_customers#' || cast(cast(to_regclass('marts_build.dim_customers') as oid) as text))"
-        ).fetchone()
-        if retired["dim_customers"].startswith(("caught up", "copied in full")):
-            assert positions == (1, 2), "the retired dim_customers kept its own log position"
+        for mart in READING_MARTS:
+            positions = conn.execute(
+                "select count(distinct (change_id, as_of_date, built_at)), count(*) "
+                "from ops.mart_change_positions where consumer in ("
+                "%(mart)s || '#' || cast(cast(to_regclass('marts.' || %(mart)s) as oid) as text), "
+                "%(mart)s || '#' || cast(cast(to_regclass('marts_build.' || %(mart)s) as oid) as text))",
+                {"mart": mart},
+            ).fetchone()
+            if retired[mart].startswith(("caught up", "copied in full")):
+                assert positions == (1, 2), f"the retired {mart} kept its own log position"
 
 
 def _assert_equal_to_a_side_full_refresh(warehouse) -> None:
@@ -186,8 +192,11 @@ PER_CUSTOMER_MODELS = {
     "int_support_cases_followed_up": ("intermediate/churn", "staging"),
     # per invitation, from the responses' and identity resolution's logs
     "int_invitations_categorised_at_sending": ("intermediate/surveys", "staging"),
-    # a mart: built in marts_build, published (swapped into marts) by then
+    # marts: built in marts_build, published (swapped into marts) by then
     "dim_customers": ("marts/core", "marts"),
+    # the stored parts of the per-customer marts whose views add the as-of columns
+    "fct_customer_repurchase_stored": ("marts/repurchase", "marts"),
+    "fct_customer_churn_stored": ("marts/churn", "marts"),
 }
 
 
@@ -425,3 +434,20 @@ def test_incremental_builds_equal_a_full_refresh(stand_ins, tmp_path, monkeypatc
     build_marts(warehouse, full_refresh=True, publish=False)  # into marts_build only
 
     _assert_facts_equal(warehouse, "marts_build")
+
+    # Published after a full refresh, the retired generation gets a copy of each mart rebuilt
+    # in full; a view over a stored mart goes with the table it reads, and the next build
+    # creates it again.
+    publication = build_marts(warehouse, full_refresh=True)
+    for mart in ("fct_customer_churn_stored", "fct_customer_repurchase_stored"):
+        assert publication.retired_generation[mart].startswith(
+            "copied in full (the published build rebuilt it in full)"
+        ), publication.retired_generation[mart]
+    build_marts(warehouse)
+    with connect(warehouse) as conn:
+        views = conn.execute(
+            "select table_schema, table_name from information_schema.views "
+            "where table_schema in ('marts', 'marts_build') "
+            "and table_name in ('fct_customer_churn', 'fct_customer_repurchase')"
+        ).fetchall()
+    assert len(views) == 4, views

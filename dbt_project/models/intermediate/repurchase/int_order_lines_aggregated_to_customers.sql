@@ -7,7 +7,8 @@
 
     Incremental by customer (macros/change_log.sql): a build recomputes the customers whose
     lines fct_order_lines replaced since the last build, and those with a line dated in the
-    days the as-of date moved over; every other customer's row is as it was.
+    days the as-of date moved over; every other customer's row is as it was. It logs the
+    customers whose row changed, for fct_customer_repurchase_stored.
 -#}
 
 {#- the models whose change log it reads -#}
@@ -20,6 +21,7 @@
         unique_key='customer_key',
         change_log_key='customer_key',
         change_log_skip_unchanged=true,
+        change_log_replaced_key='customer_key',
         change_log_producers=producers,
         on_schema_change='fail',
         post_hook=[
