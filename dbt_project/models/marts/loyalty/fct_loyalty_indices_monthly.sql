@@ -7,50 +7,9 @@
 
 with
 
-survey_responses as (
-
-    select * from {{ ref('fct_survey_responses') }}
-
-),
-
-customers as (
-
-    select * from {{ ref('dim_customers') }}
-
-),
-
-segmented as (
-
-    select
-        {{ month_start('survey_responses.responded_date') }} as response_month,
-        coalesce(customers.segment, 'unknown') as segment,
-        survey_responses.touchpoint,
-        survey_responses.advocacy_loyalty_index,
-        survey_responses.purchasing_loyalty_index,
-        survey_responses.retention_loyalty_index
-
-    from survey_responses
-    left join customers
-        on survey_responses.customer_key = customers.customer_key
-
-),
-
 counted as (
 
-    select
-        response_month,
-        segment,
-        touchpoint,
-        count(*) as responses,
-        count(advocacy_loyalty_index) as advocacy_responses,
-        count(purchasing_loyalty_index) as purchasing_responses,
-        count(retention_loyalty_index) as retention_responses,
-        avg(advocacy_loyalty_index) as advocacy_unrounded,
-        avg(purchasing_loyalty_index) as purchasing_unrounded,
-        avg(retention_loyalty_index) as retention_unrounded
-
-    from segmented
-    group by 1, 2, 3
+    select * from {{ ref('int_survey_responses_counted_by_month') }}
 
 ),
 

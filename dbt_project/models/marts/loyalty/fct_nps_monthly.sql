@@ -2,51 +2,26 @@
     NPS per calendar month (UTC) x customer segment x touchpoint, from every response with a
     likelihood-to-recommend answer. The segment is the customer's current CRM segment
     (dim_customers); a response from a customer the CRM does not know (inferred) or without
-    a resolvable email counts under segment 'unknown', so no response is dropped.
+    a resolvable email counts under segment 'unknown', so no response is dropped. Counted
+    in int_survey_responses_counted_by_month, with the other monthly survey marts.
 -#}
 
 with
 
-survey_responses as (
-
-    select * from {{ ref('fct_survey_responses') }}
-    where likelihood_to_recommend is not null
-
-),
-
-customers as (
-
-    select * from {{ ref('dim_customers') }}
-
-),
-
-categorised as (
-
-    select
-        {{ month_start('survey_responses.responded_date') }} as response_month,
-        coalesce(customers.segment, 'unknown') as segment,
-        survey_responses.touchpoint,
-        {{ nps_category('survey_responses.likelihood_to_recommend') }} as nps_category
-
-    from survey_responses
-    left join customers
-        on survey_responses.customer_key = customers.customer_key
-
-),
-
+-- the cells with at least one likelihood-to-recommend answer
 counted as (
 
     select
         response_month,
         segment,
         touchpoint,
-        count(*) as responses,
-        count(*) filter (where nps_category = 'promoter') as promoters,
-        count(*) filter (where nps_category = 'passive') as passives,
-        count(*) filter (where nps_category = 'detractor') as detractors
+        ltr_responses as responses,
+        promoters,
+        passives,
+        detractors
 
-    from categorised
-    group by 1, 2, 3
+    from {{ ref('int_survey_responses_counted_by_month') }}
+    where ltr_responses > 0
 
 ),
 

@@ -6,49 +6,9 @@
 
 with
 
-survey_responses as (
-
-    select * from {{ ref('fct_survey_responses') }}
-
-),
-
-customers as (
-
-    select * from {{ ref('dim_customers') }}
-
-),
-
-segmented as (
-
-    select
-        {{ month_start('survey_responses.responded_date') }} as response_month,
-        coalesce(customers.segment, 'unknown') as segment,
-        survey_responses.touchpoint,
-        survey_responses.csat_score,
-        survey_responses.ces_score
-
-    from survey_responses
-    left join customers
-        on survey_responses.customer_key = customers.customer_key
-
-),
-
 counted as (
 
-    select
-        response_month,
-        segment,
-        touchpoint,
-        count(*) as responses,
-        count(csat_score) as csat_responses,
-        count(*) filter (where csat_score >= 4) as top_2_box_csat_responses,
-        count(ces_score) as ces_responses,
-        count(*) filter (where ces_score >= 5) as low_effort_responses,
-        avg(csat_score) as mean_csat_unrounded,
-        avg(ces_score) as mean_ces_unrounded
-
-    from segmented
-    group by 1, 2, 3
+    select * from {{ ref('int_survey_responses_counted_by_month') }}
 
 ),
 
