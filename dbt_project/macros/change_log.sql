@@ -115,7 +115,11 @@
 
 
 {#- The keys logged by `producers` since {{ this }} last read the log (a select of one
-    column); `state` is change_log_state's answer. -#}
+    column); `state` is change_log_state's answer. A producer that logs several kinds of
+    key can be read for the kind the model is keyed by: config change_log_key_patterns,
+    {producer: regular expression} (identity observations log emails and accounts too,
+    which are never a customer key; read in full, they tripled the customers a per-customer
+    mart recomputed and replaced). -#}
 {% macro changed_keys_since_last_build(state, producers=none) -%}
     select key_value
     from ops.mart_key_changes
@@ -123,6 +127,9 @@
         and change_id > {{ state.from_id }}
         and change_id <= {{ state.to_id }}
         and key_value is not null
+        {%- for producer, pattern in (config.get('change_log_key_patterns') or {}).items() %}
+        and (producer <> '{{ change_log_name(ref(producer)) }}' or key_value ~ '{{ pattern }}')
+        {%- endfor %}
 {%- endmacro %}
 
 

@@ -14,7 +14,8 @@
 
     Incremental by customer (macros/change_log.sql): a build recomputes the customers whose
     churn assessment was recomputed, and those whose CRM record was loaded again (identity
-    observations log the CRM customer key), since this table's own last build. Under
+    observations log the CRM customer key, beside emails and accounts, which it skips),
+    since this table's own last build. Under
     write-audit-publish it logs the customers it replaced (change_log_replaced_key), so the
     retired generation is caught up after the swap (cem_warehouse.transform.generations).
 -#}
@@ -30,6 +31,7 @@
         change_log_key='customer_key',
         change_log_replaced_key='customer_key',
         change_log_producers=producers,
+        change_log_key_patterns={'int_identity_observations': '^[0-9]{1,18}$'},
         on_schema_change='fail',
         pre_hook="{{ log_rebuilt_in_full() }}",
         post_hook=[
