@@ -57,12 +57,13 @@ purchase_days as (
 
 ),
 
+-- Not filtered by the scope: joined to the customers in scope, the planner reads it by its
+-- unique index or hashes it. Two filtered sets joined leave the plan to its guess of how
+-- many keys the change log holds, and a guess of a hundred can compare every row of one
+-- with every row of the other.
 customer_lines as (
 
     select * from {{ ref('int_order_lines_aggregated_to_customers') }}
-    {%- if not changes.full %}
-    where customer_key in (select key_value from customers_in_scope)
-    {%- endif %}
 
 ),
 
