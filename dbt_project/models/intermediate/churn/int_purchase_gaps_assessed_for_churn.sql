@@ -20,7 +20,7 @@
     purchase day) depends on the as-of date, so a build recomputes: customers whose purchase
     days changed (logged by int_orders_aggregated_to_purchase_days), customers whose CRM
     record was loaded again (a cancellation date may have changed; logged by
-    int_identity_observations), and customers whose open gap reaches its threshold or
+    int_identity_observations, whose email and account keys it skips), and customers whose open gap reaches its threshold or
     cancellation in the days the as-of date moved over. gap_end_date is therefore null for
     the open gap, not the as-of date: every other row stays as it was. It logs the
     customers it recomputed, for int_customers_churn_assessed.
@@ -38,6 +38,7 @@
         change_log_skip_unchanged=true,
         change_log_replaced_key='customer_key',
         change_log_producers=producers,
+        change_log_key_patterns={'int_identity_observations': '^[0-9]{1,18}$'},
         on_schema_change='fail',
         post_hook=[
             "{{ record_change_position() }}",

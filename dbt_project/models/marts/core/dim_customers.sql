@@ -3,7 +3,8 @@
     recomputes the customers whose inputs changed since this table's own last build and
     keeps every other row. What changed is known from:
 
-    * the change log: CRM records loaded again (int_identity_observations), identifiers
+    * the change log: CRM records loaded again (int_identity_observations: their customer
+      keys, not the emails and accounts it also logs, which are never a key), identifiers
       that moved between customer keys (identity resolution), orders and survey responses
       replaced (fct_orders, fct_survey_responses: old and new keys), churn and lifecycle
       stages recomputed (int_customers_churn_assessed, which finds the stages the moving
@@ -30,6 +31,7 @@
         change_log_key='customer_key',
         change_log_replaced_key='customer_key',
         change_log_producers=producers,
+        change_log_key_patterns={'int_identity_observations': '^[0-9]{1,18}$'},
         on_schema_change='fail',
         pre_hook="{{ log_rebuilt_in_full() }}",
         post_hook=[
