@@ -118,8 +118,8 @@
     column); `state` is change_log_state's answer. A producer that logs several kinds of
     key can be read for the kind the model is keyed by: config change_log_key_patterns,
     {producer: regular expression} (identity observations log emails and accounts too,
-    which are never a customer key; read in full, they tripled the customers a per-customer
-    mart recomputed and replaced). -#}
+    which are never a customer key; read in full, they tripled the keys a per-customer
+    mart looked up, replaced and logged). -#}
 {% macro changed_keys_since_last_build(state, producers=none) -%}
     select key_value
     from ops.mart_key_changes
