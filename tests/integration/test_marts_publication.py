@@ -64,6 +64,15 @@ def test_readers_see_the_last_good_marts_until_an_audited_build_is_swapped_in(
         ).fetchone()[0]
     assert {"fct_orders", "fct_order_lines", "dim_customers"} <= set(audited)
     assert all(first.tables[table] == rows for table, rows in audited.items())
+    # The marts that are views over a stored table are published, recorded and readable too.
+    views = {"fct_customer_repurchase", "fct_customer_churn"}
+    assert views <= set(first.tables)
+    with _reader(stand_ins.warehouse) as reader:
+        for view in views:
+            assert (
+                reader.execute(f"select count(*) from marts.{view}").fetchone()[0]
+                == (first.tables[view])
+            )
 
     with _reader(stand_ins.warehouse) as reader:
         customers = reader.execute("select count(*) from marts.dim_customers").fetchone()[0]

@@ -71,12 +71,13 @@ class Publication:
 
 
 def _tables(conn: psycopg.Connection, schema: str) -> list[str]:
+    """The marts in ``schema``: tables, and the views some marts are (fct_customer_churn)."""
     return [
         row[0]
         for row in conn.execute(
             "select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace "
-            "where n.nspname = %s and c.relkind in ('r', 'p') and c.relname not like '%%__dbt_%%' "
-            "order by 1",
+            "where n.nspname = %s and c.relkind in ('r', 'p', 'v') "
+            "and c.relname not like '%%__dbt_%%' order by 1",
             (schema,),
         )
     ]
