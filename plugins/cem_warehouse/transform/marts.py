@@ -7,6 +7,8 @@ The transform DAG does the same three steps as tasks: Cosmos renders the dbt bui
 from __future__ import annotations
 
 import json
+import time
+from dataclasses import replace
 from datetime import date
 
 from cem_warehouse.transform.dbt import UNIT_TESTS_SELECTOR, run_dbt
@@ -51,10 +53,19 @@ def build_marts(
         args.append("--full-refresh")
     if not unit_tests:
         args += ["--exclude", UNIT_TESTS_SELECTOR]
+    phases: dict[str, float] = {}
+    started = time.perf_counter()
     run_dbt(location, args)  # raises on any failed model or test
+    phases["dbt"] = round(time.perf_counter() - started, 2)
     if not publish:
         return None
     from cem_warehouse.quality.marts_audit import audit_marts
 
+    started = time.perf_counter()
     audit = audit_marts(location)  # raises, naming the failed checks: nothing is published
-    return publish_marts(location, audit=audit.as_dict(), staging_tests_through=window_end)
+    phases["audit"] = round(time.perf_counter() - started, 2)
+    started = time.perf_counter()
+    publication = publish_marts(location, audit=audit.as_dict(), staging_tests_through=window_end)
+    phases["publish"] = round(time.perf_counter() - started, 2)
+    phases["of_which_catch_up"] = publication.catch_up_seconds
+    return replace(publication, phase_seconds=phases)
