@@ -117,7 +117,16 @@ def _run_results(publication: Publication | None = None) -> dict:
             tests += result["execution_time"]
     ordered = dict(sorted(models.items(), key=lambda item: -item[1]))
     return {
-        **({"phase_seconds": publication.phase_seconds} if publication is not None else {}),
+        **(
+            {
+                "phase_seconds": {
+                    **publication.phase_seconds,
+                    "of_which_catch_up": publication.catch_up_seconds,
+                }
+            }
+            if publication is not None
+            else {}
+        ),
         "dbt_elapsed_seconds": round(results.get("elapsed_time", 0.0), 2),
         "models_seconds": ordered,
         "tests_seconds_total": round(tests, 2),

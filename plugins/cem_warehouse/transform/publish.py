@@ -64,7 +64,7 @@ class Publication:
     # how long that took (after the swap: readers already saw the new marts)
     catch_up_seconds: float = 0.0
     # when build_marts ran the whole build: seconds of each step (dbt's process with its
-    # start, the audit, the publication with its catch-up)
+    # start, the audit, the publication with its catch-up_seconds)
     phase_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
