@@ -1,6 +1,6 @@
 {#- The name of the CHECK constraint that keeps `column_name` within [min_value, max_value]
     (either bound may be none): it spells the bounds, so a constraint made for other bounds
-    never answers for these. The mart audit (cem_warehouse.quality.marts_audit,
+    never answers for these. The mart audit (cem_warehouse.quality.catalog_answers,
     between_constraint_name) builds the same name from a GX expectation's kwargs to find it. -#}
 {% macro between_constraint_name(column_name, min_value=none, max_value=none) -%}
     {%- set name = column_name ~ '_between_' ~ _constraint_bound(min_value) ~ '_and_' ~ _constraint_bound(max_value) -%}

@@ -523,6 +523,72 @@ def test_a_batch_into_an_empty_raw_table_becomes_its_storage(loader, trusted_typ
     assert later.rows_changed == 12
 
 
+def _recorded_outcomes(location, batch_id: str) -> dict[tuple[str, str], tuple]:
+    with connect(location) as conn:
+        return {
+            (kind, column): (success, unexpected, observed)
+            for kind, column, success, unexpected, observed in conn.execute(
+                "select expectation_type, column_name, success, unexpected_count, observed_value "
+                "from ops.dq_results where batch_id = %s and column_name is not null",
+                (batch_id,),
+            )
+        }
+
+
+def test_a_typed_batch_has_its_copy_check_the_suite_and_gx_reads_the_answers_from_the_catalog(
+    loader, tmp_path, monkeypatch
+):
+    """A clean typed batch: COPY checked every row against the suite's row rules (CHECK
+    constraints on the batch table), so their outcomes come from the catalog, GX shows them
+    in its Data Docs, and raw's partition keeps none of the batch's constraints (later
+    batches merge into it under the suite of their day, which may have changed)."""
+    monkeypatch.setenv("CEM_GX_DOCS_DIR", str(tmp_path / "docs"))
+    outcome = loader.load(batch(good_rows(50), trusted_types=True))
+    assert outcome.rows_published == 50
+    recorded = _recorded_outcomes(loader.location, outcome.batch_id)
+    assert recorded[("expect_column_values_to_be_between", "ltr")] == (
+        True,
+        0,
+        "enforced by CHECK constraint ltr_between_0_and_10",
+    )
+    assert recorded[("expect_column_values_to_be_in_set", "touchpoint")][2].startswith(
+        "enforced by CHECK constraint touchpoint_accepted_values_"
+    )
+    # response_id is raw's key: the batch table's NOT NULL answers for it.
+    assert recorded[("expect_column_values_to_not_be_null", "response_id")][2] == (
+        "enforced by the column's NOT NULL"
+    )
+    assert recorded[("expect_column_values_to_not_be_null", "responded_at")][2] == (
+        "enforced by CHECK constraint responded_at_is_not_null"
+    )
+    with connect(loader.location) as conn:
+        left = conn.execute(
+            "select conname from pg_constraint where contype = 'c' and conrelid in "
+            "(select inhrelid from pg_inherits where inhparent = 'raw.survey_responses'::regclass)"
+        ).fetchall()
+    assert left == []
+    page = next((tmp_path / "docs" / "survey_responses" / "validations").rglob("*.html"))
+    assert "enforced by CHECK constraint ltr_between_0_and_10" in page.read_text()
+
+
+def test_a_typed_batch_breaking_a_suite_rule_lands_again_and_gx_counts_the_rows(loader):
+    """A row outside the suite's bounds fails the typed COPY: the batch lands again as text
+    without the constraints, the row is quarantined with the rule as its reason, and GX
+    counts the rules on the rows left instead of taking the catalog's word."""
+    rows = good_rows(30)
+    rows[4][5] = 9  # csat outside 1..5
+    outcome = loader.load(batch(rows, trusted_types=True))
+    assert (outcome.rows_published, outcome.rows_quarantined) == (29, 1)
+    with connect(loader.location) as conn:
+        reason = conn.execute("select reason from quarantine.survey_responses").fetchone()[0]
+    assert reason.startswith("expect_column_values_to_be_between on csat")
+    recorded = _recorded_outcomes(loader.location, outcome.batch_id)
+    assert recorded[("expect_column_values_to_be_between", "csat")] == (True, 0, None)
+    assert not any(
+        (observed or "").startswith("enforced by CHECK") for _, _, observed in recorded.values()
+    )
+
+
 @pytest.mark.parametrize("trusted_types", [True, False])
 def test_a_clean_first_load_advances_the_cursor_to_the_extractors_newest_value(
     loader, trusted_types

@@ -252,6 +252,7 @@ class BatchLoader:
                                 contract=contract,
                                 policy=self.policy,
                                 table=names["accepted_view"],
+                                rows_from=names["typed"],
                             )
                         )
                     )
@@ -349,12 +350,19 @@ class BatchLoader:
         raw's NOT NULLs (the source's writer lock keeps raw empty until the publish, which
         checks again).
         """
-        from cem_warehouse.load.tables import create_batch_tables, raw_is_partitioned_and_empty
+        from cem_warehouse.load.tables import (
+            add_suite_constraints,
+            create_batch_tables,
+            drop_suite_constraints,
+            raw_is_partitioned_and_empty,
+        )
 
         as_raw_storage = raw_is_partitioned_and_empty(conn, self.contract)
         create_batch_tables(
             conn, self.contract, names, incoming.columns, extra, as_raw_storage=as_raw_storage
         )
+        if incoming.trusted_types:
+            add_suite_constraints(conn, self.contract, names)
         tables_created()
         typed = sql.Identifier(names["typed"])
         text = sql.Identifier(names["text"])
@@ -366,9 +374,13 @@ class BatchLoader:
             except (
                 psycopg.errors.DataError,
                 psycopg.errors.NotNullViolation,
+                psycopg.errors.CheckViolation,
                 psycopg.errors.BadCopyFileFormat,
             ):
                 conn.execute(sql.SQL("truncate staging.{}").format(typed))
+                drop_suite_constraints(conn, self.contract, names)
+                # The suite was set up to take the constraints' word: set it up again.
+                tables_created()
         landed = self._copy_in(conn, text, columns, incoming.chunks, freeze=False)
         self._move_valid_text_rows(conn, names, incoming.columns)
         invalid = conn.execute(

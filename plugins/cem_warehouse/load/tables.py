@@ -322,18 +322,74 @@ def row_rule_reasons(
         )
     for expectation in suite_row_rules(contract) if from_suite else []:
         kwargs = expectation["kwargs"]
-        column = kwargs.get("column")
-        template = _SQL_RULES[expectation["type"]]
-        predicate = sql.SQL(template).format(
-            col=_ident(column),
-            min=sql.Literal(kwargs.get("min_value")),
-            max=sql.Literal(kwargs.get("max_value")),
-            values=sql.SQL(", ").join(sql.Literal(str(v)) for v in kwargs.get("value_set", [None])),
-            regex=sql.Literal(kwargs.get("regex")),
-        )
         detail = {k: v for k, v in kwargs.items() if k != "column"}
-        rules.append((predicate, f"{expectation['type']} on {column} {json.dumps(detail)}"))
+        rules.append(
+            (
+                _breaks_suite_rule(expectation),
+                f"{expectation['type']} on {kwargs['column']} {json.dumps(detail)}",
+            )
+        )
     return rules
+
+
+def _breaks_suite_rule(expectation: dict) -> sql.Composable:
+    """True for a row that breaks the suite's row-level ``expectation`` (null otherwise)."""
+    kwargs = expectation["kwargs"]
+    return sql.SQL(_SQL_RULES[expectation["type"]]).format(
+        col=_ident(kwargs["column"]),
+        min=sql.Literal(kwargs.get("min_value")),
+        max=sql.Literal(kwargs.get("max_value")),
+        values=sql.SQL(", ").join(sql.Literal(str(v)) for v in kwargs.get("value_set", [None])),
+        regex=sql.Literal(kwargs.get("regex")),
+    )
+
+
+def suite_constraints(contract: EntityContract) -> list[tuple[str, sql.Composable]]:
+    """(name, CHECK condition) for each of the suite's row rules the catalog can answer
+    (``quality.catalog_answers``): the condition is the row rule's own predicate, negated,
+    so COPY refuses exactly the rows the loader would quarantine for it."""
+    from cem_warehouse.quality.catalog_answers import constraint_name
+
+    return [
+        (name, sql.SQL("not ({})").format(_breaks_suite_rule(expectation)))
+        for expectation in suite_row_rules(contract)
+        if (name := constraint_name(expectation)) is not None and len(name) <= 63
+    ]
+
+
+def add_suite_constraints(conn: psycopg.Connection, contract: EntityContract, names: dict) -> None:
+    """Check the suite's row rules in the COPY of a typed batch: a clean batch (the usual
+    case) then needs no scan to prove them, as GX reads them from the catalog. A row that
+    breaks one fails the COPY, and the loader lands the batch again as text without these
+    (``drop_suite_constraints``), where such rows are quarantined one by one."""
+    checks = suite_constraints(contract)
+    if checks:
+        conn.execute(
+            sql.SQL("alter table staging.{} {}").format(
+                _ident(names["typed"]),
+                sql.SQL(", ").join(
+                    sql.SQL("add constraint {} check ({})").format(_ident(name), condition)
+                    for name, condition in checks
+                ),
+            )
+        )
+
+
+def drop_suite_constraints(conn: psycopg.Connection, contract: EntityContract, names: dict) -> None:
+    """Remove what ``add_suite_constraints`` added: before the text landing, which keeps
+    rows that break a rule so as to quarantine them, and before the table becomes raw's
+    partition, where a later batch's rows must meet raw's rules, not this batch's suite."""
+    checks = suite_constraints(contract)
+    if checks:
+        conn.execute(
+            sql.SQL("alter table staging.{} {}").format(
+                _ident(names["typed"]),
+                sql.SQL(", ").join(
+                    sql.SQL("drop constraint if exists {}").format(_ident(name))
+                    for name, _ in checks
+                ),
+            )
+        )
 
 
 # Publishes into raw and incremental dbt models take a table lock on this empty table for
@@ -649,6 +705,7 @@ def adopt_batch_table(
     partition = raw_partition_name(contract, batch_id)
     batch = sql.SQL("staging.{}").format(_ident(names["typed"]))
     conn.execute(sql.SQL("drop view staging.{}").format(_ident(names["accepted_view"])))
+    drop_suite_constraints(conn, contract, names)
     values = {"_batch_id": batch_id, "_loaded_at": loaded_at, "_source": contract.source}
     conn.execute(
         sql.SQL("alter table {} drop column _reject_reason, {}").format(

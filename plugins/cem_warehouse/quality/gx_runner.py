@@ -132,11 +132,15 @@ class SuiteRun:
         name: str,
         expectations: list[dict],
         sample_unexpected: bool = True,
+        answered: list[tuple[dict, str]] | tuple = (),
     ) -> None:
         import great_expectations as gx
         from great_expectations.core import ExpectationSuite
 
         self.name = name
+        # Expectations answered without a scan (``catalog_answers``), each with its answer:
+        # reported beside GX's own outcomes and shown in the same Data Docs page.
+        self._answered = list(answered)
         self._context = gx.get_context(mode="ephemeral")
         self._context.variables.progress_bars = {"globally": False}
         # Data Docs: one site per suite, so every entity's latest validation stays browsable.
@@ -188,7 +192,7 @@ class SuiteRun:
     def validate(self) -> ValidationOutcome:
         self._validated = None
         result_id, run = next(iter(self._checkpoint.run().run_results.items()))
-        self._validated = result_id
+        self._validated = (result_id, run)
         outcomes = []
         row_count = None
         for result in run.results:
@@ -212,6 +216,17 @@ class SuiteRun:
                     critical=is_critical(config.meta),
                 )
             )
+        outcomes += [
+            ExpectationOutcome(
+                expectation_type=expectation["type"],
+                column=expectation["kwargs"].get("column"),
+                success=True,
+                unexpected_count=0,
+                observed_value=answer,
+                critical=is_critical(expectation.get("meta")),
+            )
+            for expectation, answer in self._answered
+        ]
         return ValidationOutcome(
             suite=self.name,
             success=all(o.success for o in outcomes if o.critical),
@@ -227,13 +242,45 @@ class SuiteRun:
 
         if self._validated is None:
             return
+        result_id, run = self._validated
+        if self._answered:
+            self._store_with_answered(result_id, run)
         self._context.build_data_docs(
             site_names=["cem"],
-            resource_identifiers=[self._validated, ExpectationSuiteIdentifier(name=self.name)],
+            resource_identifiers=[result_id, ExpectationSuiteIdentifier(name=self.name)],
             dry_run=False,
             build_index=True,
         )
         _write_docs_index()
+
+    def _store_with_answered(self, result_id, run) -> None:
+        """The validation as GX stored it, plus the expectations the catalog answered, so
+        that the Data Docs page lists the whole suite (the answer is the observed value)."""
+        from great_expectations.core import ExpectationValidationResult
+        from great_expectations.expectations.expectation_configuration import (
+            ExpectationConfiguration,
+        )
+
+        run.results.extend(
+            ExpectationValidationResult(
+                success=True,
+                expectation_config=ExpectationConfiguration(
+                    type=expectation["type"],
+                    kwargs=expectation["kwargs"],
+                    meta={**expectation.get("meta", {}), "answered_without_a_scan": answer},
+                ),
+                result={"observed_value": answer, "unexpected_count": 0},
+            )
+            for expectation, answer in self._answered
+        )
+        stats = run.statistics
+        stats["evaluated_expectations"] = len(run.results)
+        stats["successful_expectations"] = sum(bool(r.success) for r in run.results)
+        stats["unsuccessful_expectations"] = (
+            stats["evaluated_expectations"] - stats["successful_expectations"]
+        )
+        stats["success_percent"] = 100.0 * stats["successful_expectations"] / len(run.results)
+        self._context.validation_results_store.set(result_id, run)
 
 
 def run_suite(location: WarehouseLocation, **suite) -> ValidationOutcome:
@@ -261,12 +308,18 @@ def _recent_average_rows(
     return float(row[0]) if row and row[0] is not None else None
 
 
-def prepare_batch_suite(location: WarehouseLocation, *, contract, policy, table: str) -> SuiteRun:
+def prepare_batch_suite(
+    location: WarehouseLocation, *, contract, policy, table: str, rows_from: str | None = None
+) -> SuiteRun:
     """The entity's suite on a batch's accepted rows in ``table``, plus the batch-level
     checks of its policy: not empty when the source must not be; volume within
     ``volume_factor`` of the recent average. The share of rejected rows is added by
     :func:`conclude_batch_validation`: the suite needs nothing the loader counts, so it can
     start as soon as the batch has landed.
+
+    ``rows_from``, the batch table that ``table`` (a view) selects from: an expectation its
+    constraints enforce (the loader adds them to a batch it lands typed) is answered from
+    the catalog, as its COPY already checked every row.
     """
     definition = load_suite_definition(contract.entity)
     # A suite may name columns an older contract lacks; those have nothing to check yet.
@@ -300,6 +353,14 @@ def prepare_batch_suite(location: WarehouseLocation, *, contract, policy, table:
                 },
             }
         )
+    answered = []
+    if rows_from is not None:
+        from cem_warehouse.quality.catalog_answers import answered_by_the_catalog
+
+        with connect(location) as conn:
+            expectations, answered = answered_by_the_catalog(
+                conn, "staging", rows_from, expectations
+            )
     # Counts (one scan) are all the loader needs: a clean batch is judged by them, and rows
     # breaking a row rule are found and quarantined, with their payload, by the loader's own
     # SQL; samples of unexpected values would cost a scan per expectation.
@@ -310,6 +371,7 @@ def prepare_batch_suite(location: WarehouseLocation, *, contract, policy, table:
         name=definition["name"],
         expectations=expectations,
         sample_unexpected=False,
+        answered=answered,
     )
 
 

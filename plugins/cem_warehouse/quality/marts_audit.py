@@ -8,13 +8,12 @@ the audit id; any failed critical expectation stops publication with a message n
 
 An expectation that a constraint of the built table already enforces (a unique index, a
 NOT NULL, a validated CHECK the models' post-hooks name after the suite's bounds) is
-answered from the catalog; GX scans for the rest. On the large incremental facts that
+answered from the catalog (``catalog_answers``); GX scans for the rest. On the large incremental facts that
 leaves GX only their row counts.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 import uuid
 from dataclasses import dataclass, field
@@ -22,10 +21,9 @@ from datetime import UTC, datetime
 
 from cem_warehouse import paths
 from cem_warehouse.errors import CemError
+from cem_warehouse.quality.catalog_answers import answered_by_the_catalog
 from cem_warehouse.quality.gx_runner import (
-    ExpectationOutcome,
     ValidationOutcome,
-    is_critical,
     load_suite_definition,
     record_outcome,
     run_suite,
@@ -84,105 +82,6 @@ def _build_tables(location: WarehouseLocation) -> set[str]:
         }
 
 
-def _unique_index(conn, table: str, column: str) -> str | None:
-    """The name of a valid, whole-table unique index on exactly ``column`` of the built table."""
-    row = conn.execute(
-        "select i.indexrelid::regclass::text from pg_index i "
-        "join pg_attribute a on a.attrelid = i.indrelid and a.attnum = i.indkey[0] "
-        "where i.indrelid = format('%%I.%%I', %s::text, %s::text)::regclass "
-        "and i.indisunique and i.indisvalid and i.indpred is null and i.indexprs is null "
-        "and i.indnkeyatts = 1 and a.attname = %s limit 1",
-        (BUILD_SCHEMA, table, column),
-    ).fetchone()
-    return row[0] if row else None
-
-
-def between_constraint_name(
-    column: str, min_value: float | None = None, max_value: float | None = None
-) -> str:
-    """The CHECK constraint the dbt post-hook ``enforce_between`` adds for these bounds
-    (macros/enforce_between.sql builds the same name): it spells them, so a constraint made
-    for other bounds never answers for these."""
-
-    def bound(value: float | None) -> str:
-        return "any" if value is None else str(value).replace("-", "minus").replace(".", "p")
-
-    return f"{column}_between_{bound(min_value)}_and_{bound(max_value)}"
-
-
-def accepted_values_constraint_name(column: str, values: list) -> str:
-    """The CHECK constraint the dbt post-hook ``enforce_accepted_values`` adds for these
-    values (macros/enforce_accepted_values.sql: a hash of the values, in their order)."""
-    return f"{column}_accepted_values_{hashlib.md5('|'.join(map(str, values)).encode()).hexdigest()[:8]}"
-
-
-def _catalog_answer(conn, table: str, expectation: dict) -> str | None:
-    """What in the catalog makes ``expectation`` hold for every row of the built table, or
-    None when nothing does (GX must scan).
-
-    PostgreSQL refuses every write that breaks a unique index, a NOT NULL or a validated
-    CHECK constraint, so a table that has one cannot break the rule; GX would prove it
-    again with a scan of the whole table on every build, seconds on the large facts. Only
-    the plain forms are answered: no ``mostly``, no strict bounds, nothing GX reads in
-    another way. Like GX's checks, the constraints let nulls through (except NOT NULL), and
-    a unique index lets nulls repeat.
-    """
-    kwargs = expectation.get("kwargs", {})
-    column = kwargs.get("column")
-    kind = expectation["type"]
-    if kind == "expect_column_values_to_be_unique" and set(kwargs) == {"column"}:
-        index = _unique_index(conn, table, column)
-        return f"enforced by unique index {index}" if index else None
-    if kind == "expect_column_values_to_not_be_null" and set(kwargs) == {"column"}:
-        not_null = conn.execute(
-            "select attnotnull from pg_attribute where attrelid = format('%%I.%%I', %s::text, %s::text)::regclass "
-            "and attname = %s and not attisdropped",
-            (BUILD_SCHEMA, table, column),
-        ).fetchone()
-        return "enforced by the column's NOT NULL" if not_null and not_null[0] else None
-    if kind == "expect_column_values_to_be_between" and set(kwargs) <= {
-        "column",
-        "min_value",
-        "max_value",
-    }:
-        name = between_constraint_name(column, kwargs.get("min_value"), kwargs.get("max_value"))
-    elif kind == "expect_column_values_to_be_in_set" and set(kwargs) == {"column", "value_set"}:
-        name = accepted_values_constraint_name(column, kwargs["value_set"])
-    else:
-        return None
-    validated = conn.execute(
-        "select 1 from pg_constraint where conrelid = format('%%I.%%I', %s::text, %s::text)::regclass "
-        "and conname = %s and contype = 'c' and convalidated",
-        (BUILD_SCHEMA, table, name),
-    ).fetchone()
-    return f"enforced by CHECK constraint {name}" if validated else None
-
-
-def _answered_by_the_catalog(
-    location: WarehouseLocation, table: str, expectations: list[dict]
-) -> tuple[list[dict], list[ExpectationOutcome]]:
-    """Splits a suite into the expectations GX still has to run and the outcomes the
-    catalog already gives (see _catalog_answer)."""
-    remaining, known = [], []
-    with connect(location) as conn:
-        for expectation in expectations:
-            answer = _catalog_answer(conn, table, expectation)
-            if answer is None:
-                remaining.append(expectation)
-                continue
-            known.append(
-                ExpectationOutcome(
-                    expectation_type=expectation["type"],
-                    column=expectation["kwargs"]["column"],
-                    success=True,
-                    unexpected_count=0,
-                    observed_value=answer,
-                    critical=is_critical(expectation.get("meta")),
-                )
-            )
-    return remaining, known
-
-
 def audit_marts(location: WarehouseLocation, *, raise_on_failure: bool = True) -> MartsAudit:
     """Run every mart suite on ``marts_build``; raise naming the failures (nothing published)."""
     audit = MartsAudit(audit_id=f"marts-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}")
@@ -210,12 +109,14 @@ def audit_marts(location: WarehouseLocation, *, raise_on_failure: bool = True) -
                     },
                 }
             )
-        expectations, known = _answered_by_the_catalog(location, table, expectations)
+        with connect(location) as conn:
+            expectations, known = answered_by_the_catalog(conn, BUILD_SCHEMA, table, expectations)
         suite_run = {
             "schema": BUILD_SCHEMA,
             "table": table,
             "name": definition["name"],
             "expectations": expectations,
+            "answered": known,
         }
         # Counts first, one scan per table: samples of unexpected values cost a scan per
         # expectation (a third of a build's audit time at 200k customers). A failing suite
@@ -223,7 +124,6 @@ def audit_marts(location: WarehouseLocation, *, raise_on_failure: bool = True) -
         outcome = run_suite(location, **suite_run, sample_unexpected=False)
         if not outcome.success:
             outcome = run_suite(location, **suite_run, sample_unexpected=True)
-        outcome.outcomes.extend(known)
         if outcome.row_count is not None:
             audit.row_counts[table] = outcome.row_count
         record_outcome(location, audit.audit_id, outcome)
