@@ -277,6 +277,7 @@ class BatchLoader:
                     suite,
                     as_raw_storage=as_raw_storage,
                     rows_in_table=landed - invalid,
+                    suite_reads_rows=prepared.result().reads_rows,
                 ) or self._mark_rejects(conn, names["typed"], extra_columns)
                 if judged.marked:
                     # Rows left the accepted ones while the suite read them: it runs
@@ -362,7 +363,7 @@ class BatchLoader:
             conn, self.contract, names, incoming.columns, extra, as_raw_storage=as_raw_storage
         )
         if incoming.trusted_types:
-            add_suite_constraints(conn, self.contract, names)
+            add_suite_constraints(conn, self.contract, names, as_raw_storage=as_raw_storage)
         tables_created()
         typed = sql.Identifier(names["typed"])
         text = sql.Identifier(names["text"])
@@ -543,6 +544,7 @@ class BatchLoader:
         *,
         as_raw_storage: bool,
         rows_in_table: int,
+        suite_reads_rows: bool = True,
     ) -> Judged | None:
         """Judge a batch that breaks no row rule without checking its rows twice: None when
         a rule may be broken or a key repeats (then ``_mark_rejects`` finds the rows).
@@ -595,7 +597,7 @@ class BatchLoader:
         key_built = False
         if as_raw_storage and rows:
             try:
-                build_batch_key(conn, contract, names, batch_id)
+                build_batch_key(conn, contract, names, batch_id, beside_the_suite=suite_reads_rows)
             except psycopg.errors.UniqueViolation:
                 return None
             key_built = True

@@ -16,6 +16,7 @@ import psycopg
 from psycopg import sql
 
 from cem_warehouse.load.contracts import EntityContract
+from cem_warehouse.quality.catalog_answers import constraint_name, not_null_constraint_name
 from cem_warehouse.warehouse.connection import connect
 from cem_warehouse.warehouse.settings import WarehouseLocation
 
@@ -348,8 +349,6 @@ def suite_constraints(contract: EntityContract) -> list[tuple[str, sql.Composabl
     """(name, CHECK condition) for each of the suite's row rules the catalog can answer
     (``quality.catalog_answers``): the condition is the row rule's own predicate, negated,
     so COPY refuses exactly the rows the loader would quarantine for it."""
-    from cem_warehouse.quality.catalog_answers import constraint_name
-
     return [
         (name, sql.SQL("not ({})").format(_breaks_suite_rule(expectation)))
         for expectation in suite_row_rules(contract)
@@ -357,12 +356,20 @@ def suite_constraints(contract: EntityContract) -> list[tuple[str, sql.Composabl
     ]
 
 
-def add_suite_constraints(conn: psycopg.Connection, contract: EntityContract, names: dict) -> None:
+def add_suite_constraints(
+    conn: psycopg.Connection, contract: EntityContract, names: dict, *, as_raw_storage: bool
+) -> None:
     """Check the suite's row rules in the COPY of a typed batch: a clean batch (the usual
     case) then needs no scan to prove them, as GX reads them from the catalog. A row that
     breaks one fails the COPY, and the loader lands the batch again as text without these
-    (``drop_suite_constraints``), where such rows are quarantined one by one."""
-    checks = suite_constraints(contract)
+    (``drop_suite_constraints``), where such rows are quarantined one by one. A table
+    landed as raw's storage already has raw's NOT NULLs, which answer for themselves."""
+    not_null = set(required_columns(contract)) if as_raw_storage else set()
+    checks = [
+        (name, condition)
+        for name, condition in suite_constraints(contract)
+        if not any(name == not_null_constraint_name(column) for column in not_null)
+    ]
     if checks:
         conn.execute(
             sql.SQL("alter table staging.{} {}").format(
@@ -620,7 +627,12 @@ def raw_partition_name(contract: EntityContract, batch_id: str) -> str:
 
 
 def build_batch_key(
-    conn: psycopg.Connection, contract: EntityContract, names: dict, batch_id: str
+    conn: psycopg.Connection,
+    contract: EntityContract,
+    names: dict,
+    batch_id: str,
+    *,
+    beside_the_suite: bool = True,
 ) -> None:
     """The primary-key index of a batch table that will become raw's partition.
 
@@ -632,13 +644,15 @@ def build_batch_key(
     """
     with conn.transaction():
         conn.execute("set local maintenance_work_mem = '256MB'")
-        # Half the cores: the suite's queries run on the others at the same time, and a
-        # parallel build beside them only adds workers fighting for the same cores (on two
-        # cores, without workers: the suite 0.45-0.49 s instead of 0.52-0.59 s, the load
-        # about 2% shorter; docs/operations/ingestion.md, stop 19).
+        # ``beside_the_suite``: half the cores, as the suite's queries run on the others at
+        # the same time, and a parallel build beside them only adds workers fighting for
+        # the same cores (on two cores, without workers: the suite 0.45-0.49 s instead of
+        # 0.52-0.59 s, the load about 2% shorter; docs/operations/ingestion.md, stop 19).
+        # Alone (the suite reads no rows), every core.
+        cores = os.cpu_count() or 1
         conn.execute(
             sql.SQL("set local max_parallel_maintenance_workers = {}").format(
-                sql.Literal(max(0, (os.cpu_count() or 1) // 2 - 1))
+                sql.Literal(max(0, (cores // 2 if beside_the_suite else cores) - 1))
             )
         )
         conn.execute(

@@ -141,6 +141,8 @@ class SuiteRun:
         # Expectations answered without a scan (``catalog_answers``), each with its answer:
         # reported beside GX's own outcomes and shown in the same Data Docs page.
         self._answered = list(answered)
+        # Whether validate() reads the table (an expectation left for GX to count).
+        self.reads_rows = bool(expectations)
         self._context = gx.get_context(mode="ephemeral")
         self._context.variables.progress_bars = {"globally": False}
         # Data Docs: one site per suite, so every entity's latest validation stays browsable.
