@@ -348,12 +348,15 @@ def _breaks_suite_rule(expectation: dict) -> sql.Composable:
 def suite_constraints(contract: EntityContract) -> list[tuple[str, sql.Composable]]:
     """(name, CHECK condition) for each of the suite's row rules the catalog can answer
     (``quality.catalog_answers``): the condition is the row rule's own predicate, negated,
-    so COPY refuses exactly the rows the loader would quarantine for it."""
-    return [
-        (name, sql.SQL("not ({})").format(_breaks_suite_rule(expectation)))
+    so COPY refuses exactly the rows the loader would quarantine for it. One per name: a
+    rule listed twice is one constraint."""
+    checks = {
+        name: sql.SQL("not ({})").format(_breaks_suite_rule(expectation))
         for expectation in suite_row_rules(contract)
+        # A longer name would be cut short by PostgreSQL, and no longer answer for the rule.
         if (name := constraint_name(expectation)) is not None and len(name) <= 63
-    ]
+    }
+    return list(checks.items())
 
 
 def add_suite_constraints(
