@@ -33,6 +33,16 @@ class EntityContract:
     description: str = ""
     # Event times that cannot be later than the load (a day of clock skew allowed).
     not_in_future: tuple[str, ...] = field(default_factory=tuple)
+    # How raw indexes _loaded_at for "rows loaded since" reads: "brin" (a few pages, next to
+    # nothing to maintain) where a publish's rows land together at the end of the table;
+    # "btree" where updates of existing rows land all over it (see load.tables).
+    loaded_at_index: str = "brin"
+
+    def __post_init__(self) -> None:
+        if self.loaded_at_index not in ("brin", "btree"):
+            raise ValueError(
+                f"{self.entity}: loaded_at_index must be 'brin' or 'btree', not {self.loaded_at_index!r}"
+            )
 
     @property
     def column_names(self) -> list[str]:

@@ -96,15 +96,24 @@ def ensure_entity_tables(conn: psycopg.Connection, contract: EntityContract) -> 
     # with one _loaded_at and appends them, so _loaded_at follows the physical order closely:
     # a BRIN index (a few pages, next to nothing to maintain on load) lets that read skip the
     # old part of the table instead of scanning all of it (10.9M order lines at 1M customers).
-    brin = f"{contract.raw_table}_loaded_at_brin"
+    # Where a publish mostly updates rows in place (contract.loaded_at_index), a btree.
+    kind = contract.loaded_at_index
+    index = f"{contract.raw_table}_loaded_at_{kind}"
     # Looked up first: CREATE INDEX locks the table even when the index exists, and this
     # runs before every batch.
-    if conn.execute("select to_regclass(%s)", (f"raw.{brin}",)).fetchone()[0] is None:
+    if conn.execute("select to_regclass(%s)", (f"raw.{index}",)).fetchone()[0] is None:
         conn.execute(
-            sql.SQL("create index if not exists {} on raw.{} using brin (_loaded_at)").format(
-                _ident(brin), _ident(contract.raw_table)
+            sql.SQL("create index if not exists {} on raw.{} using {} (_loaded_at)").format(
+                _ident(index), _ident(contract.raw_table), sql.SQL(kind)
             )
         )
+        # The other kind, from a warehouse made before the contract chose this one.
+        for other in {"brin", "btree"} - {kind}:
+            conn.execute(
+                sql.SQL("drop index if exists raw.{}").format(
+                    _ident(f"{contract.raw_table}_loaded_at_{other}")
+                )
+            )
     conn.execute(
         sql.SQL(
             "create table if not exists quarantine.{} (batch_id text not null, reason text not null, payload jsonb, "

@@ -72,6 +72,10 @@ CRM = [
         C("cancelled_at", TS, locked=True),
         C("is_archived", "boolean"),
         soft_delete_column="is_archived",
+        # A day's changed customers are updates of rows spread over the whole table (each
+        # new row version stays in its page when it fits): a BRIN range matched nearly all
+        # of it (1M customers: 14.3k of ~20k pages read, 0.42 s, for the 9.3k new rows).
+        loaded_at_index="btree",
         description="CRM customers (identity, segment, region, acquisition, consent); is_archived marks CRM deletes.",
     ),
     _crm(
