@@ -523,6 +523,48 @@ def test_a_batch_into_an_empty_raw_table_becomes_its_storage(loader, trusted_typ
     assert later.rows_changed == 12
 
 
+def _loaded_at_indexes(location) -> list[str]:
+    with connect(location) as conn:
+        return [
+            f"{table}: {method}"
+            for table, method in conn.execute(
+                "select c.relname, a.amname from pg_index i "
+                "join pg_class c on c.oid = i.indrelid join pg_class x on x.oid = i.indexrelid "
+                "join pg_am a on a.oid = x.relam join pg_attribute t "
+                "on t.attrelid = i.indrelid and t.attnum = i.indkey[0] "
+                "where t.attname = '_loaded_at' and c.relnamespace = 'raw'::regnamespace "
+                "order by 1, 2"
+            )
+        ]
+
+
+def test_an_entity_updated_in_place_indexes_loaded_at_with_a_btree(fresh_database):
+    """A contract's loaded_at_index chooses the index behind "rows loaded since" reads; a
+    warehouse made with the other kind gets the new one at its next load."""
+    import dataclasses
+
+    bootstrap(fresh_database)
+    BatchLoader(fresh_database, CONTRACT, SourcePolicy(name="surveys")).load(
+        batch(good_rows(20), trusted_types=True)
+    )
+    partition = _partitions(fresh_database)[0]
+    assert _loaded_at_indexes(fresh_database) == [
+        "survey_responses: brin",
+        f"{partition}: brin",
+    ]
+    updated_in_place = dataclasses.replace(CONTRACT, loaded_at_index="btree")
+    later = BatchLoader(fresh_database, updated_in_place, SourcePolicy(name="surveys")).load(
+        batch(good_rows(5, start=100, day=2))
+    )
+    assert later.rows_published == 5
+    assert _loaded_at_indexes(fresh_database) == [
+        "survey_responses: btree",
+        f"{partition}: btree",
+    ]
+    with pytest.raises(ValueError, match="loaded_at_index must be"):
+        dataclasses.replace(CONTRACT, loaded_at_index="hash")
+
+
 def _recorded_outcomes(location, batch_id: str) -> dict[tuple[str, str], tuple]:
     with connect(location) as conn:
         return {
