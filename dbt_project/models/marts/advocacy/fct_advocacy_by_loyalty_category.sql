@@ -12,8 +12,8 @@
     * more lines:  mean product lines beyond the first, and the share buying more than one
                    line, over buyers;
     * referral:    referral rate = referrers / customers, a referrer being a dim_customers
-                   row whose first referral (fct_referrers) is on or before the as-of date:
-                   the rule of fct_referral_rates_by_loyalty_category, cut at the as-of date;
+                   row whose first referral is on or before the as-of date: the rule of
+                   fct_referral_rates_by_loyalty_category, cut at the as-of date;
     * value:       revenue and gross margin of purchases on or before the as-of date,
                    revenue per customer (all customers), churn rate = churned / buyers.
 
@@ -45,10 +45,16 @@ churn as (
 
 ),
 
+-- The customers whose first referral (fct_referrers.first_referred_date) is on or before
+-- the as-of date: those with a referral by then. Read from the referrals themselves, as
+-- fct_referrers waits for dim_customers (its referred customers' revenue), and this mart,
+-- the last of a build, would wait for both one after the other.
 referrers as (
 
-    select * from {{ ref('fct_referrers') }}
-    where first_referred_date <= {{ as_of_date() }}
+    select distinct referrer_customer_key
+    from {{ ref('fct_referrals') }}
+    where referrer_customer_key is not null
+        and referred_date <= {{ as_of_date() }}
 
 ),
 
