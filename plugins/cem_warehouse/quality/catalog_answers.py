@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 
 import psycopg
+from psycopg import sql
 
 
 def between_constraint_name(
@@ -80,8 +81,7 @@ def catalog_answer(
     """What in the catalog makes ``expectation`` hold for every row of ``schema.table`` (or
     of any view selecting from it), or None when nothing does and GX must scan. A unique
     index lets nulls repeat, as GX's uniqueness check does."""
-    relation = conn.execute("select format('%%I.%%I', %s::text, %s::text)", (schema, table))
-    relation = relation.fetchone()[0]
+    relation = sql.Identifier(schema, table).as_string(conn)
     kwargs = expectation.get("kwargs", {})
     column = kwargs.get("column")
     kind = expectation["type"]

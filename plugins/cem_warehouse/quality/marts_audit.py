@@ -8,8 +8,8 @@ the audit id; any failed critical expectation stops publication with a message n
 
 An expectation that a constraint of the built table already enforces (a unique index, a
 NOT NULL, a validated CHECK the models' post-hooks name after the suite's bounds) is
-answered from the catalog (``catalog_answers``); GX scans for the rest. On the large incremental facts that
-leaves GX only their row counts.
+answered from the catalog (``catalog_answers``); GX scans for the rest. On the large
+incremental facts that leaves GX only their row counts.
 """
 
 from __future__ import annotations
