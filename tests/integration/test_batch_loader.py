@@ -610,7 +610,9 @@ def test_a_typed_batch_has_its_copy_check_the_suite_and_gx_reads_the_answers_fro
         ).fetchall()
     assert left == []
     page = next((tmp_path / "docs" / "survey_responses" / "validations").rglob("*.html"))
-    assert "enforced by CHECK constraint ltr_between_0_and_10" in page.read_text()
+    shown = page.read_text()
+    assert "enforced by CHECK constraint ltr_between_0_and_10" in shown
+    assert "100% not null" in shown and "unknown % not null" not in shown
 
 
 def test_a_typed_batch_breaking_a_suite_rule_lands_again_and_gx_counts_the_rows(loader):

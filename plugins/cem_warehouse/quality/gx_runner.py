@@ -271,7 +271,9 @@ class SuiteRun:
                     kwargs=expectation["kwargs"],
                     meta={**expectation.get("meta", {}), "answered_without_a_scan": answer},
                 ),
-                result={"observed_value": answer, "unexpected_count": 0},
+                # Some renderers show the observed value (the constraint), others the share
+                # of rows breaking the rule (none: "100% not null").
+                result={"observed_value": answer, "unexpected_count": 0, "unexpected_percent": 0.0},
             )
             for expectation, answer in self._answered
         )
