@@ -114,6 +114,16 @@
 {% endmacro %}
 
 
+{#- A model's filter to its customers in scope (the CTE `customers_in_scope`, a select of
+    changed_keys_since_last_build) on `column`; nothing in a build in full, which reads
+    every row. -#}
+{% macro where_in_scope(state, column='customer_key') -%}
+    {%- if not state.full %}
+    where {{ column }} in (select key_value from customers_in_scope)
+    {%- endif %}
+{%- endmacro %}
+
+
 {#- The keys logged by `producers` since {{ this }} last read the log (a select of one
     column); `state` is change_log_state's answer. A producer that logs several kinds of
     key can be read for the kind the model is keyed by: config change_log_key_patterns,

@@ -20,6 +20,7 @@ import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from cem_warehouse import paths
 from cem_warehouse.cli import main
 from cem_warehouse.sources.crm import CrmStore
 from cem_warehouse.sources.generator.params import DEFAULT_PARAMS
@@ -218,6 +219,12 @@ def _assert_per_customer_models_equal_a_full_recompute(
             assert any("mart_key_changes" in sql for sql in statements), (
                 f"{model} was rebuilt in full, not for the changed customers only"
             )
+            # where_in_scope (macros/change_log.sql) filters its inputs to those customers
+            source = (paths.dbt_project_dir() / "models" / folder / f"{model}.sql").read_text()
+            if "where_in_scope(" in source:
+                assert any(
+                    "in (select key_value from customers_in_scope)" in sql for sql in statements
+                ), f"{model} read every customer's rows: where_in_scope left out its filter"
     run_dbt(
         warehouse,
         [

@@ -376,37 +376,44 @@ def add_suite_constraints(
     breaks one fails the COPY, and the loader lands the batch again as text without these
     (``drop_suite_constraints``), where such rows are quarantined one by one. A table
     landed as raw's storage already has raw's NOT NULLs, which answer for themselves."""
-    not_null = set(required_columns(contract)) if as_raw_storage else set()
-    checks = [
-        (name, condition)
-        for name, condition in suite_constraints(contract)
-        if not any(name == not_null_constraint_name(column) for column in not_null)
-    ]
-    if checks:
-        conn.execute(
-            sql.SQL("alter table staging.{} {}").format(
-                _ident(names["typed"]),
-                sql.SQL(", ").join(
-                    sql.SQL("add constraint {} check ({})").format(_ident(name), condition)
-                    for name, condition in checks
-                ),
-            )
-        )
+    already_enforced = (
+        {not_null_constraint_name(column) for column in required_columns(contract)}
+        if as_raw_storage
+        else set()
+    )
+    _alter_batch_table(
+        conn,
+        names,
+        [
+            sql.SQL("add constraint {} check ({})").format(_ident(name), condition)
+            for name, condition in suite_constraints(contract)
+            if name not in already_enforced
+        ],
+    )
 
 
 def drop_suite_constraints(conn: psycopg.Connection, contract: EntityContract, names: dict) -> None:
     """Remove what ``add_suite_constraints`` added: before the text landing, which keeps
     rows that break a rule so as to quarantine them, and before the table becomes raw's
     partition, where a later batch's rows must meet raw's rules, not this batch's suite."""
-    checks = suite_constraints(contract)
-    if checks:
+    _alter_batch_table(
+        conn,
+        names,
+        [
+            sql.SQL("drop constraint if exists {}").format(_ident(name))
+            for name, _ in suite_constraints(contract)
+        ],
+    )
+
+
+def _alter_batch_table(
+    conn: psycopg.Connection, names: dict, actions: list[sql.Composable]
+) -> None:
+    """One ALTER TABLE of the typed batch table with ``actions`` (none: no statement)."""
+    if actions:
         conn.execute(
             sql.SQL("alter table staging.{} {}").format(
-                _ident(names["typed"]),
-                sql.SQL(", ").join(
-                    sql.SQL("drop constraint if exists {}").format(_ident(name))
-                    for name, _ in checks
-                ),
+                _ident(names["typed"]), sql.SQL(", ").join(actions)
             )
         )
 

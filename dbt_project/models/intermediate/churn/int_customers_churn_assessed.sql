@@ -66,18 +66,14 @@ customers_in_scope as materialized (
 purchase_gaps as not materialized (
 
     select * from {{ ref('int_purchase_gaps_assessed_for_churn') }}
-    {%- if not changes.full %}
-    where customer_key in (select key_value from customers_in_scope)
-    {%- endif %}
+    {{ where_in_scope(changes) }}
 
 ),
 
 survey_responses as (
 
     select * from {{ ref('fct_survey_responses') }}
-    {%- if not changes.full %}
-    where customer_key in (select key_value from customers_in_scope)
-    {%- endif %}
+    {{ where_in_scope(changes) }}
 
 ),
 

@@ -109,9 +109,7 @@ customers_in_scope as materialized (
 interactions as (
 
     select * from all_interactions
-    {%- if not changes.full %}
-    where customer_key in (select key_value from customers_in_scope)
-    {%- endif %}
+    {{ where_in_scope(changes) }}
 
 ),
 
@@ -124,18 +122,14 @@ support_cases as (
 purchase_days as (
 
     select * from {{ ref('int_orders_aggregated_to_purchase_days') }}
-    {%- if not changes.full %}
-    where customer_key in (select key_value from customers_in_scope)
-    {%- endif %}
+    {{ where_in_scope(changes) }}
 
 ),
 
 purchase_gaps as (
 
     select * from {{ ref('int_purchase_gaps_assessed_for_churn') }}
-    {%- if not changes.full %}
-    where customer_key in (select key_value from customers_in_scope)
-    {%- endif %}
+    {{ where_in_scope(changes) }}
 
 ),
 

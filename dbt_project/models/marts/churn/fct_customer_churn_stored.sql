@@ -61,9 +61,7 @@ customers_in_scope as materialized (
 churn as (
 
     select * from {{ ref('int_customers_churn_assessed') }}
-    {%- if not changes.full %}
-    where customer_key in (select key_value from customers_in_scope)
-    {%- endif %}
+    {{ where_in_scope(changes) }}
 
 ),
 

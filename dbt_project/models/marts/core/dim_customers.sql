@@ -99,36 +99,28 @@ crm_customers as (
 identities as (
 
     select * from {{ ref('int_customers_resolved_across_sources') }}
-    {%- if not changes.full %}
-    where customer_key in (select key_value from customers_in_scope)
-    {%- endif %}
+    {{ where_in_scope(changes) }}
 
 ),
 
 orders as (
 
     select * from {{ ref('fct_orders') }}
-    {%- if not changes.full %}
-    where customer_key in (select key_value from customers_in_scope)
-    {%- endif %}
+    {{ where_in_scope(changes) }}
 
 ),
 
 survey_responses as (
 
     select * from {{ ref('fct_survey_responses') }}
-    {%- if not changes.full %}
-    where customer_key in (select key_value from customers_in_scope)
-    {%- endif %}
+    {{ where_in_scope(changes) }}
 
 ),
 
 referrals as (
 
     select * from {{ ref('fct_referrals') }}
-    {%- if not changes.full %}
-    where referrer_customer_key in (select key_value from customers_in_scope)
-    {%- endif %}
+    {{ where_in_scope(changes, 'referrer_customer_key') }}
 
 ),
 
@@ -136,9 +128,7 @@ referrals as (
 churn as (
 
     select * from {{ ref('int_customers_churn_assessed') }}
-    {%- if not changes.full %}
-    where customer_key in (select key_value from customers_in_scope)
-    {%- endif %}
+    {{ where_in_scope(changes) }}
 
 ),
 

@@ -51,9 +51,7 @@ customers_in_scope as materialized (
 purchase_days as (
 
     select * from {{ ref('int_orders_aggregated_to_purchase_days') }}
-    {%- if not changes.full %}
-    where customer_key in (select key_value from customers_in_scope)
-    {%- endif %}
+    {{ where_in_scope(changes) }}
 
 ),
 
