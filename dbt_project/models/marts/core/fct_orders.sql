@@ -186,42 +186,6 @@ candidate_orders as (
 
 ),
 
--- Every key, before and after, of a re-derived order: all its orders are renumbered.
-renumbered_keys as (
-
-    select previous.customer_key
-    from {{ this }} as previous
-    inner join candidate_orders
-        on previous.order_id = candidate_orders.order_id
-
-    union
-
-    select coalesce(by_email.customer_key, by_account.customer_key)
-    from orders
-    inner join candidate_orders
-        on orders.order_id = candidate_orders.order_id
-    left join identities as by_email
-        on by_email.identifier_type = 'email'
-        and orders.customer_email = by_email.identifier
-    left join identities as by_account
-        on by_account.identifier_type = 'sales_account'
-        and orders.sales_account_id = by_account.identifier
-
-),
-
-scope as (
-
-    select order_id from candidate_orders
-
-    union
-
-    select previous.order_id
-    from {{ this }} as previous
-    inner join renumbered_keys
-        on previous.customer_key = renumbered_keys.customer_key
-
-),
-
 {% endif %}
 
 -- Line margin = line revenue - quantity x unit cost (= quantity x unit_margin at list price);
@@ -316,6 +280,24 @@ derived as (
 
 ),
 
+{% if is_incremental() -%}
+-- Every key, before and after, of a re-derived order: all its orders are renumbered. The
+-- key each gets now comes from `resolved`, so the candidates' identities are looked up once.
+renumbered_keys as (
+
+    select previous.customer_key
+    from {{ this }} as previous
+    inner join candidate_orders
+        on previous.order_id = candidate_orders.order_id
+
+    union
+
+    select customer_key from resolved
+
+),
+
+{% endif -%}
+
 {#- Every column but the numbering, named once: the stored rows below line up with these. #}
 {%- set unnumbered_columns = ['order_id', 'customer_key', 'sales_account_id', 'customer_email', 'order_status', 'currency', 'line_count', 'item_quantity', 'order_total', 'revenue', 'refunded_amount', 'net_revenue', 'gross_margin', 'net_margin', 'is_cancelled', 'is_refunded', 'has_refund', 'ordered_date', 'ordered_at', 'last_refunded_at', 'updated_at', 'source_loaded_at'] %}
 
@@ -326,14 +308,15 @@ unnumbered as (
     {% if is_incremental() -%}
     union all
 
-    -- Orders in scope only to be numbered again: nothing of theirs was loaded and their key
-    -- did not move (else they would be candidates), so their stored row holds.
+    -- The other orders of those keys, only to be numbered again: nothing of theirs was loaded
+    -- and their key did not move (else they would be candidates), so their stored row holds.
+    -- Read through the customer_key index, not looked up again by order_id.
     select
         {%- for column in unnumbered_columns %}
         previous.{{ column }}{{ ',' if not loop.last }}
         {%- endfor %}
     from {{ this }} as previous
-    where previous.order_id in (select order_id from scope)
+    where previous.customer_key in (select customer_key from renumbered_keys)
         and not exists (
             select from candidate_orders
             where candidate_orders.order_id = previous.order_id
