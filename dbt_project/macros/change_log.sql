@@ -153,47 +153,13 @@
 {%- endmacro %}
 
 
-{#- Whether the fact's table in marts_build holds the same rows as the published one, so
-    that a build compares with and logs from it alone. True when the last publication
-    brought it up to date (generations.catch_up_retired_generation: "caught up" or "copied
-    in full") and no build has written to it since: no '#rows' log entry after that
-    publication's position (a build whose audit failed) and no null key (a build of it in
-    full, log_rebuilt_in_full). A failed or skipped catch-up, or no record, means both
-    generations are read, as before. At 1M customers the second
-    generation cost fct_order_lines 27k more index reads of 1.5 GB, and fct_orders as many
-    for its logged keys. -#}
-{% macro build_generation_is_published(target) %}
-    {%- if not execute or target.schema != var('marts_build_schema', 'marts_build') -%}
-        {{- return(false) -}}
-    {%- endif -%}
-    {%- set query -%}
-        select coalesce((
-            select (publication.retired_generation ->> '{{ target.identifier }}')
-                    ~ '^(caught up|copied in full)'
-                and publication.change_log_id is not null
-                and not exists (
-                    select from ops.mart_key_changes
-                    where producer in ('{{ change_log_name(target) }}#rows', '{{ change_log_name(target) }}')
-                        and (producer like '%#rows' or key_value is null)
-                        and change_id > publication.change_log_id
-                )
-            from ops.mart_publications as publication
-            order by publication.publication_id desc
-            limit 1
-        ), false)
-    {%- endset -%}
-    {{- return(run_query(query).columns[0].values()[0] is true) -}}
-{% endmacro %}
-
-
 {#- Strategy of a fact: drop the re-derived rows that change nothing, log the old and new
     key of every row replaced, then delete+insert.
 
-    "Old" is taken from both generations of the fact, unless they are known to be equal
-    (build_generation_is_published). The table being caught up (in marts_build) can be a
-    generation older than the one the readers last computed from, which is now published
-    in `marts`: an order added by the last build and re-keyed by this one is not in the
-    older table at all, and only `marts` knows the key it had. -#}
+    "Old" is taken from both generations of the fact. The table being caught up (in
+    marts_build) can be a generation older than the one the readers last computed from,
+    which is now published in `marts`: an order added by the last build and re-keyed by
+    this one is not in the older table at all, and only `marts` knows the key it had. -#}
 {% macro get_incremental_delete_insert_logging_keys_sql(arg_dict) %}
     {%- set keys = config.require('change_log_key') -%}
     {%- set keys = [keys] if keys is string else keys -%}
@@ -201,10 +167,7 @@
     {%- set target = arg_dict['target_relation'] -%}
     {%- set temp = arg_dict['temp_relation'] -%}
     {%- set published = adapter.get_relation(database=target.database, schema='marts', identifier=target.identifier) -%}
-    {%- set replaced = [target] -%}
-    {%- if published is not none and published != target and not build_generation_is_published(target) -%}
-        {%- do replaced.append(published) -%}
-    {%- endif -%}
+    {%- set replaced = [target] + ([published] if published is not none and published != target else []) -%}
     {%- set key_columns = [unique_key] if unique_key is string else unique_key -%}
     {#- A scope is a superset of what changed (every order of a customer with a new one is
         renumbered, and most keep their number): a re-derived row equal to the row it would
