@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rich.console import Console
 from rich.table import Table
 
 from cem_warehouse.orchestration.runner import run_pipeline
+from cem_warehouse.quality.gx_runner import data_docs_dir
+from cem_warehouse.transform.docs import dbt_docs_dir
 from cem_warehouse.warehouse.bootstrap import bootstrap
 from cem_warehouse.warehouse.connection import check_warehouse, connect
 from cem_warehouse.warehouse.embedded import ensure_warehouse
@@ -193,10 +197,20 @@ def print_answers(location: WarehouseLocation) -> None:
         + ", ".join(f"{stage} {count:,}" for stage, count in lifecycle)
         + " (marts.dim_customers.lifecycle_stage)"
     )
+    # Where they really are: CEM_HOME (and CEM_DBT_DOCS_DIR, CEM_GX_DOCS_DIR) move them.
     console.print(
-        "\nMore: dbt docs in .cem/dbt_docs/index.html, data-quality reports in .cem/gx_data_docs/index.html. "
+        f"\nMore: dbt docs in {_shown(dbt_docs_dir() / 'index.html')}, data-quality reports in "
+        f"{_shown(data_docs_dir() / 'index.html')}. "
         'Query the marts yourself: psql "$(.venv/bin/cem warehouse url --show-password)"'
     )
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the working directory when it is under it (``.cem/...``)."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 _ADVOCACY_COLUMNS = (
