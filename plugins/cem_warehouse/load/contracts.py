@@ -18,6 +18,10 @@ class Column:
     locked: bool = False
 
 
+# The kinds of index raw may keep on _loaded_at (EntityContract.loaded_at_index).
+LOADED_AT_INDEX_KINDS = ("brin", "btree")
+
+
 @dataclass(frozen=True)
 class EntityContract:
     source: str
@@ -39,9 +43,10 @@ class EntityContract:
     loaded_at_index: str = "brin"
 
     def __post_init__(self) -> None:
-        if self.loaded_at_index not in ("brin", "btree"):
+        if self.loaded_at_index not in LOADED_AT_INDEX_KINDS:
             raise ValueError(
-                f"{self.entity}: loaded_at_index must be 'brin' or 'btree', not {self.loaded_at_index!r}"
+                f"{self.entity}: loaded_at_index must be one of {', '.join(LOADED_AT_INDEX_KINDS)}, "
+                f"not {self.loaded_at_index!r}"
             )
 
     @property

@@ -15,7 +15,7 @@ from functools import cache
 import psycopg
 from psycopg import sql
 
-from cem_warehouse.load.contracts import EntityContract
+from cem_warehouse.load.contracts import LOADED_AT_INDEX_KINDS, EntityContract
 from cem_warehouse.quality.catalog_answers import constraint_name, not_null_constraint_name
 from cem_warehouse.warehouse.connection import connect
 from cem_warehouse.warehouse.settings import WarehouseLocation
@@ -108,7 +108,7 @@ def ensure_entity_tables(conn: psycopg.Connection, contract: EntityContract) -> 
             )
         )
         # The other kind, from a warehouse made before the contract chose this one.
-        for other in {"brin", "btree"} - {kind}:
+        for other in set(LOADED_AT_INDEX_KINDS) - {kind}:
             conn.execute(
                 sql.SQL("drop index if exists raw.{}").format(
                     _ident(f"{contract.raw_table}_loaded_at_{other}")

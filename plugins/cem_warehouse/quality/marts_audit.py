@@ -19,6 +19,8 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import psycopg
+
 from cem_warehouse import paths
 from cem_warehouse.errors import CemError
 from cem_warehouse.quality.catalog_answers import answered_by_the_catalog
@@ -120,7 +122,9 @@ def audit_marts(location: WarehouseLocation, *, raise_on_failure: bool = True) -
     return audit
 
 
-def _suite_run(catalog, definition: dict, table: str, published: dict[str, int]) -> dict:
+def _suite_run(
+    catalog: psycopg.Connection, definition: dict, table: str, published: dict[str, int]
+) -> dict:
     """What ``run_suite`` needs for one mart: its suite plus a volume check against the
     published mart, less what the catalog answers (``catalog_answers``)."""
     expectations = list(definition["expectations"])
