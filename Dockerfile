@@ -39,10 +39,12 @@ RUN useradd --uid "${AIRFLOW_UID}" --gid 0 --home-dir /home/airflow --create-hom
     && chown -R "${AIRFLOW_UID}:0" /opt/airflow /opt/cem \
     && chmod -R g+rwX /opt/airflow /opt/cem
 
-# Dependency layer: rebuilt only when the lock changes.
+# Dependency layer: rebuilt only when the lock changes. Compiled to bytecode here: with
+# PYTHONDONTWRITEBYTECODE=1 nothing is cached at run time, and every task process would compile
+# Airflow, dbt and GX from source again.
 COPY requirements.lock /opt/cem/requirements.lock
 RUN pip install "uv==${UV_VERSION}" \
-    && uv pip install --system -r /opt/cem/requirements.lock
+    && uv pip install --system --compile-bytecode -r /opt/cem/requirements.lock
 
 WORKDIR /opt/cem
 

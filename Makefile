@@ -12,10 +12,13 @@ $(BIN)/python:
 	$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "cem-warehouse needs Python 3.11 or newer; set PYTHON=python3.11 (or newer) and retry.")'
 	$(PYTHON) -m venv $(VENV)
 
-# Re-installs only when the lock or the project metadata changes.
-$(STAMP): $(BIN)/python requirements.lock pyproject.toml
+# Re-installs only when the lock, the project metadata or this recipe changes.
+# --compile-bytecode: where PYTHONDONTWRITEBYTECODE=1 is set (this machine, CI, our Dockerfile),
+# Python never caches what it compiles, so every process (each dbt build, each Airflow task)
+# compiled dbt, Airflow and GX from source again: 2-5 s per dbt start (docs/operations/marts.md).
+$(STAMP): $(BIN)/python requirements.lock pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet "uv==$(UV_VERSION)"
-	$(BIN)/uv pip sync --quiet --python $(BIN)/python requirements.lock
+	$(BIN)/uv pip sync --quiet --compile-bytecode --python $(BIN)/python requirements.lock
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
