@@ -521,6 +521,21 @@ def test_dockerfile_installs_the_lock_before_the_code(dockerfile: list[tuple[str
     assert copy_lock < install_lock < copy_code < install_project
 
 
+def test_dockerfile_compiles_the_dependencies_it_cannot_cache(
+    dockerfile: list[tuple[str, str]],
+) -> None:
+    """With PYTHONDONTWRITEBYTECODE=1 nothing compiled at run time is kept, so every task
+    process would compile Airflow, dbt and GX from source unless the install did it once."""
+    env = " ".join(args for kw, args in dockerfile if kw == "ENV")
+    install_lock = next(
+        args
+        for kw, args in dockerfile
+        if kw == "RUN" and re.search(r"uv pip (install|sync)\b.*requirements\.lock", args)
+    )
+    if re.search(r"PYTHONDONTWRITEBYTECODE=1\b", env):
+        assert "--compile-bytecode" in install_lock or "UV_COMPILE_BYTECODE=1" in env, install_lock
+
+
 def test_dockerfile_pins_the_makefile_uv(dockerfile: list[tuple[str, str]]) -> None:
     makefile_uv = re.search(r"^UV_VERSION\s*:?=\s*(\S+)", MAKEFILE.read_text(), re.M)
     assert makefile_uv
