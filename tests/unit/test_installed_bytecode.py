@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-# Modules the test process has not imported: their bytecode can only come from the install.
+# Under PYTHONDONTWRITEBYTECODE=1 no import writes bytecode, so what exists came from the install.
 HEAVY_ENTRY_POINTS = ("dbt.cli.main", "great_expectations.core.batch", "airflow.models.dag")
 
 
