@@ -229,14 +229,14 @@
     A model whose rows are never removed and whose producers log other keys than its own
     (invitations, from customer keys) sets change_log_names_this_key=false: its select
     finds the rows those keys touch, and only the rows it recomputed are replaced.
-    With change_log_skip_unchanged=true (a model whose rows are unique, outside the marts'
-    two generations) a recomputed row equal, column for column, to a stored row of the
-    same key changes nothing: the stored row stays, is not logged, and the new one is not
-    inserted. A scope is a superset of what changed (every purchase day of a customer with
-    a new one, every identifier of an account with a new order), and most of its rows come
-    out as they were: at 1M customers identity resolution re-derived 54k identifiers after
-    a one-day delta, and replacing and logging them took 3.2 s on the chain of models every
-    later one waits for. -#}
+    With change_log_skip_unchanged=true (a model whose rows are unique) a recomputed row
+    equal, column for column, to a stored row of the same key (and, for a mart, to the
+    published generation's row too) changes nothing: the stored row stays, is not logged,
+    and the new one is not inserted. A scope is a superset of what changed (every purchase
+    day of a customer with a new one, every identifier of an account with a new order), and
+    most of its rows come out as they were: at 1M customers identity resolution re-derived
+    54k identifiers after a one-day delta, and replacing and logging them took 3.2 s on the
+    chain of models every later one waits for. -#}
 {% macro get_incremental_replace_changed_keys_sql(arg_dict) %}
     {%- set key = config.require('change_log_key') -%}
     {%- set producers = config.require('change_log_producers') -%}
@@ -267,24 +267,36 @@
         ))
     {%- endset -%}
     {%- set skip_unchanged = config.get('change_log_skip_unchanged', false) and not state.full -%}
+    {%- set is_mart = target.schema == var('marts_build_schema', 'marts_build') -%}
     {%- if skip_unchanged %}
-    {%- if target.schema == var('marts_build_schema', 'marts_build') %}
-        {{ exceptions.raise_compiler_error("change_log_skip_unchanged compares with one generation only: not for a mart") }}
-    {%- endif %}
     {%- set unchanged = adapter.quote(temp.identifier ~ '__unchanged') %}
     {%- set row_key = arg_dict['unique_key'] %}
     {%- if row_key is not string %}
         {{ exceptions.raise_compiler_error("change_log_skip_unchanged needs unique_key: the one column that identifies a row (indexed)") }}
     {%- endif %}
+    {#- A mart's rows are in two generations, and the catch-up after the swap replaces, from
+        the published one, exactly the keys this build logs: a row is left alone only when
+        the published generation holds it as well, unchanged, so both stay equal without it. -#}
+    {%- set published = adapter.get_relation(database=target.database, schema='marts', identifier=target.identifier) if is_mart else none -%}
+    {%- if is_mart and replaced_key != row_key %}
+        {{ exceptions.raise_compiler_error("change_log_skip_unchanged on a mart needs change_log_replaced_key = unique_key: the catch-up replaces the keys it logs") }}
+    {%- endif %}
     {#- the stored rows that the recomputed ones repeat: found by the row's own unique key
         (one index probe each; by the customer key, half as fast at 1M customers), then
         compared column for column -#}
     create temporary table {{ unchanged }} as
-    select fresh.ctid as fresh_row, kept.ctid as kept_row
+    select fresh.ctid as fresh_row, kept.ctid as kept_row, fresh.{{ row_key }} as row_key
     from {{ temp }} as fresh
     inner join {{ target }} as kept
         on kept.{{ row_key }} = fresh.{{ row_key }}
-        and {{ rows_are_equal('kept', 'fresh', arg_dict['dest_columns']) }};
+        and {{ rows_are_equal('kept', 'fresh', arg_dict['dest_columns']) }}
+    {%- if published is not none and published != target %}
+    where exists (
+        select from {{ published }} as other
+        where other.{{ row_key }} = fresh.{{ row_key }}
+            and {{ rows_are_equal('other', 'fresh', arg_dict['dest_columns']) }}
+    )
+    {%- endif %};
     delete from {{ temp }} where ctid in (select fresh_row from {{ unchanged }});
     {%- endif %}
     {%- set replaced_rows -%}
@@ -307,8 +319,7 @@
         select {{ replaced_key }} as key_value from {{ target }} where {{ replaced_rows }}
         union
         select {{ replaced_key }} from {{ temp }}
-        {%- if replaced_key == key and config.get('change_log_names_this_key', true)
-            and target.schema == var('marts_build_schema', 'marts_build') %}
+        {%- if replaced_key == key and config.get('change_log_names_this_key', true) and is_mart %}
         {#- A mart's every key in scope, also one in neither the table it starts from nor
             its result: the other generation may hold a row of it (a customer created by
             the last build and re-keyed by this one), which the catch-up after the swap
@@ -317,7 +328,11 @@
         {{ changed_keys_since_last_build(state, producers) | indent(8) }}
         {%- endif %}
     ) as replaced
-    where replaced.key_value is not null;
+    where replaced.key_value is not null
+    {%- if skip_unchanged and is_mart %}
+        -- equal in both generations: nothing for the catch-up to do
+        and replaced.key_value not in (select cast(row_key as text) from {{ unchanged }})
+    {%- endif %};
     {%- endif %}
     delete from {{ target }}
     where {{ replaced_rows }};

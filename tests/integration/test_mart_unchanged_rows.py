@@ -1,0 +1,69 @@
+"""A per-customer mart leaves the customers it recomputed and found unchanged alone.
+
+dim_customers recomputes every customer its producers logged (change_log_skip_unchanged on
+``replace_changed_keys``). A recomputed row equal to the stored row and to the published
+generation's row is neither rewritten nor logged: the catch-up after the swap replaces the
+logged keys from the published generation, and both generations already hold that row. A
+row the published generation holds differently is rewritten and logged, so that the
+catch-up brings the retired generation up to the new one.
+"""
+
+from __future__ import annotations
+
+from cem_warehouse.transform.dbt import run_dbt
+from cem_warehouse.transform.marts import build_marts
+from cem_warehouse.warehouse.connection import connect
+
+
+def _rows_by_key(conn, table: str) -> dict[str, tuple]:
+    return {
+        row[0]: row[1:]
+        for row in conn.execute(f"select customer_key, ctid::text, * from {table}").fetchall()
+    }
+
+
+def test_dim_customers_rewrites_and_logs_only_rows_that_differ_in_a_generation(stand_ins):
+    stand_ins.ingest_all()
+    build_marts(stand_ins.warehouse, full_refresh=True)
+    # A second publication: marts_build now holds the retired generation, caught up.
+    build_marts(stand_ins.warehouse)
+
+    with connect(stand_ins.warehouse) as conn:
+        stored = _rows_by_key(conn, "marts_build.dim_customers")
+        assert len(stored) > 100
+        # The published generation holds one customer differently (as when the catch-up
+        # after the last swap was skipped and marts_build is a generation older).
+        differing = conn.execute(
+            "select customer_key from marts.dim_customers where segment is not null "
+            "order by customer_key limit 1"
+        ).fetchone()[0]
+        conn.execute(
+            "update marts.dim_customers set segment = segment || ' (older)' where customer_key = %s",
+            (differing,),
+        )
+        # Every customer logged as changed by a producer dim_customers reads, as a day
+        # touching all of them would.
+        conn.execute(
+            "insert into ops.mart_key_changes (producer, key_value) "
+            "select 'staging.int_customers_churn_assessed', customer_key from marts_build.dim_customers"
+        )
+        before = conn.execute("select max(change_id) from ops.mart_key_changes").fetchone()[0]
+        conn.commit()
+
+    run_dbt(stand_ins.warehouse, ["run", "--select", "dim_customers"])
+
+    with connect(stand_ins.warehouse) as conn:
+        after = _rows_by_key(conn, "marts_build.dim_customers")
+        logged = {
+            key
+            for (key,) in conn.execute(
+                "select key_value from ops.mart_key_changes "
+                "where change_id > %s and producer = 'marts_build.dim_customers'",
+                (before,),
+            ).fetchall()
+        }
+    assert logged == {differing}, "only the customer a generation holds differently is logged"
+    assert after.keys() == stored.keys()
+    rewritten = {key for key in stored if after[key][0] != stored[key][0]}  # their ctid moved
+    assert rewritten == {differing}, "unchanged customers were rewritten"
+    assert after[differing][1:] == stored[differing][1:], "the rewritten row is what it was"
