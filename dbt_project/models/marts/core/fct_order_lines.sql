@@ -216,12 +216,8 @@ final as (
         orders.is_cancelled,
         orders.ordered_date,
         orders.ordered_at,
-        -- The watermark of incremental builds: the line's own load. Not its order's too: a
-        -- status change reloads the order, and its unchanged lines then came out different
-        -- in this column alone (27k of the 52k lines a one-day delta wrote at 1M customers,
-        -- each replaced, logged and caught up in the other generation). An order loaded
-        -- after the newest line stays in scope (changed_orders) until a later line passes it.
-        order_lines.loaded_at as source_loaded_at
+        -- the watermark of incremental builds
+        greatest(order_lines.loaded_at, orders.source_loaded_at) as source_loaded_at
 
     from order_lines
     left join orders
