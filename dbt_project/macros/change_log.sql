@@ -153,6 +153,24 @@
 {%- endmacro %}
 
 
+{#- Whether `relation` is a mart being built: one of the two generations of its table, which
+    the catch-up after the swap brings up to date from the rows the build logged. -#}
+{% macro is_mart_build(relation) -%}
+    {{- return(relation.schema == var('marts_build_schema', 'marts_build')) -}}
+{%- endmacro %}
+
+
+{#- The other generation of a mart being built: its published table in `marts` (none for
+    any other relation, and before the mart's first publication). -#}
+{% macro published_generation(relation) -%}
+    {%- if not is_mart_build(relation) -%}
+        {{- return(none) -}}
+    {%- endif -%}
+    {%- set published = adapter.get_relation(database=relation.database, schema='marts', identifier=relation.identifier) -%}
+    {{- return(published if published is not none and published != relation else none) -}}
+{%- endmacro %}
+
+
 {#- Strategy of a fact: drop the re-derived rows that change nothing, log the old and new
     key of every row replaced, then delete+insert.
 
@@ -166,8 +184,8 @@
     {%- set unique_key = arg_dict['unique_key'] -%}
     {%- set target = arg_dict['target_relation'] -%}
     {%- set temp = arg_dict['temp_relation'] -%}
-    {%- set published = adapter.get_relation(database=target.database, schema='marts', identifier=target.identifier) -%}
-    {%- set replaced = [target] + ([published] if published is not none and published != target else []) -%}
+    {%- set published = published_generation(target) -%}
+    {%- set replaced = [target] + ([published] if published is not none else []) -%}
     {%- set key_columns = [unique_key] if unique_key is string else unique_key -%}
     {#- A scope is a superset of what changed (every order of a customer with a new one is
         renumbered, and most keep their number): a re-derived row equal to the row it would
@@ -183,7 +201,7 @@
                 {{ rows_are_equal('kept', 'fresh', arg_dict['dest_columns']) }}
         )
         {%- endfor %};
-    {%- if target.schema == var('marts_build_schema', 'marts_build') and unique_key is string %}
+    {%- if is_mart_build(target) and unique_key is string %}
     {#- The rows this build wrote into a mart: after the swap they are exactly where the two
         generations differ, and the retired one is brought up to date from them
         (cem_warehouse.transform.generations). A log of its own (producer name + '#rows'):
@@ -267,7 +285,7 @@
         ))
     {%- endset -%}
     {%- set skip_unchanged = config.get('change_log_skip_unchanged', false) and not state.full -%}
-    {%- set is_mart = target.schema == var('marts_build_schema', 'marts_build') -%}
+    {%- set is_mart = is_mart_build(target) -%}
     {%- if skip_unchanged %}
     {%- set unchanged = adapter.quote(temp.identifier ~ '__unchanged') %}
     {%- set row_key = arg_dict['unique_key'] %}
@@ -277,7 +295,7 @@
     {#- A mart's rows are in two generations, and the catch-up after the swap replaces, from
         the published one, exactly the keys this build logs: a row is left alone only when
         the published generation holds it as well, unchanged, so both stay equal without it. -#}
-    {%- set published = adapter.get_relation(database=target.database, schema='marts', identifier=target.identifier) if is_mart else none -%}
+    {%- set published = published_generation(target) -%}
     {%- if is_mart and replaced_key != row_key %}
         {{ exceptions.raise_compiler_error("change_log_skip_unchanged on a mart needs change_log_replaced_key = unique_key: the catch-up replaces the keys it logs") }}
     {%- endif %}
@@ -290,7 +308,7 @@
     inner join {{ target }} as kept
         on kept.{{ row_key }} = fresh.{{ row_key }}
         and {{ rows_are_equal('kept', 'fresh', arg_dict['dest_columns']) }}
-    {%- if published is not none and published != target %}
+    {%- if published is not none %}
     where exists (
         select from {{ published }} as other
         where other.{{ row_key }} = fresh.{{ row_key }}
