@@ -329,3 +329,21 @@ def test_incremental_models_analyze_only_when_stale_and_leave_unchanged_rows(
         conn.commit()
     run_dbt(stand_ins.warehouse, ["run", "--select", resolved])
     assert _analyzed_at(stand_ins.warehouse, resolved) > built
+
+
+def test_every_model_prefetches_scattered_reads_for_its_own_transaction(
+    database_factory, tmp_path, monkeypatch
+):
+    """The project-wide pre-hook (macros/prefetch_reads.sql), as dbt renders it, raises
+    effective_io_concurrency for the model's transaction only, on the real server."""
+    monkeypatch.setenv("CEM_HOME", str(tmp_path / "state"))
+    warehouse = database_factory()
+    output = run_dbt(warehouse, ["compile", "--inline", "{{ prefetch_reads() }}"])
+    hook = output[output.index("do $prefetch$") : output.index("$prefetch$", output.index("begin"))]
+    hook += "$prefetch$"
+    with connect(warehouse) as conn:
+        default = _scalar(conn, "show effective_io_concurrency")
+        conn.execute(hook)
+        assert _scalar(conn, "show effective_io_concurrency") == "256"
+        conn.commit()  # the model's transaction ends
+        assert _scalar(conn, "show effective_io_concurrency") == default
