@@ -30,8 +30,8 @@
     array of keys (`= any(array(...))`) read by a bitmap heap scan, with index scans off:
     the bitmap reads the pages in file order and asks for many at once (prefetch_reads),
     where an index scan waits for one page after the other. With the table out of the page
-    cache its select took 5.3 s instead of 27.6 s, and 2.6-2.7 s instead of 3.1-3.6 s
-    with the table in memory (docs/operations/marts.md, "Reading from disk"). -#}
+    cache its select took 5.6-6.1 s instead of 17.2-17.7 s, and 2.6-2.7 s instead of
+    3.1-3.6 s with the table in memory (docs/operations/marts.md, "Reading from disk"). -#}
 
 {#- the models whose change log it reads -#}
 {%- set producers = ['int_identity_observations'] %}
