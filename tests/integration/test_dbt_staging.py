@@ -339,8 +339,8 @@ def test_every_model_prefetches_scattered_reads_for_its_own_transaction(
     monkeypatch.setenv("CEM_HOME", str(tmp_path / "state"))
     warehouse = database_factory()
     output = run_dbt(warehouse, ["compile", "--inline", "{{ prefetch_reads() }}"])
-    hook = output[output.index("do $prefetch$") : output.index("$prefetch$", output.index("begin"))]
-    hook += "$prefetch$"
+    # the DO block as dbt printed it, from its opening to its closing dollar quote
+    hook = output[output.index("do $prefetch$") : output.rindex("$prefetch$") + len("$prefetch$")]
     with connect(warehouse) as conn:
         default = _scalar(conn, "show effective_io_concurrency")
         conn.execute(hook)
