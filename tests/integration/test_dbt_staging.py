@@ -334,11 +334,20 @@ def test_incremental_models_analyze_only_when_stale_and_leave_unchanged_rows(
 def test_every_model_prefetches_scattered_reads_for_its_own_transaction(
     database_factory, tmp_path, monkeypatch
 ):
-    """The project-wide pre-hook (macros/prefetch_reads.sql), as dbt renders it, raises
-    effective_io_concurrency for the model's transaction only, on the real server."""
+    """The project-wide pre-hook (macros/prefetch_reads.sql) is on every model, and as dbt
+    renders it, it raises effective_io_concurrency for the model's transaction only, on the
+    real server."""
     monkeypatch.setenv("CEM_HOME", str(tmp_path / "state"))
     warehouse = database_factory()
     output = run_dbt(warehouse, ["compile", "--inline", "{{ prefetch_reads() }}"])
+    manifest = json.loads((tmp_path / "state" / "dbt" / "target" / "manifest.json").read_text())
+    models = [node for node in manifest["nodes"].values() if node["resource_type"] == "model"]
+    without = [
+        model["name"]
+        for model in models
+        if not any("prefetch_reads()" in hook["sql"] for hook in model["config"]["pre-hook"])
+    ]
+    assert models and not without, f"models without the prefetch pre-hook: {without}"
     # the DO block as dbt printed it, from its opening to its closing dollar quote
     hook = output[output.index("do $prefetch$") : output.rindex("$prefetch$") + len("$prefetch$")]
     with connect(warehouse) as conn:
