@@ -27,7 +27,7 @@ from cem_warehouse.load.policy import SourcePolicy
 from cem_warehouse.sources.clients.spool import CHUNK_BYTES
 from cem_warehouse.sources.contracts import SALES
 from cem_warehouse.warehouse.bootstrap import bootstrap
-from cem_warehouse.warehouse.connection import connect
+from cem_warehouse.warehouse.connection import connect, describe_server
 from cem_warehouse.warehouse.embedded import _bin_dir, ensure_warehouse
 from cem_warehouse.warehouse.settings import WarehouseLocation
 
@@ -233,7 +233,7 @@ def bench_ingest(rows: int, server: WarehouseLocation | None = None, rounds: int
             "peak_rss_mb_of_loader_process": round(
                 resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1
             ),
-            "server": f"PostgreSQL at {server.host}:{server.port}",
+            "server": describe_server(server),
         }
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

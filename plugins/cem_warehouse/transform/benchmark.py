@@ -32,7 +32,7 @@ from rich.console import Console
 
 from cem_warehouse.transform.dbt import dbt_target_dir
 from cem_warehouse.transform.publish import Publication
-from cem_warehouse.warehouse.connection import connect
+from cem_warehouse.warehouse.connection import connect, describe_server
 from cem_warehouse.warehouse.settings import WarehouseLocation
 
 GOALS = {
@@ -263,7 +263,7 @@ def bench_marts(customers: int, seed: int = 42, *, keep: bool = False) -> dict:
         "dbt": timings,
         "rows": counts,
         "blocked_batches": blocked,
-        "server": f"PostgreSQL at {server.host}:{server.port}",
+        "server": describe_server(server),
         **({"kept": kept} if kept else {}),
     }
 
