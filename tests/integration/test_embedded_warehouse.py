@@ -204,3 +204,22 @@ def test_bad_shared_buffers_setting_is_one_clear_line_before_anything_starts(emb
     with pytest.raises(CemError, match="CEM_EMBEDDED_SHARED_BUFFERS_MB='6GB' is not a whole"):
         embedded.up()
     assert not embedded.status().running
+
+
+def test_cli_advises_a_bigger_cache_for_an_external_server_left_at_the_default(
+    embedded, monkeypatch
+):
+    monkeypatch.setenv("CEM_EMBEDDED_SHARED_BUFFERS_MB", "128")
+    external = {"CEM_WAREHOUSE_URL": embedded.up().url}
+    status = _cem("warehouse", "status", env=external)
+    assert status.returncode == 0, status.stderr
+    assert "shared_buffers of 128MB (PostgreSQL's default)" in status.stdout
+    assert "ALTER SYSTEM SET shared_buffers" in status.stdout
+
+    embedded.down()
+    monkeypatch.setenv("CEM_EMBEDDED_SHARED_BUFFERS_MB", "256")
+    external = {"CEM_WAREHOUSE_URL": embedded.up().url}
+    for action in ("status", "up"):
+        result = _cem("warehouse", action, env=external)
+        assert result.returncode == 0, result.stderr
+        assert "shared_buffers" not in result.stdout, action
