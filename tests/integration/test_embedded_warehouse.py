@@ -11,11 +11,7 @@ import pytest
 
 from cem_warehouse.errors import CemError, WarehouseUnavailableError
 from cem_warehouse.warehouse.connection import connect
-from cem_warehouse.warehouse.embedded import (
-    EmbeddedWarehouse,
-    binary_major_version,
-    shared_buffers_mb,
-)
+from cem_warehouse.warehouse.embedded import EmbeddedWarehouse, binary_major_version
 from cem_warehouse.warehouse.settings import configured_warehouse
 
 
@@ -178,48 +174,3 @@ def test_configured_server_is_used_as_is(server, monkeypatch):
     """With CEM_WAREHOUSE_URL set, nothing embedded is started and the URL is the warehouse."""
     monkeypatch.setenv("CEM_WAREHOUSE_URL", server.url)
     assert configured_warehouse() == server
-
-
-def _shared_buffers(location) -> str:
-    with connect(location, autocommit=True) as conn:
-        return conn.execute("show shared_buffers").fetchone()[0]
-
-
-def test_server_caches_a_quarter_of_memory_and_follows_the_setting_at_each_start(
-    embedded, monkeypatch
-):
-    """Pages in the server's own buffers stay in memory; the page cache may be paged out."""
-    assert _shared_buffers(embedded.up()) == f"{shared_buffers_mb()}MB"
-    embedded.down()
-    # A warehouse created by an earlier version holds a fixed value in its own config; the
-    # value given at start wins over it.
-    with open(embedded.data_dir / "postgresql.auto.conf", "a") as conf:
-        conf.write("shared_buffers = '256MB'\n")
-    monkeypatch.setenv("CEM_EMBEDDED_SHARED_BUFFERS_MB", "64")
-    assert _shared_buffers(embedded.up()) == "64MB"
-
-
-def test_bad_shared_buffers_setting_is_one_clear_line_before_anything_starts(embedded, monkeypatch):
-    monkeypatch.setenv("CEM_EMBEDDED_SHARED_BUFFERS_MB", "6GB")
-    with pytest.raises(CemError, match="CEM_EMBEDDED_SHARED_BUFFERS_MB='6GB' is not a whole"):
-        embedded.up()
-    assert not embedded.status().running
-
-
-def test_cli_advises_a_bigger_cache_for_an_external_server_left_at_the_default(
-    embedded, monkeypatch
-):
-    monkeypatch.setenv("CEM_EMBEDDED_SHARED_BUFFERS_MB", "128")
-    external = {"CEM_WAREHOUSE_URL": embedded.up().url}
-    status = _cem("warehouse", "status", env=external)
-    assert status.returncode == 0, status.stderr
-    assert "shared_buffers of 128MB (PostgreSQL's default)" in status.stdout
-    assert "ALTER SYSTEM SET shared_buffers" in status.stdout
-
-    embedded.down()
-    monkeypatch.setenv("CEM_EMBEDDED_SHARED_BUFFERS_MB", "256")
-    external = {"CEM_WAREHOUSE_URL": embedded.up().url}
-    for action in ("status", "up"):
-        result = _cem("warehouse", action, env=external)
-        assert result.returncode == 0, result.stderr
-        assert "shared_buffers" not in result.stdout, action

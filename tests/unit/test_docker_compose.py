@@ -595,15 +595,3 @@ def test_lock_ships_the_celery_executor() -> None:
         if "==" in line and not line.lstrip().startswith("#")
     }
     assert {"apache-airflow-providers-celery", "celery", "redis"} <= pinned
-
-
-def test_warehouse_server_is_given_a_cache_sized_for_a_warehouse(
-    services: dict[str, Any], documented_vars: dict[str, str]
-) -> None:
-    """PostgreSQL's 128 MB default leaves incremental builds reading from disk (marts.md)."""
-    command = " ".join(map(str, services["warehouse"]["command"]))
-    (setting,) = [part for part in command.split() if part.startswith("shared_buffers=")]
-    variable, operator, default = substitutions(setting)[0]
-    assert (variable, operator) == ("CEM_WAREHOUSE_SHARED_BUFFERS", ":-")
-    assert re.fullmatch(r"\d+(MB|GB)", default), "PostgreSQL's memory units"
-    assert documented_vars[variable] == default

@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from cem_warehouse.warehouse.connection import check_warehouse, small_cache_advice
+from cem_warehouse.warehouse.connection import check_warehouse
 from cem_warehouse.warehouse.embedded import EmbeddedWarehouse
-from cem_warehouse.warehouse.settings import (
-    WarehouseLocation,
-    configured_warehouse,
-    warehouse_location,
-)
+from cem_warehouse.warehouse.settings import configured_warehouse, warehouse_location
 
 
 def run(args: argparse.Namespace) -> int:
@@ -26,7 +22,6 @@ def run(args: argparse.Namespace) -> int:
             print(
                 f"Using CEM_WAREHOUSE_URL: {configured.redacted_url} (PostgreSQL {major}); nothing to start."
             )
-            _advise_on_cache(configured)
         else:
             location = embedded.up()
             print(
@@ -51,7 +46,6 @@ def run(args: argparse.Namespace) -> int:
     if configured is not None:
         major = check_warehouse(configured)
         print(f"external  {configured.redacted_url}  PostgreSQL {major}  reachable")
-        _advise_on_cache(configured)
         return 0
     status = embedded.status()
     if status.running:
@@ -63,13 +57,6 @@ def run(args: argparse.Namespace) -> int:
     state = "stopped" if status.initialised else "not initialised"
     print(f"embedded  {state}  data {status.data_dir}  (start it with `cem warehouse up`)")
     return 3
-
-
-def _advise_on_cache(location: WarehouseLocation) -> None:
-    # Only for servers we do not start: the embedded one sizes its own cache.
-    advice = small_cache_advice(location)
-    if advice:
-        print(advice)
 
 
 def _bootstrap() -> None:

@@ -95,33 +95,8 @@ def check_warehouse(target: WarehouseLocation | str) -> int:
 _CACHE_SETTINGS = ("shared_buffers", "effective_io_concurrency")
 
 
-# PostgreSQL's default; a warehouse server left at it reads most of what a build probes
-# from disk whenever the kernel drops its page cache.
-_DEFAULT_SHARED_BUFFERS_BYTES = 128 * 1024 * 1024
-
-
-def small_cache_advice(target: WarehouseLocation | str) -> str | None:
-    """One line of advice when the server keeps no more than PostgreSQL's default cache."""
-    location = _location(target)
-    with connect(location, autocommit=True) as conn:
-        cache_bytes = conn.execute(
-            "select setting::bigint * pg_size_bytes(coalesce(unit, '1B')) "
-            "from pg_settings where name = 'shared_buffers'"
-        ).fetchone()[0]
-    if cache_bytes > _DEFAULT_SHARED_BUFFERS_BYTES:
-        return None
-    return (
-        f"note: {location.host}:{location.port} runs with shared_buffers of "
-        f"{cache_bytes // (1024 * 1024)}MB (PostgreSQL's default); incremental builds then read "
-        "much of what they look up from disk. Give it about a quarter of the server's memory "
-        "(for example ALTER SYSTEM SET shared_buffers = '4GB' on a 16 GB server, then restart "
-        "it); see "
-        'docs/operations/marts.md, "Reading from disk".'
-    )
-
-
 def describe_server(target: WarehouseLocation | str) -> str:
-    """'PostgreSQL 18.1 at host:port (shared_buffers 6GB, effective_io_concurrency 16)'."""
+    """'PostgreSQL 18.1 at host:port (shared_buffers 256MB, effective_io_concurrency 16)'."""
     location = _location(target)
     with connect(location, autocommit=True) as conn:
         version = conn.execute("show server_version").fetchone()[0].split()[0]

@@ -28,10 +28,6 @@ from cem_warehouse.warehouse.settings import WarehouseLocation
 
 DEFAULT_PORT = 55432
 PORT_ENV = "CEM_EMBEDDED_PORT"
-SHARED_BUFFERS_ENV = "CEM_EMBEDDED_SHARED_BUFFERS_MB"
-# PostgreSQL's own default, and a ceiling past which a bigger cache mostly costs memory.
-_SHARED_BUFFERS_FLOOR_MB = 128
-_SHARED_BUFFERS_CEILING_MB = 8192
 SUPERUSER = "cem"
 DATABASE = "cem"
 _SYSTEM_USER = "embedded_postgres"
@@ -106,40 +102,6 @@ def _configured_port() -> int:
         meaning=f"a free unprivileged TCP port such as {DEFAULT_PORT}",
         minimum=1024,
         maximum=65535,
-    )
-
-
-def _usable_memory_bytes() -> int:
-    """Physical memory, or the container's cgroup limit when that is lower."""
-    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    for limit_file in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
-        try:
-            limit = Path(limit_file).read_text().strip()
-        except OSError:
-            continue
-        if limit.isdigit():
-            total = min(total, int(limit))
-    return total
-
-
-def shared_buffers_mb(usable_memory_bytes: int | None = None) -> int:
-    """The embedded server's ``shared_buffers``: a quarter of the machine's memory, 128 MB-8 GB.
-
-    PostgreSQL's 128 MB default leaves a warehouse's pages to the kernel's page cache, which
-    some machines page out after a minute unused (stop 30 in docs/operations/marts.md); the
-    server's own buffers are not file pages and stay, so an incremental build finds the
-    indexes and rows it probes where the previous build left them. A quarter of memory is
-    the usual sizing for a dedicated server; ``CEM_EMBEDDED_SHARED_BUFFERS_MB`` overrides it
-    on a machine the warehouse shares.
-    """
-    memory = _usable_memory_bytes() if usable_memory_bytes is None else usable_memory_bytes
-    quarter_mb = memory // 4 // (1024 * 1024)
-    default = max(_SHARED_BUFFERS_FLOOR_MB, min(_SHARED_BUFFERS_CEILING_MB, quarter_mb))
-    return whole_number_from_env(
-        SHARED_BUFFERS_ENV,
-        default,
-        meaning="the embedded server's shared_buffers in MB, such as 1024",
-        minimum=16,
     )
 
 
@@ -339,12 +301,12 @@ class EmbeddedWarehouse:
         self._write_state({"password": password, "user": SUPERUSER, "database": DATABASE})
         # Bulk loads write a lot of WAL; fewer forced checkpoints keep COPY fast.
         with open(self.data_dir / "postgresql.auto.conf", "a") as conf:
-            conf.write("max_wal_size = '4GB'\ncheckpoint_timeout = '15min'\n")
+            conf.write(
+                "max_wal_size = '4GB'\ncheckpoint_timeout = '15min'\nshared_buffers = '256MB'\n"
+            )
 
     def _start(self, port: int) -> None:
-        # Sized at every start (not written at initdb), so the cache follows the machine and
-        # the setting; the command line also wins over what older warehouses' config holds.
-        options = f"-p {port} -h 127.0.0.1 -k '' -c shared_buffers={shared_buffers_mb()}MB"
+        options = f"-p {port} -h 127.0.0.1 -k ''"
         try:
             self._run_as_owner(
                 [
