@@ -15,9 +15,23 @@
     transaction (wait_for_raw_publishes).
 -#}
 {% macro incremental_watermark() -%}
-    {%- if execute and is_incremental() -%}
+    {%- if is_incremental() -%}
+        {{ watermark_of(this) }}
+    {%- else -%}
+        cast('-infinity' as timestamptz)
+    {%- endif -%}
+{%- endmacro %}
+
+
+{#-
+    The same for any incremental table of the generation being built, for a model that reads
+    what another one holds (fct_orders reads the lines fct_order_lines stored): every raw row
+    loaded up to that table's watermark is in it, whatever built it.
+-#}
+{% macro watermark_of(relation) -%}
+    {%- if execute -%}
         {%- set query -%}
-            select cast(coalesce(max(source_loaded_at), '-infinity'::timestamptz) as text) from {{ this }}
+            select cast(coalesce(max(source_loaded_at), '-infinity'::timestamptz) as text) from {{ relation }}
         {%- endset -%}
         {%- set loaded_at = run_query(query).columns[0].values()[0] -%}
         cast('{{ loaded_at }}' as timestamptz)
