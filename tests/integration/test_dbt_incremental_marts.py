@@ -458,3 +458,83 @@ def test_incremental_builds_equal_a_full_refresh(stand_ins, tmp_path, monkeypatc
             "and table_name in ('fct_customer_churn', 'fct_customer_repurchase')"
         ).fetchall()
     assert len(views) == 4, views
+
+
+def _refund_the_newest_order(sales_db, refund_id: int) -> int:
+    """A refund of the order written last (its lines came with it): the order becomes a
+    candidate of the next incremental fct_orders, which must sum its lines again."""
+    with connect(sales_db) as conn:
+        order_id, now = conn.execute(
+            "select o.order_id, greatest((select max(updated_at) from orders), "
+            "(select max(updated_at) from refunds)) + interval '1 second' "
+            "from orders as o where o.status <> 'cancelled' and o.order_total >= 1 "
+            "and exists (select from order_lines as l where l.order_id = o.order_id) "
+            "order by o.created_at desc, o.order_id desc limit 1"
+        ).fetchone()
+        conn.execute(
+            "insert into refunds (refund_id, order_id, amount, reason, refunded_at, created_at, "
+            "updated_at) values (%s, %s, 1.00, 'damaged', %s, %s, %s)",
+            (refund_id, order_id, now, now, now),
+        )
+        conn.commit()
+    return order_id
+
+
+def _assert_fct_orders_equal_a_full_refresh(warehouse) -> None:
+    run_dbt(
+        warehouse,
+        [
+            "run",
+            "--full-refresh",
+            "--select",
+            "fct_orders",
+            "--vars",
+            '{"marts_build_schema": "marts_full"}',
+        ],
+    )
+    with connect(warehouse) as conn:
+        differing = conn.execute(
+            "select (select count(*) from (select * from marts_build.fct_orders "
+            "except all select * from marts_full.fct_orders) as incremental_only), "
+            "(select count(*) from (select * from marts_full.fct_orders "
+            "except all select * from marts_build.fct_orders) as full_only)"
+        ).fetchone()
+    assert differing == (0, 0), f"fct_orders: {differing} rows only incremental / only full"
+
+
+def test_orders_sum_their_lines_when_fct_order_lines_lags_behind_or_is_missing(
+    stand_ins, tmp_path, monkeypatch
+):
+    """fct_orders finds its candidates' lines through fct_order_lines of the same generation
+    and raw's rows loaded since the earlier of the two watermarks. A build that failed after
+    fct_orders leaves fct_order_lines a day behind; one that failed before fct_order_lines
+    was ever built leaves none, and fct_orders then scans raw."""
+    monkeypatch.setenv("CEM_HOME", str(tmp_path / "state"))
+    warehouse = stand_ins.warehouse
+    stand_ins.ingest_all()
+    run_dbt(warehouse, ["run", "--select", "+fct_order_lines"])
+    generate_next_day(stand_ins.targets, params=BUSY_DAY)
+    stand_ins.ingest_all()
+    # The day's build stops after fct_orders: fct_order_lines keeps day 0 only.
+    run_dbt(warehouse, ["run", "--select", "+fct_orders"])
+    lagging = _refund_the_newest_order(stand_ins.sales_db, refund_id=900_000_101)
+    stand_ins.ingest_all()
+    run_dbt(warehouse, ["run", "--select", "fct_orders"])
+    with connect(warehouse) as conn:
+        line_count, refunded = conn.execute(
+            "select line_count, refunded_amount from marts_build.fct_orders where order_id = %s",
+            (lagging,),
+        ).fetchone()
+        stored_lines = conn.execute(
+            "select count(*) from marts_build.fct_order_lines where order_id = %s", (lagging,)
+        ).fetchone()[0]
+        conn.execute("drop table marts_build.fct_order_lines")
+        conn.commit()
+    assert stored_lines == 0, "the refunded order's lines are in fct_order_lines already"
+    assert line_count > 0 and refunded >= 1
+    _assert_fct_orders_equal_a_full_refresh(warehouse)
+
+    _refund_the_newest_order(stand_ins.sales_db, refund_id=900_000_102)
+    stand_ins.ingest_all()
+    run_dbt(warehouse, ["run", "--select", "fct_orders"])
+    _assert_fct_orders_equal_a_full_refresh(warehouse)
