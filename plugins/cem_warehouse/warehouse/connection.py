@@ -90,17 +90,19 @@ def check_warehouse(target: WarehouseLocation | str) -> int:
     return major
 
 
-# The settings that decide whether a build reads from memory or from disk; benchmarks print
-# them so that figures from different servers (or days) can be told apart.
-_CACHE_SETTINGS = ("shared_buffers", "effective_io_concurrency")
-
-
 def describe_server(target: WarehouseLocation | str) -> str:
-    """'PostgreSQL 18.1 at host:port (shared_buffers 256MB, effective_io_concurrency 16)'."""
+    """'PostgreSQL 18.1 at host:port (shared_buffers 256MB, effective_io_concurrency 16)'.
+
+    The settings that decide whether a build reads from memory or from disk: benchmarks
+    print them so that figures from different servers (or days) can be told apart.
+    """
     location = _location(target)
     with connect(location, autocommit=True) as conn:
-        version = conn.execute("show server_version").fetchone()[0].split()[0]
-        settings = ", ".join(
-            f"{name} {conn.execute(f'show {name}').fetchone()[0]}" for name in _CACHE_SETTINGS
-        )
-    return f"PostgreSQL {version} at {location.host}:{location.port} ({settings})"
+        version, cache, prefetch = conn.execute(
+            "select current_setting('server_version'), current_setting('shared_buffers'), "
+            "current_setting('effective_io_concurrency')"
+        ).fetchone()
+    return (
+        f"PostgreSQL {version.split()[0]} at {location.host}:{location.port} "
+        f"(shared_buffers {cache}, effective_io_concurrency {prefetch})"
+    )
