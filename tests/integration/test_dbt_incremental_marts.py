@@ -538,3 +538,61 @@ def test_orders_sum_their_lines_when_fct_order_lines_lags_behind_or_is_missing(
     stand_ins.ingest_all()
     run_dbt(warehouse, ["run", "--select", "fct_orders"])
     _assert_fct_orders_equal_a_full_refresh(warehouse)
+
+
+def _move_orders_from_the_front(sales_db) -> tuple[int, int]:
+    """Two customers' first purchases move where their later orders must be numbered again
+    from the place they left: one to another customer (its email and account), one to after
+    the customer's last order. Written to the sales system as updates."""
+    with connect(sales_db) as conn:
+        repeat_customers = conn.execute(
+            "select lower(btrim(customer_email, E' \\t\\r\\n')), "
+            "(array_agg(order_id order by ordered_at, order_id))[1], max(ordered_at) from orders "
+            "where status <> 'cancelled' and customer_email is not null group by 1 "
+            "having count(*) >= 3 order by 1 limit 3"
+        ).fetchall()
+        (_, rekeyed, _), (_, moved_later, last_at), (_, receiving, _) = repeat_customers
+        now = conn.execute("select max(updated_at) + interval '1 second' from orders").fetchone()[0]
+        conn.execute(
+            "update orders as o set customer_email = r.customer_email, "
+            "sales_account_id = r.sales_account_id, updated_at = %s "
+            "from orders as r where o.order_id = %s and r.order_id = %s",
+            (now, rekeyed, receiving),
+        )
+        conn.execute(
+            "update orders set ordered_at = %s + interval '1 day', updated_at = %s "
+            "where order_id = %s",
+            (last_at, now, moved_later),
+        )
+        conn.commit()
+    return rekeyed, moved_later
+
+
+def test_orders_numbered_again_from_the_place_an_order_left(stand_ins, tmp_path, monkeypatch):
+    """An incremental fct_orders numbers a key's orders again only from the earliest place a
+    re-derived order holds, before or after the change: a purchase moved to another
+    customer, or to after the customer's last order, renumbers the orders that followed it
+    in its old place (each one number lower), which no new row of that key points to."""
+    monkeypatch.setenv("CEM_HOME", str(tmp_path / "state"))
+    warehouse = stand_ins.warehouse
+    stand_ins.ingest_all()
+    run_dbt(warehouse, ["run", "--select", "+fct_orders"])
+    with connect(warehouse) as conn:
+        before = dict(
+            conn.execute("select order_id, customer_order_number from marts_build.fct_orders")
+        )
+    moved = _move_orders_from_the_front(stand_ins.sales_db)
+    stand_ins.ingest_all()
+    run_dbt(warehouse, ["run", "--select", "+fct_orders"])
+    with connect(warehouse) as conn:
+        after = dict(
+            conn.execute("select order_id, customer_order_number from marts_build.fct_orders")
+        )
+    followers = [
+        order_id
+        for order_id, number in after.items()
+        if order_id not in moved and number and before.get(order_id) == number + 1
+    ]
+    # the orders that followed each moved purchase now count one purchase less
+    assert len(followers) >= 4, f"only {followers} were numbered one lower"
+    _assert_fct_orders_equal_a_full_refresh(warehouse)

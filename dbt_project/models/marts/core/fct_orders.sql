@@ -10,11 +10,12 @@
       watermark touch: the orders with their current email, the orders keyed to them before
       (an email that moved away), and the email-less orders of sales accounts whose latest
       email is touched or whose orders changed (before or after the change);
-    * customer_order_number / is_first_order: every order of every customer key, old or new,
-      of a re-derived order (a late earlier order, a cancellation, a re-keyed order renumber
-      the customer's other orders). Those other orders changed in nothing but their number:
-      they are taken as stored and only numbered again (at 1M customers nine in ten orders
-      of the scope), so lines, refunds and identities are summed for the candidates alone.
+    * customer_order_number / is_first_order: the orders of every customer key, old or new,
+      of a re-derived order that come at or after its place, old or new (a late earlier
+      order, a cancellation, a re-keyed order renumber the customer's later orders). Those
+      other orders changed in nothing but their number: they are taken as stored and only
+      numbered again, continuing from the last stored number before that place, so lines,
+      refunds and identities are summed for the candidates alone.
 
     Its strategy, delete_insert_logging_keys, is delete+insert that also logs the customer
     key of every row it replaces and writes, so the per-customer intermediates recompute
@@ -308,26 +309,74 @@ derived as (
 
 ),
 
+{#- Every column but the numbering, named once: the stored rows below line up with these. #}
+{%- set unnumbered_columns = ['order_id', 'customer_key', 'sales_account_id', 'customer_email', 'order_status', 'currency', 'line_count', 'item_quantity', 'order_total', 'revenue', 'refunded_amount', 'net_revenue', 'gross_margin', 'net_margin', 'is_cancelled', 'is_refunded', 'has_refund', 'ordered_date', 'ordered_at', 'last_refunded_at', 'updated_at', 'source_loaded_at'] %}
+
 {% if is_incremental() -%}
--- Every key, before and after, of a re-derived order: all its orders are renumbered. The
--- key each gets now comes from `resolved`, so the candidates' identities are looked up once.
-renumbered_keys as (
+{#- An order's number counts the customer's purchases before it (by ordered_at, then
+    order_id), so a re-derived order renumbers only the orders of its keys, before and after,
+    that come at or after its place, before or after. A one-day delta mostly appends orders
+    at the end: at 1M customers, numbering every order of those customers again emitted
+    111k stored rows, all but a few unchanged, for the strategy to compare and drop. -#}
+-- Where the numbering of each key can change: the earliest place of a re-derived order
+-- with that key, before (its stored row) or after (from `resolved`, looked up once).
+renumbering_starts as (
 
-    select previous.customer_key
+    select distinct on (customer_key)
+        customer_key,
+        ordered_at as start_ordered_at,
+        order_id as start_order_id
+
+    from (
+        select previous.customer_key, previous.ordered_at, previous.order_id
+        from {{ this }} as previous
+        inner join candidate_orders
+            on previous.order_id = candidate_orders.order_id
+
+        union all
+
+        select customer_key, ordered_at, order_id from resolved
+    ) as placed
+    order by customer_key, ordered_at, order_id
+
+),
+
+-- The stored orders of those keys, read once through the customer_key index: the ones
+-- before the start keep their row and number, the others are numbered again. None of them
+-- is a candidate before its key's start (the start is the earliest candidate place).
+stored_orders_of_renumbered_keys as materialized (
+
+    select
+        previous.order_id,
+        previous.customer_key,
+        previous.customer_order_number,
+        (previous.ordered_at, previous.order_id)
+            >= (renumbering_starts.start_ordered_at, renumbering_starts.start_order_id)
+            as is_from_start
+
     from {{ this }} as previous
-    inner join candidate_orders
-        on previous.order_id = candidate_orders.order_id
+    inner join renumbering_starts
+        on previous.customer_key = renumbering_starts.customer_key
 
-    union
+),
 
-    select customer_key from resolved
+-- Purchases of each key before its start: the number its first renumbered purchase
+-- continues from (the last number before the start, numbered from 1 without gaps).
+purchases_before_start as (
+
+    select
+        renumbering_starts.customer_key,
+        coalesce(max(stored.customer_order_number), 0) as purchases
+
+    from renumbering_starts
+    left join stored_orders_of_renumbered_keys as stored
+        on stored.customer_key = renumbering_starts.customer_key
+        and not stored.is_from_start
+    group by 1
 
 ),
 
 {% endif -%}
-
-{#- Every column but the numbering, named once: the stored rows below line up with these. #}
-{%- set unnumbered_columns = ['order_id', 'customer_key', 'sales_account_id', 'customer_email', 'order_status', 'currency', 'line_count', 'item_quantity', 'order_total', 'revenue', 'refunded_amount', 'net_revenue', 'gross_margin', 'net_margin', 'is_cancelled', 'is_refunded', 'has_refund', 'ordered_date', 'ordered_at', 'last_refunded_at', 'updated_at', 'source_loaded_at'] %}
 
 unnumbered as (
 
@@ -336,18 +385,20 @@ unnumbered as (
     {% if is_incremental() -%}
     union all
 
-    -- The other orders of those keys, only to be numbered again: nothing of theirs was loaded
-    -- and their key did not move (else they would be candidates), so their stored row holds.
-    -- Read through the customer_key index, not looked up again by order_id.
+    -- The other orders of those keys from their start, only to be numbered again: nothing
+    -- of theirs was loaded and their key did not move (else they would be candidates), so
+    -- their stored row holds.
     select
         {%- for column in unnumbered_columns %}
         previous.{{ column }}{{ ',' if not loop.last }}
         {%- endfor %}
-    from {{ this }} as previous
-    where previous.customer_key in (select customer_key from renumbered_keys)
+    from stored_orders_of_renumbered_keys as stored
+    inner join {{ this }} as previous
+        on previous.order_id = stored.order_id
+    where stored.is_from_start
         and not exists (
             select from candidate_orders
-            where candidate_orders.order_id = previous.order_id
+            where candidate_orders.order_id = stored.order_id
         )
     {%- endif %}
 
@@ -360,6 +411,9 @@ final as (
         -- nth purchase of the customer; cancelled orders were never purchases and get no number
         case
             when not unnumbered.is_cancelled then
+                {% if is_incremental() -%}
+                coalesce(purchases_before_start.purchases, 0) +
+                {% endif -%}
                 row_number() over (
                     partition by unnumbered.customer_key, unnumbered.is_cancelled
                     order by unnumbered.ordered_at asc, unnumbered.order_id asc
@@ -367,6 +421,10 @@ final as (
         end as customer_order_number
 
     from unnumbered
+    {% if is_incremental() -%}
+    left join purchases_before_start
+        on unnumbered.customer_key = purchases_before_start.customer_key
+    {%- endif %}
 
 )
 
