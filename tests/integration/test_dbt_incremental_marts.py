@@ -49,18 +49,31 @@ BUSY_DAY = replace(
 DAYS = 3
 
 
+def _repeat_customers(conn, count: int) -> list[tuple]:
+    """`count` customers of the sales system with three purchases or more, by email: (email,
+    first purchase's order_id, its ordered_at, the last purchase's ordered_at)."""
+    return conn.execute(
+        "select lower(btrim(customer_email, E' \\t\\r\\n')), "
+        "(array_agg(order_id order by ordered_at, order_id))[1], min(ordered_at), max(ordered_at) "
+        "from orders where status <> 'cancelled' and customer_email is not null group by 1 "
+        "having count(*) >= 3 order by 1 limit %s",
+        (count,),
+    ).fetchall()
+
+
+def _after_every_order_update(conn):
+    """An update time later than any order's: the sales loader reads the rows changed since."""
+    return conn.execute("select max(updated_at) + interval '1 second' from orders").fetchone()[0]
+
+
 def _plant_late_earlier_order(sales_db) -> int:
     """An order of a repeat customer placed a day before their first order, but written to
     the sales system only now (it sorts first: every later order is renumbered)."""
     with connect(sales_db) as conn:
-        email, first_at = conn.execute(
-            "select lower(btrim(customer_email, E' \\t\\r\\n')) as email, min(ordered_at) from orders "
-            "where status <> 'cancelled' and customer_email is not null group by 1 "
-            "having count(*) >= 3 order by 1 limit 1"
-        ).fetchone()
+        ((email, _, first_at, _),) = _repeat_customers(conn, 1)
         # ids far above the generator's counters, which keep counting on the next days
         order_id, line_id = 900_000_001, 900_000_001
-        now = conn.execute("select max(updated_at) + interval '1 second' from orders").fetchone()[0]
+        now = _after_every_order_update(conn)
         product_id, price = conn.execute(
             "select product_id, list_price from products order by product_id limit 1"
         ).fetchone()
@@ -545,14 +558,9 @@ def _move_orders_from_the_front(sales_db) -> tuple[int, int]:
     from the place they left: one to another customer (its email and account), one to after
     the customer's last order. Written to the sales system as updates."""
     with connect(sales_db) as conn:
-        repeat_customers = conn.execute(
-            "select lower(btrim(customer_email, E' \\t\\r\\n')), "
-            "(array_agg(order_id order by ordered_at, order_id))[1], max(ordered_at) from orders "
-            "where status <> 'cancelled' and customer_email is not null group by 1 "
-            "having count(*) >= 3 order by 1 limit 3"
-        ).fetchall()
-        (_, rekeyed, _), (_, moved_later, last_at), (_, receiving, _) = repeat_customers
-        now = conn.execute("select max(updated_at) + interval '1 second' from orders").fetchone()[0]
+        customers = _repeat_customers(conn, 3)
+        (_, rekeyed, _, _), (_, moved_later, _, last_at), (_, receiving, _, _) = customers
+        now = _after_every_order_update(conn)
         conn.execute(
             "update orders as o set customer_email = r.customer_email, "
             "sales_account_id = r.sales_account_id, updated_at = %s "

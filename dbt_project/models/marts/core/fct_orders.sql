@@ -362,17 +362,16 @@ stored_orders_of_renumbered_keys as materialized (
 ),
 
 -- Purchases of each key before its start: the number its first renumbered purchase
--- continues from (the last number before the start, numbered from 1 without gaps).
+-- continues from (the last number before the start, numbered from 1 without gaps; none
+-- for a key with no purchase before it).
 purchases_before_start as (
 
     select
-        renumbering_starts.customer_key,
-        coalesce(max(stored.customer_order_number), 0) as purchases
+        customer_key,
+        max(customer_order_number) as purchases
 
-    from renumbering_starts
-    left join stored_orders_of_renumbered_keys as stored
-        on stored.customer_key = renumbering_starts.customer_key
-        and not stored.is_from_start
+    from stored_orders_of_renumbered_keys
+    where not is_from_start
     group by 1
 
 ),
