@@ -287,14 +287,6 @@ class SuiteRun:
         self._context.validation_results_store.set(result_id, run)
 
 
-def run_suite(location: WarehouseLocation, **suite) -> ValidationOutcome:
-    """Validate with a :class:`SuiteRun` and build its Data Docs."""
-    run = SuiteRun(location, **suite)
-    outcome = run.validate()
-    run.build_docs()
-    return outcome
-
-
 def _recent_average_rows(
     location: WarehouseLocation, source: str, entity: str, batches: int = 5
 ) -> float | None:

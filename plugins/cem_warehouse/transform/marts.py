@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import threading
 import time
 from dataclasses import replace
@@ -17,6 +18,8 @@ from cem_warehouse.transform.dbt import UNIT_TESTS_SELECTOR, run_dbt
 from cem_warehouse.transform.publish import Publication, publish_marts
 from cem_warehouse.transform.staging_tests import staging_tests_window_end
 from cem_warehouse.warehouse.settings import WarehouseLocation
+
+log = logging.getLogger(__name__)
 
 
 def dbt_vars(*, as_of: date | str | None = None, data_interval_end: str | None = None) -> dict:
@@ -76,9 +79,33 @@ def build_marts(
     from cem_warehouse.quality.marts_audit import audit_marts
 
     started = time.perf_counter()
-    audit = audit_marts(location)  # raises, naming the failed checks: nothing is published
+    # raises, naming the failed checks: nothing is published
+    audit = audit_marts(location, render_docs=False)
     phases["audit"] = round(time.perf_counter() - started, 2)
     started = time.perf_counter()
-    publication = publish_marts(location, audit=audit.as_dict(), staging_tests_through=window_end)
+    # The audit's Data Docs pages are rendered while the swap and the catch-up wait on
+    # PostgreSQL; the build ends when both are done.
+    docs = threading.Thread(target=_render_audit_docs, args=(audit,), name="mart-audit-docs")
+    docs.start()
+    try:
+        publication = publish_marts(
+            location, audit=audit.as_dict(), staging_tests_through=window_end
+        )
+    finally:
+        docs.join()
     phases["publish"] = round(time.perf_counter() - started, 2)  # catch_up_seconds included
     return replace(publication, phase_seconds=phases)
+
+
+def _render_audit_docs(audit) -> None:
+    """Data Docs are for reading the audit, which ``ops.dq_results`` records in full: a page
+    that cannot be rendered does not undo a publication, it is reported."""
+    try:
+        audit.render_docs()
+    except Exception as exc:  # noqa: BLE001 - any GX or file error; the outcomes are recorded
+        log.warning(
+            "The Data Docs of mart audit %s were not rendered (%s); its outcomes are in "
+            "ops.dq_results. The next build renders them again.",
+            audit.audit_id,
+            exc,
+        )
