@@ -6,6 +6,7 @@ Readers are played by the BI role (``cem_reader``) on real connections to the wa
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 
@@ -15,6 +16,7 @@ import pytest
 from cem_warehouse.errors import CemError
 from cem_warehouse.load.tables import begin_raw_publish
 from cem_warehouse.ops_report import print_marts
+from cem_warehouse.quality.gx_runner import SuiteRun
 from cem_warehouse.quality.marts_audit import audit_marts
 from cem_warehouse.sources.generator.run import generate_next_day
 from cem_warehouse.transform.dbt import dbt_target_dir, run_dbt
@@ -52,6 +54,14 @@ def test_readers_see_the_last_good_marts_until_an_audited_build_is_swapped_in(
     stand_ins.ingest_all()
     first = build_marts(stand_ins.warehouse)
     assert first is not None and first.tables["dim_customers"] > 0
+    # The audit's Data Docs, rendered while the build published, are there when it returns:
+    # a page per suite with its validation.
+    from cem_warehouse.quality.gx_runner import data_docs_dir, load_suite_definition
+    from cem_warehouse.quality.marts_audit import mart_suite_names
+
+    for suite in mart_suite_names():
+        site = data_docs_dir() / load_suite_definition(suite)["name"]
+        assert (site / "index.html").exists() and any((site / "validations").rglob("*.html"))
     # where the build's time went, for the benchmark and operators
     assert set(first.phase_seconds) == {"dbt", "audit", "publish"}
     assert first.phase_seconds["publish"] >= first.catch_up_seconds >= 0
@@ -204,8 +214,6 @@ def test_readers_see_the_last_good_marts_until_an_audited_build_is_swapped_in(
     # The next build puts the constraint back (checked below, where its audit passes).
     # The audit counts first; the failing suite ran again with samples, so its Data Docs
     # page shows the value that broke.
-    from cem_warehouse.quality.gx_runner import data_docs_dir
-
     pages = sorted(
         (data_docs_dir() / "marts_fct_nps_monthly" / "validations").rglob("*.html"),
         key=lambda page: page.stat().st_mtime,
@@ -276,7 +284,7 @@ def test_readers_see_the_last_good_marts_until_an_audited_build_is_swapped_in(
 
 
 def test_a_catch_up_failing_on_one_mart_leaves_every_retired_mart_as_it_was(
-    stand_ins, tmp_path, monkeypatch
+    stand_ins, tmp_path, monkeypatch, caplog
 ):
     """The logging marts are caught up side by side, each on its own connection: one that
     fails rolls back the others too, and the next build converges all the same."""
@@ -321,7 +329,16 @@ def test_a_catch_up_failing_on_one_mart_leaves_every_retired_mart_as_it_was(
         assert any(published[mart] != retired_before[mart] for mart in logging_marts)
 
     # The next build starts from the older generation (two deltas) and is caught up whole.
-    third = build_marts(stand_ins.warehouse)
+    # Its Data Docs cannot be rendered: that is reported, and does not hold the marts back.
+    def failing_docs(run) -> None:
+        raise OSError("No space left on device")
+
+    with monkeypatch.context() as failing, caplog.at_level(logging.WARNING):
+        failing.setattr(SuiteRun, "build_docs", failing_docs)
+        third = build_marts(stand_ins.warehouse)
+    assert third.publication_id == second.publication_id + 1
+    assert "were not rendered (No space left on device)" in caplog.text
+    assert "ops.dq_results" in caplog.text
     assert "error" not in third.retired_generation
     assert all(
         outcome.startswith(("caught up", "copied in full"))
