@@ -55,7 +55,7 @@ class MartsAudit:
 
     def render_docs(self) -> None:
         """The Data Docs page of each validated suite. Publication does not wait for them,
-        so ``build_marts`` renders them while it publishes (1.2-1.5 s at 1M customers)."""
+        so ``build_marts`` renders them while it publishes (about 1 s at 1M customers)."""
         while self.unrendered:
             self.unrendered.pop(0).build_docs()
 

@@ -13,11 +13,15 @@ import threading
 import time
 from dataclasses import replace
 from datetime import date
+from typing import TYPE_CHECKING
 
 from cem_warehouse.transform.dbt import UNIT_TESTS_SELECTOR, run_dbt
 from cem_warehouse.transform.publish import Publication, publish_marts
 from cem_warehouse.transform.staging_tests import staging_tests_window_end
 from cem_warehouse.warehouse.settings import WarehouseLocation
+
+if TYPE_CHECKING:
+    from cem_warehouse.quality.marts_audit import MartsAudit
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +101,7 @@ def build_marts(
     return replace(publication, phase_seconds=phases)
 
 
-def _render_audit_docs(audit) -> None:
+def _render_audit_docs(audit: MartsAudit) -> None:
     """Data Docs are for reading the audit, which ``ops.dq_results`` records in full: a page
     that cannot be rendered does not undo a publication, it is reported."""
     try:
