@@ -41,6 +41,15 @@ def _marts_fingerprint(conn: psycopg.Connection, schema: str = "marts") -> dict[
     }
 
 
+def _open_connections(location) -> int:
+    """Other sessions on the warehouse's database (this one not counted)."""
+    with connect(location) as conn:
+        return conn.execute(
+            "select count(*) from pg_stat_activity "
+            "where datname = current_database() and pid <> pg_backend_pid()"
+        ).fetchone()[0]
+
+
 def _reader(location) -> psycopg.Connection:
     conn = connect(location, autocommit=True)
     conn.execute("set role cem_reader")
@@ -230,7 +239,10 @@ def test_readers_see_the_last_good_marts_until_an_audited_build_is_swapped_in(
     # A good build is swapped in while a reader is in the middle of a long query: the
     # query finishes on the marts it started with, and the swap does not wait for it.
     build_marts(stand_ins.warehouse, publish=False)
+    # The audit's GX engines hand their connections back: nothing stays open after it.
+    open_before = _open_connections(stand_ins.warehouse)
     audit = audit_marts(stand_ins.warehouse)
+    assert _open_connections(stand_ins.warehouse) == open_before
     with connect(stand_ins.warehouse) as conn:
         assert conn.execute(
             "select observed_value from ops.dq_results where batch_id = %s and column_name = 'quantity'",

@@ -189,7 +189,16 @@ class SuiteRun:
         # starts with its queries, not with logging in and SQLAlchemy's first-connect queries
         # (12-35 ms on a busy machine, on the chain a loader waits for).
         source.get_execution_engine().engine.connect().close()
+        self._source = source
         self._validated = None  # the last run's result identifier
+
+    def release_connections(self) -> None:
+        """Close the connections GX keeps in its two engines' pools (the data source's, from
+        its connection test, and the one it validates through). Rendering the Data Docs
+        needs none, and a run kept for its pages would otherwise hold them open until it is
+        garbage collected: an audit keeps every suite's run until the publication."""
+        self._source.get_engine().dispose()
+        self._source.get_execution_engine().engine.dispose()
 
     def validate(self) -> ValidationOutcome:
         self._validated = None
