@@ -42,11 +42,12 @@ def _marts_fingerprint(conn: psycopg.Connection, schema: str = "marts") -> dict[
 
 
 def _open_connections(location) -> int:
-    """Other sessions on the warehouse's database (this one not counted)."""
+    """Other clients' sessions on the warehouse's database (not this one, nor the server's
+    own workers, such as autovacuum's, which come and go)."""
     with connect(location) as conn:
         return conn.execute(
-            "select count(*) from pg_stat_activity "
-            "where datname = current_database() and pid <> pg_backend_pid()"
+            "select count(*) from pg_stat_activity where datname = current_database() "
+            "and backend_type = 'client backend' and pid <> pg_backend_pid()"
         ).fetchone()[0]
 
 
