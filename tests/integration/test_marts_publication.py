@@ -5,6 +5,7 @@ Readers are played by the BI role (``cem_reader``) on real connections to the wa
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import threading
@@ -240,10 +241,13 @@ def test_readers_see_the_last_good_marts_until_an_audited_build_is_swapped_in(
     # A good build is swapped in while a reader is in the middle of a long query: the
     # query finishes on the marts it started with, and the swap does not wait for it.
     build_marts(stand_ins.warehouse, publish=False)
-    # The audit's GX engines hand their connections back: nothing stays open after it.
+    # The audit's GX engines hand their connections back: it leaves no session open. (First,
+    # sessions of earlier steps that only wait for Python's collector are closed; CI once
+    # found 4 such before this audit and none after it.)
+    gc.collect()
     open_before = _open_connections(stand_ins.warehouse)
     audit = audit_marts(stand_ins.warehouse)
-    assert _open_connections(stand_ins.warehouse) == open_before
+    assert _open_connections(stand_ins.warehouse) <= open_before
     with connect(stand_ins.warehouse) as conn:
         assert conn.execute(
             "select observed_value from ops.dq_results where batch_id = %s and column_name = 'quantity'",
