@@ -192,17 +192,21 @@ class SuiteRun:
         self._source = source
         self._validated = None  # the last run's result identifier
 
-    def release_connections(self) -> None:
+    def _release_connections(self) -> None:
         """Close the connections GX keeps in its two engines' pools (the data source's, from
         its connection test, and the one it validates through). Rendering the Data Docs
-        needs none, and a run kept for its pages would otherwise hold them open until it is
-        garbage collected: an audit keeps every suite's run until the publication."""
+        needs none, and a run kept for its pages (the mart audit keeps every suite's until
+        the publication, a loader its batch's) would otherwise hold them open until it is
+        garbage collected. A later validate() connects again."""
         self._source.get_engine().dispose()
         self._source.get_execution_engine().engine.dispose()
 
     def validate(self) -> ValidationOutcome:
         self._validated = None
-        result_id, run = next(iter(self._checkpoint.run().run_results.items()))
+        try:
+            result_id, run = next(iter(self._checkpoint.run().run_results.items()))
+        finally:
+            self._release_connections()
         self._validated = (result_id, run)
         outcomes = []
         row_count = None

@@ -151,11 +151,9 @@ def _validate(location: WarehouseLocation, suite_run: dict) -> tuple[SuiteRun, V
     its own, so suites validate side by side."""
     run = SuiteRun(location, **suite_run, sample_unexpected=False)
     outcome = run.validate()
-    run.release_connections()
     if not outcome.success:
         run = SuiteRun(location, **suite_run, sample_unexpected=True)
         outcome = run.validate()
-        run.release_connections()
     return run, outcome
 
 
