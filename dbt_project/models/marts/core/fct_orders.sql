@@ -39,7 +39,6 @@
             {'columns': ['order_id'], 'unique': True},
             {'columns': ['customer_key']},
             {'columns': ['customer_email']},
-            {'columns': ['sales_account_id']},
             {'columns': ['source_loaded_at']},
             {'columns': ['ordered_date']},
         ],
