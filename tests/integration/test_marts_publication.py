@@ -17,8 +17,8 @@ import pytest
 from cem_warehouse.errors import CemError
 from cem_warehouse.load.tables import begin_raw_publish
 from cem_warehouse.ops_report import print_marts
-from cem_warehouse.quality.gx_runner import SuiteRun
-from cem_warehouse.quality.marts_audit import audit_marts
+from cem_warehouse.quality.gx_runner import SuiteRun, data_docs_dir, load_suite_definition
+from cem_warehouse.quality.marts_audit import audit_marts, mart_suite_names
 from cem_warehouse.sources.generator.run import generate_next_day
 from cem_warehouse.transform.dbt import dbt_target_dir, run_dbt
 from cem_warehouse.transform.marts import build_marts
@@ -67,9 +67,6 @@ def test_readers_see_the_last_good_marts_until_an_audited_build_is_swapped_in(
     assert first is not None and first.tables["dim_customers"] > 0
     # The audit's Data Docs, rendered while the build published, are there when it returns:
     # a page per suite with its validation.
-    from cem_warehouse.quality.gx_runner import data_docs_dir, load_suite_definition
-    from cem_warehouse.quality.marts_audit import mart_suite_names
-
     for suite in mart_suite_names():
         site = data_docs_dir() / load_suite_definition(suite)["name"]
         assert (site / "index.html").exists() and any((site / "validations").rglob("*.html"))
