@@ -4,9 +4,10 @@
 Builds the customer-experience marts with dbt whenever any raw table they read has new
 data: scheduled on the raw tables' assets, not a clock.
 
-0. **staging_test_window**: where this build's staging tests window ends (recorded by
-   publish_marts); the tests read the raw rows loaded since the last published build's
-   (every row after a full refresh).
+0. **staging_test_window**: brings the warehouse's bookkeeping (ops tables and functions
+   the dbt macros use) up to this version, then reads where this build's staging tests
+   window ends (recorded by publish_marts); the tests read the raw rows loaded since the
+   last published build's (every row after a full refresh).
 1. **dbt** (task group): each dbt model is a task, rendered by Cosmos from the parsed
    manifest (parsing this file runs no dbt), with its tests right after it. Models build
    into the schema `marts_build`, which analysts cannot see.

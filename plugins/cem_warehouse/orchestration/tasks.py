@@ -76,10 +76,15 @@ def audit_marts() -> dict:
 
 def staging_test_window() -> str:
     """Where this run's staging test window ends (cem_warehouse.transform.staging_tests):
-    read before the dbt tasks, recorded by publish_marts."""
+    read before the dbt tasks, recorded by publish_marts. The warehouse's bookkeeping is
+    brought up to this version first: the dbt macros use its ops tables and functions,
+    and a run triggered by hand may come before any load since an upgrade."""
     from cem_warehouse.transform.staging_tests import staging_tests_window_end
+    from cem_warehouse.warehouse.bootstrap import bootstrap
 
-    window_end = staging_tests_window_end(warehouse_from_airflow())
+    location = warehouse_from_airflow()
+    bootstrap(location)
+    window_end = staging_tests_window_end(location)
     log.info(
         "staging tests read the raw rows loaded since the last publication's window, up to %s",
         window_end,
