@@ -106,14 +106,20 @@ alter table ops.mart_publications add column if not exists staging_tests_through
 -- models; generations._copy_whole). PostgreSQL adds a transaction's writes to the table's
 -- count of changes when it commits, after an ANALYZE inside it, so a table built and
 -- analyzed in one transaction would look changed in full to the next build, and be
--- analyzed again for nothing (seven marts, 2.5 s of the first incremental build's thread
--- time at 1M customers in stop 36). Those writes are recorded with the number of analyses
--- they follow, and not counted while no other ANALYZE has run.
+-- analyzed again for nothing (every table a full build wrote: about 2.5 s of the first
+-- incremental build's thread time at 1M customers, docs/operations/marts.md, stop 36).
+-- Those writes are recorded with the number of analyses they follow, and not counted
+-- while no other ANALYZE has run.
 create table if not exists ops.writes_counted_after_analyze (
     relation_id oid primary key,
     analyses bigint not null,
     writes bigint not null
 );
+-- The records of tables dropped since (a full refresh replaces its tables). Here, not in
+-- the function: dbt's threads call it side by side, each in a transaction held to the
+-- end of its model, and deleting each other's rows they could deadlock.
+delete from ops.writes_counted_after_analyze as recorded
+where not exists (select from pg_catalog.pg_class where oid = recorded.relation_id);
 create or replace function ops.analyze_when_stale(relation regclass) returns boolean
 language plpgsql as $function$
 declare
@@ -143,12 +149,10 @@ begin
         return false;
     end if;
     execute format('analyze %s', relation);
-    -- this table's earlier record, and those of tables dropped since
-    delete from ops.writes_counted_after_analyze as recorded
-    where recorded.relation_id = relation
-        or not exists (select from pg_catalog.pg_class where oid = recorded.relation_id);
     insert into ops.writes_counted_after_analyze (relation_id, analyses, writes)
-    values (relation, analyses_before + 1, own_writes);
+    values (relation, analyses_before + 1, own_writes)
+    on conflict (relation_id) do update
+        set analyses = excluded.analyses, writes = excluded.writes;
     return true;
 end
 $function$;
