@@ -145,3 +145,18 @@ def test_the_window_ends_only_once_a_publish_into_raw_is_committed(fresh_databas
     # The row is after the last window (so the next build's tests read it) and before this
     # one's end (so they can see it).
     assert after < stamped < through
+
+
+def test_the_transform_dags_first_task_brings_the_warehouse_bookkeeping_up_to_date(
+    fresh_database, monkeypatch
+):
+    """A transform run triggered by hand may come before any load since an upgrade: its
+    first task creates what the dbt macros use (ops.analyze_when_stale) before they run."""
+    from cem_warehouse.orchestration.tasks import staging_test_window
+
+    monkeypatch.setenv("AIRFLOW_CONN_CEM_WAREHOUSE", fresh_database.url)
+    assert staging_test_window()
+    with connect(fresh_database) as conn:
+        assert conn.execute(
+            "select to_regprocedure('ops.analyze_when_stale(regclass)') is not null"
+        ).fetchone()[0]
