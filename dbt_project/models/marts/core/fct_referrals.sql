@@ -1,11 +1,3 @@
-{#- Each referral looks up its referred customer's first order through fct_orders'
-    customer_key index. The planner, expecting about six orders per referral instead of one
-    first order, joined by reading every order instead, in customer order (merge join) or
-    all of the table (hash join): at 1M customers 1.1 s cached for 120k referrals, against
-    0.34 s for the lookups, which also read fewer pages (89.6k against 136k; stop 36). The
-    lookups grow with the referrals, the full reads with all orders. -#}
-{{ config(pre_hook=["set local enable_mergejoin = off", "set local enable_hashjoin = off"]) }}
-
 with
 
 referrals as (
