@@ -27,34 +27,10 @@
 
 with
 
-customers as (
+-- Every customer once, with what is counted of them (kept by customer, see there).
+customer_behaviour as (
 
-    select * from {{ ref('dim_customers') }}
-
-),
-
-repurchase as (
-
-    select * from {{ ref('fct_customer_repurchase') }}
-
-),
-
-churn as (
-
-    select * from {{ ref('fct_customer_churn') }}
-
-),
-
--- The customers whose first referral (fct_referrers.first_referred_date) is on or before
--- the as-of date: those with a referral by then. Read from the referrals themselves, as
--- fct_referrers waits for dim_customers (its referred customers' revenue), and this mart,
--- the last of a build, would wait for both one after the other.
-referrers as (
-
-    select distinct referrer_customer_key
-    from {{ ref('fct_referrals') }}
-    where referrer_customer_key is not null
-        and referred_date <= {{ as_of_date() }}
+    select * from {{ ref('int_customers_advocate_behaviours') }}
 
 ),
 
@@ -85,29 +61,6 @@ feedback_counted as (
 
     from invitations
     group by 1
-
-),
-
-customer_behaviour as (
-
-    select
-        coalesce(customers.loyalty_category, 'unknown') as loyalty_category,
-        customers.customer_key,
-        repurchase.frequency,
-        repurchase.product_lines_bought,
-        coalesce(repurchase.revenue, 0) as revenue,
-        coalesce(repurchase.gross_margin, 0) as gross_margin,
-        repurchase.customer_key is not null as is_buyer,
-        referrers.referrer_customer_key is not null as is_referrer,
-        coalesce(churn.is_churned, false) as is_churned
-
-    from customers
-    left join repurchase
-        on customers.customer_key = repurchase.customer_key
-    left join churn
-        on customers.customer_key = churn.customer_key
-    left join referrers
-        on customers.customer_key = referrers.referrer_customer_key
 
 ),
 
