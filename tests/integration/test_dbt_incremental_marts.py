@@ -197,8 +197,6 @@ PER_CUSTOMER_MODELS = {
     "int_customers_resolved_across_sources": ("intermediate/customers", "staging"),
     "int_orders_aggregated_to_purchase_days": ("intermediate/repurchase", "staging"),
     "int_order_lines_aggregated_to_customers": ("intermediate/repurchase", "staging"),
-    # each customer's months with a purchase, for the cohorts, from the purchase days' log
-    "int_customers_active_by_month": ("intermediate/repurchase", "staging"),
     "int_purchase_gaps_assessed_for_churn": ("intermediate/churn", "staging"),
     # churn and lifecycle per customer, from the churn gaps' and the responses' logs and
     # the stages the moving as-of date changes
