@@ -218,14 +218,15 @@ PER_CUSTOMER_MODELS = {
 
 
 def _assert_per_customer_models_equal_a_full_recompute(
-    warehouse, *, built_incrementally: bool
+    warehouse, *, built_incrementally: bool, models: dict[str, tuple[str, str]] | None = None
 ) -> None:
-    """Each per-customer model holds exactly what its SQL computes in full from the facts
-    it was built from (published in `marts` by now): compiled with --full-refresh, so
-    without the changed-customers filter."""
+    """Each per-customer model (``models``, by default all of them) holds exactly what its
+    SQL computes in full from the facts it was built from (published in `marts` by now):
+    compiled with --full-refresh, so without the changed-customers filter."""
+    models = PER_CUSTOMER_MODELS if models is None else models
     if built_incrementally:
         target = dbt_target_dir()
-        for model, (folder, _) in PER_CUSTOMER_MODELS.items():
+        for model, (folder, _) in models.items():
             # the strategy's statement (run/) or the model's select (compiled/) reads, or
             # for a fact writes, the change log
             statements = [
@@ -247,14 +248,14 @@ def _assert_per_customer_models_equal_a_full_recompute(
             "compile",
             "--full-refresh",
             "--select",
-            " ".join(PER_CUSTOMER_MODELS),
+            " ".join(models),
             "--vars",
             '{"marts_build_schema": "marts"}',
         ],
     )
     compiled = dbt_target_dir() / "compiled" / "cem_warehouse" / "models"
     with connect(warehouse) as conn:
-        for model, (folder, schema) in PER_CUSTOMER_MODELS.items():
+        for model, (folder, schema) in models.items():
             full = (compiled / folder / f"{model}.sql").read_text()
             assert "mart_key_changes" not in full, "compiled with the incremental filter"
             only_incremental, only_full, total = conn.execute(
@@ -607,3 +608,11 @@ def test_orders_numbered_again_from_the_place_an_order_left(stand_ins, tmp_path,
     # the orders that followed each moved purchase now count one purchase less
     assert len(followers) >= 4, f"only {followers} were numbered one lower"
     _assert_fct_orders_equal_a_full_refresh(warehouse)
+    # Both orders were loaded again with another email, account or time: their observations
+    # are replaced, not only given the new load time, and identity is resolved again.
+    identity = ("int_identity_observations", "int_customers_resolved_across_sources")
+    _assert_per_customer_models_equal_a_full_recompute(
+        warehouse,
+        built_incrementally=True,
+        models={model: PER_CUSTOMER_MODELS[model] for model in identity},
+    )

@@ -11,6 +11,13 @@
     an order whose email changed from a to b touches both a and b. A CRM record also logs
     its customer key, for the churn gaps (a cancellation date lives on the CRM record).
 
+    A sales or survey record loaded again with the same email, account and time (an order
+    whose status changed) changes no identity: its observation only takes the new load time
+    (change_log_refresh_only), so identity resolution does not re-resolve its email and
+    account. A CRM record loaded again is always replaced and logged: the churn gaps,
+    fct_customer_churn_stored and dim_customers read its customer key from the log, for
+    the CRM fields observations do not carry (a cancellation date, a segment).
+
     Records without an email or account are kept: a record whose email was removed must
     still replace, and so remove, the observation that had it.
 -#}
@@ -21,6 +28,7 @@
         incremental_strategy='delete_insert_logging_keys',
         unique_key='observation_id',
         change_log_key=['email_identifier_id', 'account_identifier_id', 'crm_customer_key'],
+        change_log_refresh_only={'columns': ['source_loaded_at'], 'where': "fresh.source <> 'crm'"},
         on_schema_change='fail',
         pre_hook=["{{ wait_for_raw_publishes() }}", "{{ log_rebuilt_in_full() }}"],
         post_hook=[
