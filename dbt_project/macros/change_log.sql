@@ -204,17 +204,19 @@
     {%- set refresh_only = config.get('change_log_refresh_only') %}
     {%- if refresh_only %}
     {#- A row loaded again without a change that matters to any reader (an order whose
-        status changed names the same email, account and time as before): its stored row
-        takes the new values of the refreshed columns (the load time) in place, and it is
-        neither replaced nor logged. Replaced and logged, a reloaded order put its email and
-        account in identity resolution's scope, with every observation of both: about half
-        the orders of a one-day delta at 1M customers are such reloads.
-        Config change_log_refresh_only: {'columns': [the refreshed columns], 'where': a
-        condition on the re-derived row, alias `fresh`}. Not for a mart: the catch-up after
-        the swap copies only the rows the log names, so the other generation would keep the
-        old values. -#}
-    {%- if is_mart_build(target) or unique_key is not string %}
-        {{ exceptions.raise_compiler_error("change_log_refresh_only updates rows in place: it needs a unique_key of one column and a table outside the marts' two generations") }}
+        status changed names the same email, account and time as before; its lines keep
+        their product, price, customer and dates): its stored row takes the new values of
+        the refreshed columns (the load time) in place, and no reader is told. Replaced and
+        logged, a reloaded order put its email and account in identity resolution's scope,
+        with every observation of both, and its customer in the scope of the per-customer
+        models reading the lines: about half the orders of a one-day delta at 1M customers
+        are such reloads.
+        Config change_log_refresh_only: {'columns': [the refreshed columns], 'where': an
+        optional condition on the re-derived row, alias `fresh`}. In a mart the row must
+        be equal in both generations, and it is logged among the rows this build wrote
+        (`#rows`), so the catch-up after the swap copies it into the other generation. -#}
+    {%- if unique_key is not string %}
+        {{ exceptions.raise_compiler_error("change_log_refresh_only updates rows in place by their unique_key: it needs a unique_key of one column") }}
     {%- endif %}
     {%- set refreshed = refresh_only['columns'] %}
     {%- set compared = [] %}
@@ -226,10 +228,23 @@
         set {% for column in refreshed %}{{ adapter.quote(column) }} = fresh.{{ adapter.quote(column) }}{{ ', ' if not loop.last }}{% endfor %}
         from {{ temp }} as fresh
         where kept.{{ unique_key }} = fresh.{{ unique_key }}
-            and ({{ refresh_only['where'] }})
+            and ({{ refresh_only.get('where', 'true') }})
             and {{ rows_are_equal('kept', 'fresh', compared) }}
+            {%- if published is not none %}
+            and exists (
+                select from {{ published }} as other
+                where other.{{ unique_key }} = fresh.{{ unique_key }}
+                    and {{ rows_are_equal('other', 'fresh', compared) }}
+            )
+            {%- endif %}
         returning kept.{{ unique_key }}
-    )
+    ){% if is_mart_build(target) %},
+
+    logged_rows as (
+        insert into ops.mart_key_changes (producer, key_value)
+        select '{{ change_log_name(target) }}#rows', cast({{ unique_key }} as text) from refreshed_rows
+    ){% endif %}
+
     delete from {{ temp }} as fresh
     where fresh.{{ unique_key }} in (select {{ unique_key }} from refreshed_rows);
     {%- endif %}

@@ -6,12 +6,15 @@
 * every mart: a table (or incremental table), never a view (views would follow the schema
   swap of write-audit-publish), with an enforced contract;
 * every raw source: freshness declared on its load timestamp;
-* the headline metrics are semantic-layer metrics, and the dashboards are exposures.
+* the headline metrics are semantic-layer metrics, and the dashboards are exposures;
+* a column a model refreshes in place without logging the row is read by none of the
+  models that read its change log.
 """
 
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -115,3 +118,23 @@ def test_every_model_runs_with_the_projects_planner_settings(manifest):
         if not settings <= {hook["sql"] for hook in model["config"]["pre-hook"]}
     }
     assert not missing, f"models without the planner settings: {missing}"
+
+
+def test_columns_refreshed_without_a_log_entry_are_not_read_from_the_log(manifest):
+    """A model's change_log_refresh_only columns (macros/change_log.sql) take new values in
+    place and tell no reader: a model recomputing its customers from that model's change
+    log must not depend on them, or it would keep a stale value."""
+    models = _models(manifest)
+    problems = []
+    for name, model in models.items():
+        refreshed = (model["config"].get("change_log_refresh_only") or {}).get("columns", [])
+        for reader_name, reader in models.items():
+            if name not in (reader["config"].get("change_log_producers") or []):
+                continue
+            used = [c for c in refreshed if re.search(rf"\b{c}\b", reader["raw_code"])]
+            if used:
+                problems.append(f"{reader_name} reads {used}, which {name} refreshes unlogged")
+    assert not problems, problems
+    assert any(model["config"].get("change_log_refresh_only") for model in models.values()), (
+        "no model refreshes columns in place: this test checks nothing"
+    )

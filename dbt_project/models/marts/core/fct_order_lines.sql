@@ -14,7 +14,10 @@
 
     Its strategy, delete_insert_logging_keys, is delete+insert that also logs the customer
     key of every row it replaces and writes, so the per-customer intermediates recompute
-    only those customers (macros/change_log.sql).
+    only those customers (macros/change_log.sql). A line re-derived for an order loaded
+    again whose status alone changed differs from its stored row in the load time only: it
+    takes that in place, unlogged (change_log_refresh_only), and its customer is not
+    recomputed for it.
 -#}
 
 {{
@@ -23,6 +26,7 @@
         unique_key='order_line_id',
         incremental_strategy='delete_insert_logging_keys',
         change_log_key='customer_key',
+        change_log_refresh_only={'columns': ['source_loaded_at']},
         on_schema_change='fail',
         pre_hook=["set local work_mem = '256MB'", "{{ log_rebuilt_in_full() }}"],
         post_hook=[

@@ -19,7 +19,11 @@
 
     Its strategy, delete_insert_logging_keys, is delete+insert that also logs the customer
     key of every row it replaces and writes, so the per-customer intermediates recompute
-    only those customers (macros/change_log.sql).
+    only those customers (macros/change_log.sql). An order loaded again with a new status
+    that changes nothing else (shipped, delivered: not cancelled or refunded, which are
+    columns of their own) takes its status, update time and load time in place, unlogged
+    (change_log_refresh_only): no model reading the log uses those three columns
+    (tests/unit/test_dbt_project_conventions.py checks), so its customer is not recomputed.
 -#}
 
 {{
@@ -28,6 +32,7 @@
         unique_key='order_id',
         incremental_strategy='delete_insert_logging_keys',
         change_log_key='customer_key',
+        change_log_refresh_only={'columns': ['order_status', 'updated_at', 'source_loaded_at']},
         on_schema_change='fail',
         pre_hook=["set local work_mem = '256MB'", "{{ log_rebuilt_in_full() }}"],
         post_hook=[
