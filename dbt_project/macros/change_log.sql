@@ -171,8 +171,9 @@
 {%- endmacro %}
 
 
-{#- Strategy of a fact: drop the re-derived rows that change nothing, log the old and new
-    key of every row replaced, then delete+insert.
+{#- Strategy of a fact: drop the re-derived rows that change nothing, refresh in place the
+    columns no reader uses of rows loaded again (change_log_refresh_only), log the old and
+    new key of every row replaced, then delete+insert.
 
     "Old" is taken from both generations of the fact. The table being caught up (in
     marts_build) can be a generation older than the one the readers last computed from,
@@ -206,7 +207,8 @@
     {#- A row loaded again without a change that matters to any reader (an order whose
         status changed names the same email, account and time as before; its lines keep
         their product, price, customer and dates): its stored row takes the new values of
-        the refreshed columns (the load time) in place, and no reader is told. Replaced and
+        the refreshed columns (the load time; an order's status too) in place, and no
+        reader is told. Replaced and
         logged, a reloaded order put its email and account in identity resolution's scope,
         with every observation of both, and its customer in the scope of the per-customer
         models reading the lines: about half the orders of a one-day delta at 1M customers
