@@ -82,7 +82,11 @@ customers_changed as (
 
 ),
 
--- The changed customers and, transitively, everyone sharing a case with them.
+-- The changed customers and, transitively, everyone sharing a case with them. Each step
+-- looks the customers it found up by the contacts' customer_key and case_id indexes: a
+-- lateral subquery (offset 0 keeps it apart) is run for each of them. As a join, the
+-- planner cannot count the recursion's rows and joined every contact to every other of its
+-- case (2M pairs, 1.4-2.5 s at 1M customers) to keep the few of about 17k customers.
 customers_in_scope as materialized (
 
     with recursive sharing_a_case (key_value) as (
@@ -93,10 +97,14 @@ customers_in_scope as materialized (
 
         select others.customer_key
         from sharing_a_case
-        inner join all_interactions as theirs
-            on sharing_a_case.key_value = theirs.customer_key
-        inner join all_interactions as others
-            on theirs.case_id = others.case_id
+        cross join lateral (
+            select others.customer_key
+            from all_interactions as theirs
+            inner join all_interactions as others
+                on theirs.case_id = others.case_id
+            where theirs.customer_key = sharing_a_case.key_value
+            offset 0
+        ) as others
 
     )
 
@@ -173,6 +181,10 @@ outcomes as (
     from case_contacts
     left join support_cases
         on case_contacts.case_id = support_cases.case_id
+        {%- if not changes.full %}
+        -- the cases in scope looked up by key, not all 600k merged in (0.5 s at 1M customers)
+        and support_cases.case_id = any(array(select case_id from case_contacts))
+        {%- endif %}
 
 ),
 

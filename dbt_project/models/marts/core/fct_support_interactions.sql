@@ -32,6 +32,8 @@
             {'columns': ['case_id']},
             {'columns': ['post_contact_response_id']},
             {'columns': ['source_loaded_at']},
+            -- int_support_cases_followed_up finds the cases of the customers in its scope
+            {'columns': ['customer_key']},
         ],
     )
 }}

@@ -1,0 +1,39 @@
+{#-
+    Post-hook of every model (dbt_project.yml): an incremental model's table gets each index
+    its config declares and lacks. dbt creates a model's `indexes` only with its table, so an
+    index added to an incremental model (`fct_support_interactions.customer_key`, stop 39)
+    would otherwise exist only after a `--full-refresh`, and until then the models reading
+    through it would scan instead. An index matches when it has the same columns in the same
+    order and the same uniqueness, whatever its name: the catch-up's copies of a mart carry
+    indexes named after the copy (cem_warehouse.transform.generations). A table and a view
+    are built from scratch with their indexes: nothing to do. A unique index refused by
+    duplicate rows fails the build with PostgreSQL's message naming the duplicated key.
+-#}
+{% macro create_missing_indexes() -%}
+    {%- if execute and config.get('materialized') == 'incremental' and is_incremental() -%}
+    {%- for index in config.get('indexes') or [] -%}
+    {%- set columns = index['columns'] -%}
+    {%- set unique = index.get('unique', false) %}
+    do $create_missing_index$
+    begin
+        if not exists (
+            select
+            from pg_catalog.pg_index as existing
+            where existing.indrelid = cast('{{ this.include(database=false) }}' as regclass)
+                and existing.indisunique = {{ 'true' if unique else 'false' }}
+                and existing.indpred is null
+                and existing.indnkeyatts = {{ columns | length }}
+                {%- for column in columns %}
+                and existing.indkey[{{ loop.index0 }}] = (
+                    select attnum from pg_catalog.pg_attribute
+                    where attrelid = existing.indrelid and attname = '{{ column }}'
+                )
+                {%- endfor %}
+        ) then
+            create {{ 'unique ' if unique }}index on {{ this }} ({{ columns | join(', ') }});
+        end if;
+    end
+    $create_missing_index$;
+    {%- endfor -%}
+    {%- endif -%}
+{%- endmacro %}
