@@ -9,6 +9,8 @@
       after it -> the case of the contact they name, the case they name, and the case of the
       contact they were attributed to before;
     * customer_key is the CRM customer_id: no identity resolution involved.
+    Indexed by customer_key too: int_support_cases_followed_up finds the cases of the
+    customers in its scope through it.
     Contacts without a case are numbered together (one partition), so they are re-derived
     together whenever one of them changes.
 
@@ -32,7 +34,6 @@
             {'columns': ['case_id']},
             {'columns': ['post_contact_response_id']},
             {'columns': ['source_loaded_at']},
-            -- int_support_cases_followed_up finds the cases of the customers in its scope
             {'columns': ['customer_key']},
         ],
     )
