@@ -37,3 +37,19 @@
     {%- endfor -%}
     {%- endif -%}
 {%- endmacro %}
+
+
+{#- Post-hook: an index dbt's `indexes` config cannot declare (on an expression, or partial),
+    created once per table. Its name ends with the table's oid: a full refresh builds the new
+    table while the old one, with its index, still exists, and a name of its own lets each
+    have one. -#}
+{% macro create_index_if_missing(name, expression, where=none) -%}
+    do $create_index_if_missing$
+    begin
+        execute format(
+            'create index if not exists %I on {{ this.include(database=false) }} ({{ expression }}){{ " where " ~ where if where }}',
+            '{{ name }}_' || cast(cast('{{ this.include(database=false) }}' as regclass) as oid)
+        );
+    end
+    $create_index_if_missing$
+{%- endmacro %}

@@ -44,6 +44,7 @@
             "{{ record_change_position() }}",
             "{{ set_not_null(['purchase_day_id', 'customer_key', 'threshold_days']) }}",
             "{{ enforce_accepted_values('churn_rule', ['no purchase within threshold', 'explicit cancellation']) }}",
+            "{{ create_index_if_missing('open_gaps_by_due_date', '(purchase_date + threshold_days)', 'is_last_purchase_day and not is_churned') }}",
         ],
         indexes=[{'columns': ['purchase_day_id'], 'unique': True}, {'columns': ['customer_key']}],
     )
@@ -60,7 +61,9 @@ customers_in_scope as materialized (
 
     union
 
-    -- open gaps whose threshold falls in the days the as-of date moved over
+    -- open gaps whose threshold falls in the days the as-of date moved over (through the
+    -- partial index on their due date, create_index_if_missing: a scan of every purchase
+    -- day took 0.45 s of the chain at 1M customers)
     select customer_key
     from {{ this }}
     where is_last_purchase_day
@@ -90,6 +93,13 @@ purchase_days as (
 crm_customers as (
 
     select * from {{ ref('stg_crm__customers') }}
+    {%- if not changes.full %}
+    -- the customers in scope, by the raw table's primary key (an inferred key is not a
+    -- number and has no CRM record): hashing all of them cost about 1 s at 1M customers
+    where customer_id = any(array(
+        select cast(key_value as bigint) from customers_in_scope where key_value ~ '^[0-9]{1,18}$'
+    ))
+    {%- endif %}
 
 ),
 
