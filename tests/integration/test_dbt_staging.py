@@ -4,6 +4,7 @@ tests), staging keeps every raw row, and the email normalisation resolves identi
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -357,3 +358,54 @@ def test_every_model_prefetches_scattered_reads_for_its_own_transaction(
         assert _scalar(conn, "show effective_io_concurrency") == "256"
         conn.commit()  # the model's transaction ends
         assert _scalar(conn, "show effective_io_concurrency") == default
+
+
+def _index_definitions(conn, table: str) -> list[str]:
+    """The table's indexes as PostgreSQL prints them, without their names."""
+    return sorted(
+        re.sub(r"INDEX \S+ ON", "INDEX ON", definition)
+        for (definition,) in conn.execute(
+            "select pg_get_indexdef(indexrelid) from pg_index where indrelid = %s::regclass",
+            (table,),
+        )
+    )
+
+
+def _open_gap_indexes(conn) -> list[str]:
+    return [
+        definition
+        for definition in _index_definitions(conn, "staging.int_purchase_gaps_assessed_for_churn")
+        if "(purchase_date + threshold_days)" in definition
+    ]
+
+
+def test_incremental_models_get_the_indexes_they_declare_without_a_full_refresh(
+    stand_ins, tmp_path, monkeypatch
+):
+    """dbt creates a model's declared indexes only with its table. The project-wide post-hook
+    create_missing_indexes gives an incremental build's table those it lacks (an index added
+    to a model's config, or dropped), and create_index_if_missing gives the churn gaps their
+    partial index once per table, a full refresh's new table included."""
+    monkeypatch.setenv("CEM_HOME", str(tmp_path / "state"))
+    stand_ins.ingest_all()
+    gaps = "int_purchase_gaps_assessed_for_churn"
+    observations = "staging.int_identity_observations"
+    run_dbt(stand_ins.warehouse, ["run", "--select", f"+{gaps}"])
+    with connect(stand_ins.warehouse) as conn:
+        declared = _index_definitions(conn, observations)
+        assert any(d.startswith("CREATE UNIQUE INDEX") for d in declared), declared
+        for (index,) in conn.execute(
+            "select indexrelid::regclass::text from pg_index where indrelid = %s::regclass",
+            (observations,),
+        ).fetchall():
+            conn.execute(f"drop index {index}")
+        built_in_full = _open_gap_indexes(conn)
+        conn.commit()
+    assert len(built_in_full) == 1, built_in_full
+    assert "WHERE (is_last_purchase_day AND (NOT is_churned))" in built_in_full[0]
+
+    run_dbt(stand_ins.warehouse, ["run", "--select", "int_identity_observations", gaps])
+    run_dbt(stand_ins.warehouse, ["run", "--select", gaps, "--full-refresh"])
+    with connect(stand_ins.warehouse) as conn:
+        assert _index_definitions(conn, observations) == declared, "declared indexes back"
+        assert _open_gap_indexes(conn) == built_in_full, "one partial index, on the new table too"

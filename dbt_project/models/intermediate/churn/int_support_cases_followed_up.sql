@@ -33,6 +33,7 @@
         on_schema_change='fail',
         post_hook=[
             "{{ record_change_position() }}",
+            "{{ set_not_null(['case_id']) }}",
         ],
         indexes=[{'columns': ['case_id'], 'unique': True}, {'columns': ['customer_key']}],
     )
