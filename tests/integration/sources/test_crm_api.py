@@ -170,7 +170,9 @@ def test_repeated_page_duplicates_records_but_loses_none(serve) -> None:
 
 
 def test_stalled_response_trips_the_client_timeout(serve) -> None:
-    with _client(serve(Faults(stall_every=2, stall_seconds=1.5)), timeout=0.4) as client:
+    # The answered request has seconds, and the stall lasts far longer than them: with 0.4 s
+    # and a 1.5 s stall, a CI run under load once timed out on the answered request.
+    with _client(serve(Faults(stall_every=2, stall_seconds=15)), timeout=3.0) as client:
         assert client.get("/api/v1/customers").status_code == 200
         with pytest.raises(httpx.ReadTimeout):
             client.get("/api/v1/customers")
