@@ -42,7 +42,8 @@
 {#- Post-hook: an index dbt's `indexes` config cannot declare (on an expression, or partial),
     created once per table. Its name ends with the table's oid: a full refresh builds the new
     table while the old one, with its index, still exists, and a name of its own lets each
-    have one. -#}
+    have one. `expression` and `where` are SQL placed inside a string literal: no single
+    quotes in them. -#}
 {% macro create_index_if_missing(name, expression, where=none) -%}
     do $create_index_if_missing$
     begin
