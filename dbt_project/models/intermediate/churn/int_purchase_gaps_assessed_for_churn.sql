@@ -38,7 +38,7 @@
         change_log_skip_unchanged=true,
         change_log_replaced_key='customer_key',
         change_log_producers=producers,
-        change_log_key_patterns={'int_identity_observations': '^[0-9]{1,18}$'},
+        change_log_key_patterns={'int_identity_observations': crm_customer_key_pattern()},
         on_schema_change='fail',
         post_hook=[
             "{{ record_change_position() }}",
@@ -97,7 +97,7 @@ crm_customers as (
     -- the customers in scope, by the raw table's primary key (an inferred key is not a
     -- number and has no CRM record): hashing all of them cost about 1 s at 1M customers
     where customer_id = any(array(
-        select cast(key_value as bigint) from customers_in_scope where key_value ~ '^[0-9]{1,18}$'
+        {{ crm_customer_ids_in('customers_in_scope') }}
     ))
     {%- endif %}
 

@@ -31,7 +31,7 @@
         change_log_key='customer_key',
         change_log_replaced_key='customer_key',
         change_log_producers=producers,
-        change_log_key_patterns={'int_identity_observations': '^[0-9]{1,18}$'},
+        change_log_key_patterns={'int_identity_observations': crm_customer_key_pattern()},
         on_schema_change='fail',
         pre_hook="{{ log_rebuilt_in_full() }}",
         post_hook=[
@@ -111,9 +111,7 @@ final as (
     left join lateral (
         select crm.segment
         from {{ ref('stg_crm__customers') }} as crm
-        where crm.customer_id = case
-            when churn.customer_key ~ '^[0-9]{1,18}$' then cast(churn.customer_key as bigint)
-        end
+        where crm.customer_id = {{ crm_customer_id('churn.customer_key') }}
     ) as crm_customers on true
     {%- endif %}
 

@@ -37,7 +37,7 @@
         change_log_replaced_key='customer_key',
         change_log_producers=producers,
         change_log_skip_unchanged=true,
-        change_log_key_patterns={'int_identity_observations': '^[0-9]{1,18}$'},
+        change_log_key_patterns={'int_identity_observations': crm_customer_key_pattern()},
         on_schema_change='fail',
         pre_hook="{{ log_rebuilt_in_full() }}",
         post_hook=[
@@ -96,7 +96,7 @@ crm_customers as (
     {%- if not changes.full %}
     -- CRM keys are customer ids: looked up by the raw table's primary key
     where customer_id in (
-        select cast(key_value as bigint) from customers_in_scope where key_value ~ '^[0-9]{1,18}$'
+        {{ crm_customer_ids_in('customers_in_scope') }}
     )
     {%- endif %}
 
