@@ -66,28 +66,55 @@ def _after_every_order_update(conn):
     return conn.execute("select max(updated_at) + interval '1 second' from orders").fetchone()[0]
 
 
+def _insert_order(conn, order_id: int, account: str, email: str, ordered_at) -> None:
+    """A delivered order of one line, written to the sales system now: updated after every
+    other order, so the next sales load reads it. Its ids are far above the generator's
+    counters, which keep counting on the next days."""
+    now = _after_every_order_update(conn)
+    product_id, price = conn.execute(
+        "select product_id, list_price from products order by product_id limit 1"
+    ).fetchone()
+    conn.execute(
+        "insert into orders (order_id, sales_account_id, customer_email, status, currency, order_total, "
+        "ordered_at, created_at, updated_at) values (%s, %s, %s, 'delivered', 'EUR', %s, %s, %s, %s)",
+        (order_id, account, email, price, ordered_at, ordered_at, now),
+    )
+    conn.execute(
+        "insert into order_lines (order_line_id, order_id, line_number, product_id, quantity, unit_price, "
+        "line_amount, created_at, updated_at) values (%s, %s, 1, %s, 1, %s, %s, %s, %s)",
+        (order_id, order_id, product_id, price, price, ordered_at, now),
+    )
+    conn.commit()
+
+
 def _plant_late_earlier_order(sales_db) -> int:
     """An order of a repeat customer placed a day before their first order, but written to
     the sales system only now (it sorts first: every later order is renumbered)."""
+    order_id = 900_000_001
     with connect(sales_db) as conn:
         ((email, _, first_at, _),) = _repeat_customers(conn, 1)
-        # ids far above the generator's counters, which keep counting on the next days
-        order_id, line_id = 900_000_001, 900_000_001
-        now = _after_every_order_update(conn)
-        product_id, price = conn.execute(
-            "select product_id, list_price from products order by product_id limit 1"
-        ).fetchone()
         ordered_at = conn.execute("select %s - interval '1 day'", (first_at,)).fetchone()[0]
-        conn.execute(
-            "insert into orders (order_id, sales_account_id, customer_email, status, currency, order_total, "
-            "ordered_at, created_at, updated_at) values (%s, 'SA-LATE-ORDER', %s, 'delivered', 'EUR', %s, %s, %s, %s)",
-            (order_id, email, price, ordered_at, ordered_at, now),
-        )
-        conn.execute(
-            "insert into order_lines (order_line_id, order_id, line_number, product_id, quantity, unit_price, "
-            "line_amount, created_at, updated_at) values (%s, %s, 1, %s, 1, %s, %s, %s, %s)",
-            (line_id, order_id, product_id, price, price, ordered_at, now),
-        )
+        _insert_order(conn, order_id, "SA-LATE-ORDER", email, ordered_at)
+    return order_id
+
+
+def _plant_newest_order_of(sales_db, email: str) -> None:
+    """An order of the customer with ``email``, on the newest order's day."""
+    with connect(sales_db) as conn:
+        ordered_at = conn.execute("select max(ordered_at) from orders").fetchone()[0]
+        _insert_order(conn, 900_000_002, "SA-PLANTED-ORDER", email, ordered_at)
+
+
+def _cancel_an_old_order(sales_db) -> int:
+    """The first delivered order is cancelled: only the order's own row changes, and each
+    of its lines must say so (fct_order_lines.is_cancelled)."""
+    with connect(sales_db) as conn:
+        now = _after_every_order_update(conn)
+        order_id = conn.execute(
+            "update orders set status = 'cancelled', updated_at = %s where order_id = "
+            "(select min(order_id) from orders where status = 'delivered') returning order_id",
+            (now,),
+        ).fetchone()[0]
         conn.commit()
     return order_id
 
@@ -331,6 +358,49 @@ def _plant_late_resolution(stand_ins, resolved_on: date) -> int:
     return case_id
 
 
+def _plant_shared_case(stand_ins) -> tuple[int, str, int, str, str]:
+    """A contact of customer B on a case so far only customer A's, with B's key sorting
+    first, so the case becomes B's. Returns (case_id, B's key, the case's contacts after the
+    plant, A's email and key). The new contact re-derives the whole case, so both customers are
+    logged; after a later change of A alone (a new order), the support cases must follow
+    the case from A to B (the recursion over customers sharing a case), or they recompute
+    it from A's contacts alone next to B's stored row."""
+    with connect(stand_ins.warehouse) as conn:
+        case_id, owner, contacts, owner_email = conn.execute(
+            "select cases.case_id, cases.customer_key, cases.contact_count, owners.customer_email "
+            "from staging.int_support_cases_followed_up as cases "
+            "inner join marts.dim_customers as owners on cases.customer_key = owners.customer_key "
+            "where not owners.is_inferred and owners.customer_email is not null "
+            "and cases.customer_key > "
+            "(select min(customer_key) from marts.dim_customers where not is_inferred) "
+            "order by cases.case_id limit 1"
+        ).fetchone()
+        other = conn.execute(
+            "select customer_key from marts.dim_customers where not is_inferred "
+            "and customer_key < %s and customer_key ~ '^[0-9]+$' "
+            "and customer_key not in (select customer_key from marts.fct_support_interactions "
+            "where case_id = %s) order by customer_key limit 1",
+            (owner, case_id),
+        ).fetchone()[0]
+    store = CrmStore(stand_ins.crm_store)
+    interactions = store.read("interactions")
+    newest = pc.max(interactions.column("updated_at")).as_py()
+    template = interactions.filter(pc.equal(interactions.column("case_id"), case_id)).to_pylist()[0]
+    template.update(
+        interaction_id=900_000_001,  # far above the generator's counter
+        customer_id=int(other),
+        started_at=template["started_at"] + timedelta(hours=1),
+        ended_at=template["ended_at"] + timedelta(hours=1) if template["ended_at"] else None,
+        created_at=newest + timedelta(seconds=1),
+        updated_at=newest + timedelta(seconds=1),
+    )
+    store.write(
+        "interactions", pa.Table.from_pylist([template], schema=interactions.schema), "planted"
+    )
+    store.touch()
+    return case_id, other, contacts + 1, owner_email, owner
+
+
 def _followed_up_cases(warehouse) -> tuple[int, int, int]:
     """How many cases there are, how many are followed up, and how many resolved."""
     with connect(warehouse) as conn:
@@ -363,8 +433,12 @@ def test_incremental_builds_equal_a_full_refresh(stand_ins, tmp_path, monkeypatc
     moved_by_the_date = set()
     for day in range(1, DAYS + 1):
         generate_next_day(stand_ins.targets, params=BUSY_DAY)
+        if day == 1:
+            shared_case = _plant_shared_case(stand_ins)
+            cancelled_order_id = _cancel_an_old_order(stand_ins.sales_db)
         if day == 2:
             late_order_id = _plant_late_earlier_order(stand_ins.sales_db)
+            _plant_newest_order_of(stand_ins.sales_db, shared_case[3])  # A's, not B's
         if day == 3:  # not on day 2: re-deriving its orders would mask missed identity changes
             _change_a_product_cost(stand_ins.sales_db)
         stand_ins.ingest_all()
@@ -383,6 +457,18 @@ def test_incremental_builds_equal_a_full_refresh(stand_ins, tmp_path, monkeypatc
             # Every logging mart is brought up to date from the log.
             _assert_retired_generation_caught_up(warehouse, expect_all=True)
         if day == 1:
+            # The planted contact moved its case to the other customer, with both contacts.
+            case_id, other, contacts, _, _ = shared_case
+            with connect(warehouse) as conn:
+                assert conn.execute(
+                    "select customer_key, contact_count from staging.int_support_cases_followed_up "
+                    "where case_id = %s",
+                    (case_id,),
+                ).fetchone() == (other, contacts)
+                assert conn.execute(
+                    "select bool_and(is_cancelled) from marts.fct_order_lines where order_id = %s",
+                    (cancelled_order_id,),
+                ).fetchone() == (True,), "the cancelled order's lines do not say so"
             # The generation this build retires gets a column the model does not have (as
             # after a change of the model's columns): it is replaced by a copy of the
             # published table, which the next build continues.
@@ -399,6 +485,18 @@ def test_incremental_builds_equal_a_full_refresh(stand_ins, tmp_path, monkeypatc
                 k for k, v in _order_keys(warehouse).items() if v.startswith("inferred-")
             }
         if day == 2:
+            # The shared case's first customer (A) bought, the other did not: the case was
+            # recomputed through A and still has both customers' contacts, under B's key.
+            case_id, other, contacts, _, owner = shared_case
+            with connect(warehouse) as conn:
+                assert conn.execute(
+                    "select customer_key from marts.fct_orders where order_id = 900000002"
+                ).fetchone() == (owner,)
+                assert conn.execute(
+                    "select customer_key, contact_count from staging.int_support_cases_followed_up "
+                    "where case_id = %s",
+                    (case_id,),
+                ).fetchone() == (other, contacts)
             # Only the identity part of the predicate can re-key the day-1 late customers'
             # orders in this build (their CRM records arrived today, the orders did not change).
             keys = _order_keys(warehouse)

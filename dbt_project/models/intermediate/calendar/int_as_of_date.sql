@@ -14,12 +14,16 @@
 
 -- The day of the newest timestamp, not the newest of every row's day: the same date (a
 -- row's day never falls as its timestamp rises), without converting each of millions of
--- rows to a date first (0.55 s against 0.9 s for the orders at 1M customers).
+-- rows to a date first (0.55 s against 0.9 s for the orders at 1M customers). The first
+-- order's day comes from the same scan, for dim_dates, which scanned the orders again.
 with
 
 orders as (
 
-    select cast(max(ordered_at) at time zone 'UTC' as date) as latest_date
+    select
+        cast(min(ordered_at) at time zone 'UTC' as date) as first_date,
+        cast(max(ordered_at) at time zone 'UTC' as date) as latest_date
+
     from {{ ref('stg_sales__orders') }}
 
 ),
@@ -41,7 +45,8 @@ interactions as (
 latest_data as (
 
     select
-        greatest(orders.latest_date, responses.latest_date, interactions.latest_date) as latest_date
+        greatest(orders.latest_date, responses.latest_date, interactions.latest_date) as latest_date,
+        orders.first_date as first_order_date
 
     from orders
     cross join responses
@@ -66,7 +71,8 @@ final as (
         latest_data.latest_date as as_of_date,
         'latest data' as resolved_from,
         {%- endif %}
-        latest_data.latest_date as latest_data_date
+        latest_data.latest_date as latest_data_date,
+        latest_data.first_order_date
 
     from latest_data
 

@@ -10,9 +10,8 @@ bounds as (
 
     select
         least(
-            -- the day of the first timestamp: the same as the first day, without a
-            -- conversion per order (as in int_as_of_date)
-            (select cast(min(ordered_at) at time zone 'UTC' as date) from {{ ref('stg_sales__orders') }}),
+            -- the first order's day, from int_as_of_date's scan of the orders
+            (select first_order_date from {{ ref('int_as_of_date') }}),
             (select min(acquisition_date) from {{ ref('stg_crm__customers') }})
         ) as first_date,
         {{ as_of_date() }} as last_date
