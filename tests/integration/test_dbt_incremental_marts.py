@@ -2,19 +2,22 @@
 
 The sources get several ``--next-day`` deltas (new customers, some arriving in sales a day
 before the CRM, refunds of old orders, CRM updates and archives, late survey files), plus
-an order placed before the customer's first one but loaded late and a product whose cost
-changed. After each delta the marts are built incrementally and published; under
-write-audit-publish a build starts from the previous generation, which the publication
-brought up to the published one from the change log (checked: equal, row for row), or,
-where that failed (made to fail after day 2), from the generation before the last one, so
-it must catch up from an older state. Finally a ``--full-refresh`` build into marts_build
-(not published) is compared, row for row, with the published incremental facts.
+an order placed before the customer's first one but loaded late, a product whose cost
+changed, an old order cancelled, and a support case that a contact makes shared by two
+customers, one of whom buys the next day. After each delta the marts are built
+incrementally and published; under write-audit-publish a build starts from the previous
+generation, which the publication brought up to the published one from the change log
+(checked: equal, row for row), or, where that failed (made to fail after day 2), from the
+generation before the last one, so it must catch up from an older state. Finally a
+``--full-refresh`` build into marts_build (not published) is compared, row for row, with
+the published incremental facts.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
+from typing import NamedTuple
 
 import psycopg
 import pyarrow as pa
@@ -98,11 +101,13 @@ def _plant_late_earlier_order(sales_db) -> int:
     return order_id
 
 
-def _plant_newest_order_of(sales_db, email: str) -> None:
+def _plant_newest_order_of(sales_db, email: str) -> int:
     """An order of the customer with ``email``, on the newest order's day."""
+    order_id = 900_000_002
     with connect(sales_db) as conn:
         ordered_at = conn.execute("select max(ordered_at) from orders").fetchone()[0]
-        _insert_order(conn, 900_000_002, "SA-PLANTED-ORDER", email, ordered_at)
+        _insert_order(conn, order_id, "SA-PLANTED-ORDER", email, ordered_at)
+    return order_id
 
 
 def _cancel_an_old_order(sales_db) -> int:
@@ -358,13 +363,20 @@ def _plant_late_resolution(stand_ins, resolved_on: date) -> int:
     return case_id
 
 
-def _plant_shared_case(stand_ins) -> tuple[int, str, int, str, str]:
+class SharedCase(NamedTuple):
+    case_id: int
+    owner_key: str  # A: the case's only customer before the plant
+    owner_email: str
+    other_key: str  # B: sorts before A, so the case becomes B's
+    contacts: int  # the case's contacts after the plant
+
+
+def _plant_shared_case(stand_ins) -> SharedCase:
     """A contact of customer B on a case so far only customer A's, with B's key sorting
-    first, so the case becomes B's. Returns (case_id, B's key, the case's contacts after the
-    plant, A's email and key). The new contact re-derives the whole case, so both customers are
-    logged; after a later change of A alone (a new order), the support cases must follow
-    the case from A to B (the recursion over customers sharing a case), or they recompute
-    it from A's contacts alone next to B's stored row."""
+    first, so the case becomes B's. The new contact re-derives the whole case, so both
+    customers are logged; after a later change of A alone (a new order), the support cases
+    must follow the case from A to B (the recursion over customers sharing a case), or they
+    recompute it from A's contacts alone next to B's stored row."""
     with connect(stand_ins.warehouse) as conn:
         case_id, owner, contacts, owner_email = conn.execute(
             "select cases.case_id, cases.customer_key, cases.contact_count, owners.customer_email "
@@ -398,7 +410,15 @@ def _plant_shared_case(stand_ins) -> tuple[int, str, int, str, str]:
         "interactions", pa.Table.from_pylist([template], schema=interactions.schema), "planted"
     )
     store.touch()
-    return case_id, other, contacts + 1, owner_email, owner
+    return SharedCase(case_id, owner, owner_email, other, contacts + 1)
+
+
+def _case_owner_and_contacts(conn, case_id: int) -> tuple[str, int]:
+    return conn.execute(
+        "select customer_key, contact_count from staging.int_support_cases_followed_up "
+        "where case_id = %s",
+        (case_id,),
+    ).fetchone()
 
 
 def _followed_up_cases(warehouse) -> tuple[int, int, int]:
@@ -438,7 +458,7 @@ def test_incremental_builds_equal_a_full_refresh(stand_ins, tmp_path, monkeypatc
             cancelled_order_id = _cancel_an_old_order(stand_ins.sales_db)
         if day == 2:
             late_order_id = _plant_late_earlier_order(stand_ins.sales_db)
-            _plant_newest_order_of(stand_ins.sales_db, shared_case[3])  # A's, not B's
+            owner_order_id = _plant_newest_order_of(stand_ins.sales_db, shared_case.owner_email)
         if day == 3:  # not on day 2: re-deriving its orders would mask missed identity changes
             _change_a_product_cost(stand_ins.sales_db)
         stand_ins.ingest_all()
@@ -458,13 +478,11 @@ def test_incremental_builds_equal_a_full_refresh(stand_ins, tmp_path, monkeypatc
             _assert_retired_generation_caught_up(warehouse, expect_all=True)
         if day == 1:
             # The planted contact moved its case to the other customer, with both contacts.
-            case_id, other, contacts, _, _ = shared_case
             with connect(warehouse) as conn:
-                assert conn.execute(
-                    "select customer_key, contact_count from staging.int_support_cases_followed_up "
-                    "where case_id = %s",
-                    (case_id,),
-                ).fetchone() == (other, contacts)
+                assert _case_owner_and_contacts(conn, shared_case.case_id) == (
+                    shared_case.other_key,
+                    shared_case.contacts,
+                )
                 assert conn.execute(
                     "select bool_and(is_cancelled) from marts.fct_order_lines where order_id = %s",
                     (cancelled_order_id,),
@@ -487,16 +505,15 @@ def test_incremental_builds_equal_a_full_refresh(stand_ins, tmp_path, monkeypatc
         if day == 2:
             # The shared case's first customer (A) bought, the other did not: the case was
             # recomputed through A and still has both customers' contacts, under B's key.
-            case_id, other, contacts, _, owner = shared_case
             with connect(warehouse) as conn:
                 assert conn.execute(
-                    "select customer_key from marts.fct_orders where order_id = 900000002"
-                ).fetchone() == (owner,)
-                assert conn.execute(
-                    "select customer_key, contact_count from staging.int_support_cases_followed_up "
-                    "where case_id = %s",
-                    (case_id,),
-                ).fetchone() == (other, contacts)
+                    "select customer_key from marts.fct_orders where order_id = %s",
+                    (owner_order_id,),
+                ).fetchone() == (shared_case.owner_key,)
+                assert _case_owner_and_contacts(conn, shared_case.case_id) == (
+                    shared_case.other_key,
+                    shared_case.contacts,
+                )
             # Only the identity part of the predicate can re-key the day-1 late customers'
             # orders in this build (their CRM records arrived today, the orders did not change).
             keys = _order_keys(warehouse)
