@@ -47,6 +47,47 @@ class StandIns:
     def surveys(self) -> SourceConnection:
         return SourceConnection("cem_source_surveys", "fs", extra={"path": str(self.landing)})
 
+    def insert_sales_order(
+        self,
+        *,
+        order_id: int,
+        line_id: int,
+        account: str,
+        email: str | None,
+        ordered_at,
+        updated_at,
+        quantity: int = 1,
+    ) -> None:
+        """A delivered order with one line of the first product at list price, written to
+        the sales system; the next sales load reads it when ``updated_at`` is after every
+        order it read before."""
+        with connect(self.sales_db) as conn:
+            product_id, price = conn.execute(
+                "select product_id, list_price from products order by product_id limit 1"
+            ).fetchone()
+            conn.execute(
+                "insert into orders (order_id, sales_account_id, customer_email, status, currency, "
+                "order_total, ordered_at, created_at, updated_at) "
+                "values (%s, %s, %s, 'delivered', 'EUR', %s, %s, %s, %s)",
+                (order_id, account, email, price * quantity, ordered_at, ordered_at, updated_at),
+            )
+            conn.execute(
+                "insert into order_lines (order_line_id, order_id, line_number, product_id, quantity, "
+                "unit_price, line_amount, created_at, updated_at) "
+                "values (%s, %s, 1, %s, %s, %s, %s, %s, %s)",
+                (
+                    line_id,
+                    order_id,
+                    product_id,
+                    quantity,
+                    price,
+                    price * quantity,
+                    ordered_at,
+                    updated_at,
+                ),
+            )
+            conn.commit()
+
     def ingest_all(self) -> None:
         """Load all three sources into the warehouse, as the ingestion DAGs do."""
         from cem_warehouse.load.sources import ingest_crm, ingest_sales, ingest_surveys

@@ -49,10 +49,10 @@ def mean(items: list[int | None]) -> Decimal | None:
     return (sum(answered) / len(answered)).quantize(CENT, rounding=ROUND_HALF_UP)
 
 
-def _plant_sales_only_customer_and_sloppy_email(sales_db) -> int:
+def _plant_sales_only_customer_and_sloppy_email(stand_ins) -> int:
     """One order from an email the CRM does not know, and one CRM customer's order typed
     with tabs, spaces and capitals. Returns the sloppy order's id."""
-    with connect(sales_db) as conn:
+    with connect(stand_ins.sales_db) as conn:
         sloppy_order_id = conn.execute("select min(order_id) from orders").fetchone()[0]
         conn.execute(
             f"update orders set customer_email = {SLOPPY_EMAIL} where order_id = %s",
@@ -62,34 +62,22 @@ def _plant_sales_only_customer_and_sloppy_email(sales_db) -> int:
             "select (select max(order_id) + 1 from orders), (select max(order_line_id) + 1 from order_lines), "
             "(select max(ordered_at) from orders)"
         ).fetchone()
-        product_id, price = conn.execute(
-            "select product_id, list_price from products order by product_id limit 1"
-        ).fetchone()
-        conn.execute(
-            "insert into orders (order_id, sales_account_id, customer_email, status, currency, order_total, "
-            "ordered_at, created_at, updated_at) values (%s, %s, %s, 'delivered', 'EUR', %s, %s, %s, %s)",
-            (
-                order_id,
-                WALK_IN_ACCOUNT,
-                WALK_IN_EMAIL,
-                price * 3,
-                ordered_at,
-                ordered_at,
-                ordered_at,
-            ),
-        )
-        conn.execute(
-            "insert into order_lines (order_line_id, order_id, line_number, product_id, quantity, unit_price, "
-            "line_amount, created_at, updated_at) values (%s, %s, 1, %s, 3, %s, %s, %s, %s)",
-            (line_id, order_id, product_id, price, price * 3, ordered_at, ordered_at),
-        )
         conn.commit()
+    stand_ins.insert_sales_order(
+        order_id=order_id,
+        line_id=line_id,
+        account=WALK_IN_ACCOUNT,
+        email=WALK_IN_EMAIL,
+        ordered_at=ordered_at,
+        updated_at=ordered_at,
+        quantity=3,
+    )
     return sloppy_order_id
 
 
 def test_core_marts_match_an_independent_recomputation(stand_ins, tmp_path, monkeypatch):
     monkeypatch.setenv("CEM_HOME", str(tmp_path / "state"))
-    sloppy_order_id = _plant_sales_only_customer_and_sloppy_email(stand_ins.sales_db)
+    sloppy_order_id = _plant_sales_only_customer_and_sloppy_email(stand_ins)
     stand_ins.ingest_all()
 
     build_marts(stand_ins.warehouse)  # raises on any failed model or data test

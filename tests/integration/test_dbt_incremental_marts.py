@@ -69,44 +69,34 @@ def _after_every_order_update(conn):
     return conn.execute("select max(updated_at) + interval '1 second' from orders").fetchone()[0]
 
 
-def _insert_order(conn, order_id: int, account: str, email: str, ordered_at) -> None:
-    """A delivered order of one line, written to the sales system now: updated after every
-    other order, so the next sales load reads it. Its ids are far above the generator's
-    counters, which keep counting on the next days."""
-    now = _after_every_order_update(conn)
-    product_id, price = conn.execute(
-        "select product_id, list_price from products order by product_id limit 1"
-    ).fetchone()
-    conn.execute(
-        "insert into orders (order_id, sales_account_id, customer_email, status, currency, order_total, "
-        "ordered_at, created_at, updated_at) values (%s, %s, %s, 'delivered', 'EUR', %s, %s, %s, %s)",
-        (order_id, account, email, price, ordered_at, ordered_at, now),
-    )
-    conn.execute(
-        "insert into order_lines (order_line_id, order_id, line_number, product_id, quantity, unit_price, "
-        "line_amount, created_at, updated_at) values (%s, %s, 1, %s, 1, %s, %s, %s, %s)",
-        (order_id, order_id, product_id, price, price, ordered_at, now),
-    )
-    conn.commit()
-
-
-def _plant_late_earlier_order(sales_db) -> int:
+def _plant_late_earlier_order(stand_ins) -> int:
     """An order of a repeat customer placed a day before their first order, but written to
     the sales system only now (it sorts first: every later order is renumbered)."""
-    order_id = 900_000_001
-    with connect(sales_db) as conn:
+    with connect(stand_ins.sales_db) as conn:
         ((email, _, first_at, _),) = _repeat_customers(conn, 1)
         ordered_at = conn.execute("select %s - interval '1 day'", (first_at,)).fetchone()[0]
-        _insert_order(conn, order_id, "SA-LATE-ORDER", email, ordered_at)
-    return order_id
+        now = _after_every_order_update(conn)
+    return _plant_order(stand_ins, 900_000_001, "SA-LATE-ORDER", email, ordered_at, now)
 
 
-def _plant_newest_order_of(sales_db, email: str) -> int:
+def _plant_newest_order_of(stand_ins, email: str) -> int:
     """An order of the customer with ``email``, on the newest order's day."""
-    order_id = 900_000_002
-    with connect(sales_db) as conn:
+    with connect(stand_ins.sales_db) as conn:
         ordered_at = conn.execute("select max(ordered_at) from orders").fetchone()[0]
-        _insert_order(conn, order_id, "SA-PLANTED-ORDER", email, ordered_at)
+        now = _after_every_order_update(conn)
+    return _plant_order(stand_ins, 900_000_002, "SA-PLANTED-ORDER", email, ordered_at, now)
+
+
+def _plant_order(stand_ins, order_id: int, account: str, email: str, ordered_at, now) -> int:
+    # ids far above the generator's counters, which keep counting on the next days
+    stand_ins.insert_sales_order(
+        order_id=order_id,
+        line_id=order_id,
+        account=account,
+        email=email,
+        ordered_at=ordered_at,
+        updated_at=now,
+    )
     return order_id
 
 
@@ -457,8 +447,8 @@ def test_incremental_builds_equal_a_full_refresh(stand_ins, tmp_path, monkeypatc
             shared_case = _plant_shared_case(stand_ins)
             cancelled_order_id = _cancel_an_old_order(stand_ins.sales_db)
         if day == 2:
-            late_order_id = _plant_late_earlier_order(stand_ins.sales_db)
-            owner_order_id = _plant_newest_order_of(stand_ins.sales_db, shared_case.owner_email)
+            late_order_id = _plant_late_earlier_order(stand_ins)
+            owner_order_id = _plant_newest_order_of(stand_ins, shared_case.owner_email)
         if day == 3:  # not on day 2: re-deriving its orders would mask missed identity changes
             _change_a_product_cost(stand_ins.sales_db)
         stand_ins.ingest_all()
