@@ -22,9 +22,11 @@ from typing import NamedTuple
 import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
+import pytest
 
 from cem_warehouse import paths
 from cem_warehouse.cli import main
+from cem_warehouse.errors import CemError
 from cem_warehouse.sources.crm import CrmStore
 from cem_warehouse.sources.generator.params import DEFAULT_PARAMS
 from cem_warehouse.sources.generator.run import generate_next_day
@@ -50,6 +52,9 @@ BUSY_DAY = replace(
     archive_per_day=0.02,
 )
 DAYS = 3
+
+# fct_orders with the orders changed since its last build, found beside identity resolution
+ORDERS_AND_THEIR_CHANGES = "int_orders_changed_since_last_build fct_orders"
 
 
 def _repeat_customers(conn, count: int) -> list[tuple]:
@@ -641,7 +646,11 @@ def test_orders_sum_their_lines_when_fct_order_lines_lags_behind_or_is_missing(
     run_dbt(warehouse, ["run", "--select", "+fct_orders"])
     lagging = _refund_the_newest_order(stand_ins.sales_db, refund_id=900_000_101)
     stand_ins.ingest_all()
-    run_dbt(warehouse, ["run", "--select", "fct_orders"])
+    run_dbt(warehouse, ["run", "--select", ORDERS_AND_THEIR_CHANGES])
+    # fct_orders has moved on from the changed orders handed to it: alone, it would miss
+    # whatever changed since, so it refuses to run.
+    with pytest.raises(CemError, match="was built for another state of fct_orders"):
+        run_dbt(warehouse, ["run", "--select", "fct_orders"])
     with connect(warehouse) as conn:
         line_count, refunded = conn.execute(
             "select line_count, refunded_amount from marts_build.fct_orders where order_id = %s",
@@ -658,7 +667,7 @@ def test_orders_sum_their_lines_when_fct_order_lines_lags_behind_or_is_missing(
 
     _refund_the_newest_order(stand_ins.sales_db, refund_id=900_000_102)
     stand_ins.ingest_all()
-    run_dbt(warehouse, ["run", "--select", "fct_orders"])
+    run_dbt(warehouse, ["run", "--select", ORDERS_AND_THEIR_CHANGES])
     _assert_fct_orders_equal_a_full_refresh(warehouse)
 
 

@@ -133,7 +133,11 @@ def test_readers_see_the_last_good_marts_until_an_audited_build_is_swapped_in(
     with connect(stand_ins.warehouse) as loader:
         begin_raw_publish(loader)  # a publish into raw, not yet committed
         build = threading.Thread(
-            target=run_dbt, args=(stand_ins.warehouse, ["run", "--select", "fct_orders"])
+            target=run_dbt,
+            args=(
+                stand_ins.warehouse,
+                ["run", "--select", "int_orders_changed_since_last_build fct_orders"],
+            ),
         )
         build.start()
         waiting = False

@@ -80,10 +80,13 @@ def run_dbt(location: WarehouseLocation, args: list[str], *, log_path: Path | No
     )
     output = result.stdout + result.stderr
     if result.returncode != 0:
+        lines = output.splitlines()
         errors = [
             line
-            for line in output.splitlines()
-            if "error" in line.lower() or "fail" in line.lower()
+            for before, line in zip(["", *lines], lines, strict=False)
+            # an error's own line, and the one after dbt's "... Error in model x" header,
+            # which holds what went wrong (a Compilation Error's message)
+            if "error" in line.lower() or "fail" in line.lower() or " Error in " in before
         ]
-        raise CemError(f"dbt {args[0]} failed: {' | '.join(errors[-5:]) or output[-500:]}")
+        raise CemError(f"dbt {args[0]} failed: {' | '.join(errors[-6:]) or output[-500:]}")
     return output

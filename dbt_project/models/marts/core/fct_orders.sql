@@ -5,6 +5,9 @@
     * orders, order_lines, refunds loaded after the watermark -> those orders (the watermark,
       source_loaded_at, is the newest _loaded_at of an order, its lines and refunds);
     * a product loaded after it (unit_cost -> gross_margin) -> the orders with a line of it;
+      these "changed" orders are found, and their lines and refunds summed, by
+      int_orders_changed_since_last_build, which needs no customer key and so runs beside
+      identity resolution instead of after it;
     * identity (customer_key): an email's key changes only when a CRM customer with that email
       is loaded (new, late-arriving, archived, email changed), so CRM customers loaded after the
       watermark touch: the orders with their current email, the orders keyed to them before
@@ -15,7 +18,8 @@
       order, a cancellation, a re-keyed order renumber the customer's later orders). Those
       other orders changed in nothing but their number: they are taken as stored and only
       numbered again, continuing from the last stored number before that place, so lines,
-      refunds and identities are summed for the candidates alone.
+      refunds and identities are summed for the candidates alone. A re-keyed order nothing of
+      which was loaded likewise keeps its stored row but for its key.
 
     Its strategy, delete_insert_logging_keys, is delete+insert that also logs the customer
     key of every row it replaces and writes, so the per-customer intermediates recompute
@@ -51,6 +55,7 @@
 }}
 
 -- depends_on: {{ ref('stg_crm__customers') }}
+-- depends_on: {{ ref('int_orders_changed_since_last_build') }}
 
 with
 
@@ -88,6 +93,7 @@ identities as not materialized (
 
 {% if is_incremental() %}
 {%- set watermark = incremental_watermark() %}
+{%- do assert_changed_orders_handoff(ref('int_orders_changed_since_last_build'), watermark) %}
 
 crm_customers as not materialized (
 
@@ -106,30 +112,18 @@ touched_crm_customers as (
 
 ),
 
--- The order row itself, a line, a refund or a product of a line loaded since the watermark.
+-- The orders whose row, a line, a refund or a product of a line was loaded since the
+-- watermark, found and summed beside identity resolution (the same watermark, read from
+-- this table before this model ran).
+changed as not materialized (
+
+    select * from {{ ref('int_orders_changed_since_last_build') }}
+
+),
+
 changed_orders as (
 
-    select order_id from orders where loaded_at > {{ watermark }}
-
-    union
-
-    select order_id from order_lines where loaded_at > {{ watermark }}
-
-    {%- if has_rows_loaded_since(ref('stg_sales__products'), watermark) %}
-
-    union
-
-    -- only on a day a product changed (see has_rows_loaded_since)
-    select order_lines.order_id
-    from order_lines
-    inner join products
-        on order_lines.product_id = products.product_id
-    where products.loaded_at > {{ watermark }}
-    {%- endif %}
-
-    union
-
-    select order_id from refunds where loaded_at > {{ watermark }}
+    select order_id from changed
 
 ),
 
@@ -137,10 +131,7 @@ changed_orders as (
 -- changed, counting the account it had before) or that email's key changed.
 touched_accounts as (
 
-    select orders.sales_account_id
-    from orders
-    inner join changed_orders
-        on orders.order_id = changed_orders.order_id
+    select sales_account_id from changed
 
     union
 
@@ -191,125 +182,92 @@ candidate_orders as (
 
 ),
 
-{#- The candidates' lines without a scan of all of raw's order lines (no index on order_id
-    there: it would cost every sales load). fct_order_lines of this generation holds every
-    line loaded up to its own watermark, found by its order_id index, and raw's BRIN index on
-    _loaded_at gives the ones loaded since; each is then read by raw's primary key. A line
-    that moved to another order is in the second set, and the order_id filter below keeps it
-    where it is now. Before fct_order_lines exists, the scan. #}
-{%- set stored_lines = adapter.get_relation(database=this.database, schema=this.schema, identifier='fct_order_lines') %}
-{%- if stored_lines %}
+-- The candidates before their key is looked up. A re-keyed order nothing of which was
+-- loaded (else it would be a changed one) keeps its stored row but for the key.
+unresolved as (
 
-candidate_lines as (
+    select {{ orders_with_sums_columns() | join(', ') }} from changed
 
-    select order_line_id
-    from order_lines
-    where loaded_at > least({{ watermark }}, {{ watermark_of(stored_lines) }})
-
-    union
-
-    select stored_lines.order_line_id
-    from {{ stored_lines }} as stored_lines
-    inner join candidate_orders
-        on stored_lines.order_id = candidate_orders.order_id
-
-),
-{%- endif %}
-
-{% endif %}
-
--- Line margin = line revenue - quantity x unit cost (= quantity x unit_margin at list price);
--- fct_order_lines.line_margin uses the same rule.
-lines_summed as (
+    union all
 
     select
-        order_lines.order_id,
-        count(*) as line_count,
-        sum(order_lines.quantity) as item_quantity,
-        sum(order_lines.line_revenue) as revenue,
-        sum(order_lines.line_revenue - order_lines.quantity * products.unit_cost) as gross_margin,
-        max(order_lines.loaded_at) as loaded_at
+        {%- for column in orders_with_sums_columns() %}
+        previous.{{ column }}{{ ',' if not loop.last }}
+        {%- endfor %}
+    from {{ this }} as previous
+    where previous.order_id in (select order_id from rekeyed_orders)
+        and not exists (
+            select from changed_orders
+            where changed_orders.order_id = previous.order_id
+        )
 
-    from order_lines
-    left join products
-        on order_lines.product_id = products.product_id
-    {% if is_incremental() -%}
-    where order_lines.order_id in (select order_id from candidate_orders)
-        {%- if stored_lines %}
-        and order_lines.order_line_id in (select order_line_id from candidate_lines)
-        {%- endif %}
-    {% endif -%}
-    group by 1
+),
+
+{% else %}
+
+lines_summed as (
+
+    {{ order_lines_summed('order_lines', 'products') | indent(4) }}
 
 ),
 
 refunds_summed as (
 
-    select
-        order_id,
-        sum(refund_amount) as refunded_amount,
-        max(refunded_at) as last_refunded_at,
-        max(loaded_at) as loaded_at
-
-    from refunds
-    {% if is_incremental() -%}
-    where order_id in (select order_id from candidate_orders)
-    {% endif -%}
-    group by 1
+    {{ refunds_summed('refunds') | indent(4) }}
 
 ),
+
+unresolved as (
+
+    {{ orders_with_sums('orders', 'lines_summed', 'refunds_summed') | indent(4) }}
+
+),
+
+{% endif %}
 
 resolved as (
 
     select
-        orders.*,
+        unresolved.*,
         coalesce(by_email.customer_key, by_account.customer_key) as customer_key
 
-    from orders
+    from unresolved
     left join identities as by_email
         on by_email.identifier_type = 'email'
-        and orders.customer_email = by_email.identifier
+        and unresolved.customer_email = by_email.identifier
     left join identities as by_account
         on by_account.identifier_type = 'sales_account'
-        and orders.sales_account_id = by_account.identifier
-    {% if is_incremental() -%}
-    where orders.order_id in (select order_id from candidate_orders)
-    {% endif %}
+        and unresolved.sales_account_id = by_account.identifier
+
 ),
 
 derived as (
 
     select
-        resolved.order_id,
-        resolved.customer_key,
-        resolved.sales_account_id,
-        resolved.customer_email,
-        resolved.order_status,
-        cast(resolved.currency as text) as currency,
-        coalesce(lines_summed.line_count, 0) as line_count,
-        coalesce(lines_summed.item_quantity, 0) as item_quantity,
-        -- as the contract's numeric: the type incremental builds compare against
-        cast(resolved.order_total as numeric) as order_total,
-        coalesce(lines_summed.revenue, 0) as revenue,
-        coalesce(refunds_summed.refunded_amount, 0) as refunded_amount,
-        coalesce(lines_summed.revenue, 0) - coalesce(refunds_summed.refunded_amount, 0) as net_revenue,
-        coalesce(lines_summed.gross_margin, 0) as gross_margin,
-        coalesce(lines_summed.gross_margin, 0) - coalesce(refunds_summed.refunded_amount, 0) as net_margin,
-        coalesce(resolved.is_cancelled, false) as is_cancelled,
-        coalesce(resolved.is_refunded, false) as is_refunded,
-        refunds_summed.order_id is not null as has_refund,
-        resolved.ordered_date,
-        resolved.ordered_at,
-        refunds_summed.last_refunded_at,
-        resolved.updated_at,
-        -- the watermark of incremental builds: newest _loaded_at of the order, its lines, refunds
-        greatest(resolved.loaded_at, lines_summed.loaded_at, refunds_summed.loaded_at) as source_loaded_at
+        order_id,
+        customer_key,
+        sales_account_id,
+        customer_email,
+        order_status,
+        currency,
+        line_count,
+        item_quantity,
+        order_total,
+        revenue,
+        refunded_amount,
+        revenue - refunded_amount as net_revenue,
+        gross_margin,
+        gross_margin - refunded_amount as net_margin,
+        is_cancelled,
+        is_refunded,
+        has_refund,
+        ordered_date,
+        ordered_at,
+        last_refunded_at,
+        updated_at,
+        source_loaded_at
 
     from resolved
-    left join lines_summed
-        on resolved.order_id = lines_summed.order_id
-    left join refunds_summed
-        on resolved.order_id = refunds_summed.order_id
 
 ),
 
