@@ -9,8 +9,10 @@
     with itself, so incremental models still run side by side. Publishes wait for the
     models' transactions; they do not fail.
 -#}
-{% macro wait_for_raw_publishes() -%}
-    {%- if model.config.materialized == 'incremental' -%}
+{#- `reads_by_watermark`: a model that is not incremental but reads raw from an incremental
+    model's watermark on its behalf (int_orders_changed_since_last_build for fct_orders). -#}
+{% macro wait_for_raw_publishes(reads_by_watermark=false) -%}
+    {%- if reads_by_watermark or model.config.materialized == 'incremental' -%}
         lock table ops.raw_publish_gate in share mode
     {%- endif -%}
 {%- endmacro %}

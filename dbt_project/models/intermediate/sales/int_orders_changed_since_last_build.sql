@@ -23,7 +23,7 @@
 
 {{
     config(
-        pre_hook=["lock table ops.raw_publish_gate in share mode", "set local work_mem = '256MB'"],
+        pre_hook=["{{ wait_for_raw_publishes(reads_by_watermark=true) }}", "set local work_mem = '256MB'"],
         post_hook=["{{ set_not_null('order_id') }}", "{{ record_changed_orders_handoff() }}"],
         indexes=[{'columns': ['order_id'], 'unique': True}],
     )
