@@ -12,6 +12,7 @@ import os
 import shutil
 import socket
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -114,6 +115,34 @@ def database_factory(server: WarehouseLocation) -> Iterator:
     yield make
     for name in created:
         _drop_database(server, name)
+
+
+@pytest.fixture
+def reported_statistics():
+    """Read PostgreSQL's cumulative statistics (pg_stat_all_tables) once they hold what the
+    test waits for: ``read(location, query, params, settled)`` returns the query's rows as
+    soon as ``settled(rows)``, or the last rows read after 30 s, for the test to assert on.
+
+    A backend adds its sessions' writes to those statistics when it is idle, at most once a
+    second (else up to ten seconds later), or when its process exits, and a client's close
+    returns before that exit. A test reading the counts just after a write can therefore
+    miss it: CI once found a table's rows not yet counted after the build that wrote them
+    had closed every connection.
+    """
+
+    def read(location: WarehouseLocation, query: str, params, settled) -> list[tuple]:
+        deadline = time.monotonic() + 30
+        with connect(location, autocommit=True) as conn:
+            while True:
+                # A session caches what it read of the statistics until its transaction
+                # ends; in autocommit each statement is one, but cleared to be sure.
+                conn.execute("select pg_stat_clear_snapshot()")
+                rows = conn.execute(query, params).fetchall()
+                if settled(rows) or time.monotonic() > deadline:
+                    return rows
+                time.sleep(0.2)
+
+    return read
 
 
 @pytest.fixture(scope="session")

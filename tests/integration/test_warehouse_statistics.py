@@ -14,27 +14,31 @@ def _analyses(conn, table: str) -> int:
 
 
 def test_a_table_analyzed_in_the_transaction_that_wrote_it_is_not_analyzed_again_for_those_rows(
-    fresh_database,
+    fresh_database, reported_statistics
 ):
     bootstrap(fresh_database)
-    # Built and analyzed in one transaction, as dbt builds a table in full. (Each session
-    # below ends before the next reads the statistics: a backend reports its counts to
-    # them when it is idle at most once a second, and when it exits.)
+
+    def changes_counted_once_reported(expected: int) -> int:
+        """n_mod_since_analyze of public.facts, once the writer's backend reported it."""
+        rows = reported_statistics(
+            fresh_database,
+            "select n_mod_since_analyze from pg_stat_all_tables "
+            "where relid = 'public.facts'::regclass",
+            (),
+            lambda rows: rows[0][0] == expected,
+        )
+        return rows[0][0]
+
+    # Built and analyzed in one transaction, as dbt builds a table in full.
     with connect(fresh_database) as build:
         build.execute(
             "create table public.facts as select g as id from generate_series(1, 10000) g"
         )
         assert build.execute("select ops.analyze_when_stale('public.facts')").fetchone()[0]
         build.commit()
+    # PostgreSQL counted the table's rows as changed after that ANALYZE...
+    assert changes_counted_once_reported(10000) == 10000
     with connect(fresh_database) as conn:
-        # PostgreSQL counted the table's rows as changed after that ANALYZE...
-        assert (
-            conn.execute(
-                "select n_mod_since_analyze from pg_stat_all_tables "
-                "where relid = 'public.facts'::regclass"
-            ).fetchone()[0]
-            == 10000
-        )
         # ...yet the next build finds the statistics current.
         assert not conn.execute("select ops.analyze_when_stale('public.facts')").fetchone()[0]
         conn.commit()
@@ -44,6 +48,7 @@ def test_a_table_analyzed_in_the_transaction_that_wrote_it_is_not_analyzed_again
         # A tenth of the rows and 50 more changed since: stale again.
         writer.execute("update public.facts set id = id where id <= 1051")
         writer.commit()
+    assert changes_counted_once_reported(10000 + 1051) == 10000 + 1051
     with connect(fresh_database) as conn:
         assert conn.execute("select ops.analyze_when_stale('public.facts')").fetchone()[0]
         conn.commit()
