@@ -133,10 +133,9 @@ def reported_statistics():
     def read(location: WarehouseLocation, query: str, params, settled) -> list[tuple]:
         deadline = time.monotonic() + 30
         with connect(location, autocommit=True) as conn:
+            # In autocommit each read is a transaction of its own, so it sees fresh
+            # statistics (a session keeps what it read only until its transaction ends).
             while True:
-                # A session caches what it read of the statistics until its transaction
-                # ends; in autocommit each statement is one, but cleared to be sure.
-                conn.execute("select pg_stat_clear_snapshot()")
                 rows = conn.execute(query, params).fetchall()
                 if settled(rows) or time.monotonic() > deadline:
                     return rows
