@@ -6,7 +6,8 @@ second build with nothing new, an incremental build after one ``--next-day`` del
 one more after a second delta (the steady state of a warehouse in service). Prints JSON
 figures (seconds, per-model timings from dbt's run_results.json, each build's steps
 outside dbt's models: dbt's process, the audit, the publication and its catch-up, the
-incremental / full ratio and the goals); it asserts nothing.
+incremental / full ratio and the goals, and per step how busy the machine's cores were and
+how much it waited on the disk); it asserts nothing.
 
 The first publication copies the incremental marts into marts_build, where the next build
 continues (cem_warehouse.transform.generations). That copy happens once in a warehouse's
@@ -22,7 +23,6 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -30,6 +30,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from cem_warehouse.machine_load import load_between, sample
 from cem_warehouse.transform.dbt import dbt_target_dir
 from cem_warehouse.transform.publish import Publication
 from cem_warehouse.warehouse.connection import connect, describe_server
@@ -161,15 +162,18 @@ def bench_marts(customers: int, seed: int = 42, *, keep: bool = False) -> dict:
 
     console = Console(stderr=True, highlight=False)
     seconds: dict[str, float] = {}
+    machine: dict[str, dict[str, float]] = {}
     timings: dict[str, dict] = {}
 
     blocked: dict[str, list[str]] = {}
 
     def step(name: str, what: str, action: Callable[[], object]) -> object:
         with console.status(f"[bold]{what}[/] ({customers:,} customers)"):
-            started = time.perf_counter()
+            before = sample()
             outcome = action()
-            seconds[name] = round(time.perf_counter() - started, 2)
+            after = sample()
+            seconds[name] = round(after.taken_at - before.taken_at, 2)
+            machine[name] = load_between(before, after)
         if name.startswith("ingest") and outcome:
             blocked[name] = outcome
             console.print(f"[yellow]{what}: {len(outcome)} source(s) had blocked batches[/]")
@@ -260,6 +264,9 @@ def bench_marts(customers: int, seed: int = 42, *, keep: bool = False) -> dict:
             "note": "builds are `dbt build` (models and data tests; the unit tests left out, "
             "as in production) plus the GX audit and publish",
         },
+        # Per step: how busy the cores were and how much the step waited on the disk. Ratios
+        # compare between runs bound by the same thing (cem_warehouse.machine_load).
+        "machine_load": machine,
         "dbt": timings,
         "rows": counts,
         "blocked_batches": blocked,

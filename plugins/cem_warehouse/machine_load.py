@@ -1,0 +1,100 @@
+"""What the machine was doing while a benchmark step ran: busy, waiting on the disk, or idle.
+
+The same build can take 33 s or 160 s on this kind of machine depending on how much of
+the warehouse the operating system still holds in memory (docs/operations/marts.md,
+"Reading from disk"). A ratio is only comparable with another when both runs were bound by
+the same thing, so the benchmarks print, per step, the share of all cores' time that was
+busy, the share spent waiting on I/O, and Linux's I/O pressure (the share of the step's
+wall time in which some task, or every task, stalled on I/O).
+
+Read from ``/proc/stat`` and ``/proc/pressure/io``; where a file is missing (not Linux, an
+older kernel, a container hiding it) the figures it gives are left out, never guessed.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+PROC_STAT = Path("/proc/stat")
+IO_PRESSURE = Path("/proc/pressure/io")
+
+
+@dataclass(frozen=True)
+class MachineSample:
+    taken_at: float  # time.perf_counter()
+    # jiffies summed over every core: (busy, iowait, total); None without /proc/stat
+    cpu: tuple[int, int, int] | None
+    # microseconds any / every non-idle task stalled on I/O; None without PSI
+    io_stalled_us: tuple[int, int] | None
+
+
+def cpu_jiffies(stat_text: str) -> tuple[int, int, int] | None:
+    """(busy, iowait, total) from the aggregate ``cpu`` line of /proc/stat.
+
+    Busy is user, nice, system, irq and softirq; steal (time the hypervisor gave to another
+    guest) counts in the total only, as neither work nor idle. Guest time is already inside
+    user and nice, so it is not added again.
+    """
+    for line in stat_text.splitlines():
+        fields = line.split()
+        if fields and fields[0] == "cpu":
+            values = [int(value) for value in fields[1:9]]
+            values += [0] * (8 - len(values))  # older kernels list fewer columns
+            user, nice, system, idle, iowait, irq, softirq, steal = values
+            busy = user + nice + system + irq + softirq
+            return busy, iowait, busy + idle + iowait + steal
+    return None
+
+
+def io_stall_microseconds(pressure_text: str) -> tuple[int, int] | None:
+    """(some, full) cumulative stall totals from /proc/pressure/io."""
+    totals: dict[str, int] = {}
+    for line in pressure_text.splitlines():
+        kind, *fields = line.split()
+        for field in fields:
+            name, _, value = field.partition("=")
+            if name == "total":
+                totals[kind] = int(value)
+    if "some" not in totals:
+        return None
+    return totals["some"], totals.get("full", 0)
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except OSError:
+        return None
+
+
+def sample() -> MachineSample:
+    stat = _read(PROC_STAT)
+    pressure = _read(IO_PRESSURE)
+    return MachineSample(
+        taken_at=time.perf_counter(),
+        cpu=cpu_jiffies(stat) if stat else None,
+        io_stalled_us=io_stall_microseconds(pressure) if pressure else None,
+    )
+
+
+def load_between(before: MachineSample, after: MachineSample) -> dict[str, float]:
+    """Shares (0-1) of the time between two samples; only those both samples could measure."""
+    figures: dict[str, float] = {}
+    if before.cpu and after.cpu:
+        busy, iowait, total = (
+            end - start for start, end in zip(before.cpu, after.cpu, strict=True)
+        )
+        if total > 0:
+            figures["cpu_busy_share"] = round(busy / total, 3)
+            figures["cpu_iowait_share"] = round(iowait / total, 3)
+    wall_us = (after.taken_at - before.taken_at) * 1_000_000
+    if before.io_stalled_us and after.io_stalled_us and wall_us > 0:
+        some, full = (
+            end - start
+            for start, end in zip(before.io_stalled_us, after.io_stalled_us, strict=True)
+        )
+        figures["io_pressure_some_share"] = round(min(1.0, some / wall_us), 3)
+        figures["io_pressure_full_share"] = round(min(1.0, full / wall_us), 3)
+    return figures
