@@ -3,7 +3,7 @@
 The same build can take 33 s or 160 s on this kind of machine depending on how much of
 the warehouse the operating system still holds in memory (docs/operations/marts.md,
 "Reading from disk"). A ratio is only comparable with another when both runs were bound by
-the same thing, so the benchmarks print, per step, the share of all cores' time that was
+the same thing, so `cem bench marts` prints, per step, the share of all cores' time that was
 busy, the share spent waiting on I/O, and Linux's I/O pressure (the share of the step's
 wall time in which some task, or every task, stalled on I/O).
 
