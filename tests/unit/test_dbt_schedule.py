@@ -9,10 +9,11 @@ from types import SimpleNamespace
 
 import networkx as nx
 import pytest
+from dbt.adapters.base.connections import BaseConnectionManager
 from dbt.graph.queue import GraphQueue
 
 from cem_warehouse.errors import CemError
-from cem_warehouse.transform import dbt_schedule
+from cem_warehouse.transform import dbt_connections, dbt_schedule
 from cem_warehouse.transform.dbt import dbt_threads
 
 
@@ -126,3 +127,13 @@ def test_a_thread_count_that_is_not_a_positive_whole_number_is_refused(monkeypat
     monkeypatch.setenv("CEM_DBT_THREADS", configured)
     with pytest.raises(CemError, match="CEM_DBT_THREADS"):
         dbt_threads()
+
+
+def test_a_dbt_whose_connection_manager_changed_keeps_closing_connections(monkeypatch, capsys):
+    # (the run itself: tests/integration/test_dbt_connections.py)
+    original = BaseConnectionManager.release
+    monkeypatch.setattr(BaseConnectionManager, "release", original)
+    monkeypatch.delattr(BaseConnectionManager, "_rollback")
+    assert dbt_connections.keep_connections_open() is False
+    assert BaseConnectionManager.release is original
+    assert "opens a connection per node" in capsys.readouterr().err

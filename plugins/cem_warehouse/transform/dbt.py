@@ -61,7 +61,8 @@ def run_dbt(location: WarehouseLocation, args: list[str], *, log_path: Path | No
     project = paths.dbt_project_dir()
     target_dir = dbt_target_dir()
     command = [
-        # dbt's CLI, with its ready nodes taken longest remaining chain first
+        # dbt's CLI, with its ready nodes taken longest remaining chain first and each
+        # thread's connection kept from one node to the next
         sys.executable,
         "-m",
         "cem_warehouse.transform.dbt_schedule",

@@ -21,6 +21,9 @@ two changes to its queue:
 
 Which nodes run, and after what, is dbt's own graph, unchanged; only the order among
 nodes that are ready at once differs.
+
+The same entry point keeps each thread's connection open from one node to the next
+(cem_warehouse.transform.dbt_connections), where dbt would open one per node.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from pathlib import Path
 import networkx as nx
 
 from cem_warehouse.transform.dbt import dbt_target_dir, dbt_threads
+from cem_warehouse.transform.dbt_connections import keep_connections_open
 
 # What a node counts when the previous run timed no node of its type (models, tests, ...);
 # an untimed node of a timed type counts the median of its type.
@@ -116,6 +120,7 @@ def install(target_dir: Path, threads: int) -> bool:
 def main() -> None:
     # run_dbt's --target-path: where the previous run left its timings.
     install(dbt_target_dir(), dbt_threads())
+    keep_connections_open()
     from dbt.cli.main import cli
 
     sys.argv = ["dbt", *sys.argv[1:]]
