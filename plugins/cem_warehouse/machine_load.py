@@ -52,6 +52,8 @@ def io_stall_microseconds(pressure_text: str) -> tuple[int, int] | None:
     """(some, full) cumulative stall totals from /proc/pressure/io."""
     totals: dict[str, int] = {}
     for line in pressure_text.splitlines():
+        if not line.strip():
+            continue
         kind, *fields = line.split()
         for field in fields:
             name, _, value = field.partition("=")

@@ -26,6 +26,7 @@ def test_cpu_time_is_split_into_busy_iowait_and_the_total_of_every_core():
 
 def test_io_pressure_totals_are_read_for_some_and_full():
     assert io_stall_microseconds(PRESSURE) == (7_000_000, 3_000_000)
+    assert io_stall_microseconds("\n" + PRESSURE + "\n") == (7_000_000, 3_000_000)
     assert io_stall_microseconds("") is None
 
 
