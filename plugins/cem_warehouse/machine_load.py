@@ -4,11 +4,15 @@ The same build can take 33 s or 160 s on this kind of machine depending on how m
 the warehouse the operating system still holds in memory (docs/operations/marts.md,
 "Reading from disk"). A ratio is only comparable with another when both runs were bound by
 the same thing, so `cem bench marts` prints, per step, the share of all cores' time that was
-busy, the share spent waiting on I/O, and Linux's I/O pressure (the share of the step's
-wall time in which some task, or every task, stalled on I/O).
+busy, the share spent waiting on I/O, Linux's I/O pressure (the share of the step's
+wall time in which some task, or every task, stalled on I/O), and what the disks did: reads
+and writes, megabytes, and how long a read took on average. A one-day build that reads 2 GB
+at 25 ms a read was bound by a slow or throttled disk, not by the warehouse's SQL
+(docs/operations/marts.md, "Stop 44").
 
-Read from ``/proc/stat`` and ``/proc/pressure/io``; where a file is missing (not Linux, an
-older kernel, a container hiding it) the figures it gives are left out, never guessed.
+Read from ``/proc/stat``, ``/proc/pressure/io`` and ``/proc/diskstats``; where a file is
+missing (not Linux, an older kernel, a container hiding it) the figures it gives are left
+out, never guessed.
 """
 
 from __future__ import annotations
@@ -19,6 +23,9 @@ from pathlib import Path
 
 PROC_STAT = Path("/proc/stat")
 IO_PRESSURE = Path("/proc/pressure/io")
+DISK_STATS = Path("/proc/diskstats")
+BLOCK_DEVICES = Path("/sys/block")
+SECTOR_BYTES = 512  # /proc/diskstats counts 512-byte sectors whatever the device's own size
 
 
 @dataclass(frozen=True)
@@ -28,6 +35,9 @@ class MachineSample:
     cpu: tuple[int, int, int] | None
     # microseconds any / every non-idle task stalled on I/O; None without PSI
     io_stalled_us: tuple[int, int] | None
+    # summed over the physical disks: (reads, sectors read, ms spent reading, writes,
+    # sectors written); None without /proc/diskstats
+    disk: tuple[int, int, int, int, int] | None = None
 
 
 def cpu_jiffies(stat_text: str) -> tuple[int, int, int] | None:
@@ -64,6 +74,32 @@ def io_stall_microseconds(pressure_text: str) -> tuple[int, int] | None:
     return totals["some"], totals.get("full", 0)
 
 
+def physical_disks(block_devices: Path) -> set[str]:
+    """Whole disks backed by a device (``/sys/block/<name>/device``): not partitions, which
+    would count a disk's requests twice, nor loop, RAM or device-mapper disks, whose
+    requests reach a physical disk and are counted there."""
+    try:
+        return {entry.name for entry in block_devices.iterdir() if (entry / "device").exists()}
+    except OSError:
+        return set()
+
+
+def disk_counters(diskstats_text: str, disks: set[str]) -> tuple[int, int, int, int, int] | None:
+    """(reads, sectors read, ms reading, writes, sectors written) of ``disks``, summed."""
+    totals = [0, 0, 0, 0, 0]
+    found = False
+    for line in diskstats_text.splitlines():
+        fields = line.split()
+        if len(fields) < 10 or fields[2] not in disks:
+            continue
+        found = True
+        # after major, minor and name: reads, reads merged, sectors read, ms reading,
+        # writes, writes merged, sectors written
+        for position, column in enumerate((3, 5, 6, 7, 9)):
+            totals[position] += int(fields[column])
+    return (totals[0], totals[1], totals[2], totals[3], totals[4]) if found else None
+
+
 def _read(path: Path) -> str | None:
     try:
         return path.read_text()
@@ -74,15 +110,18 @@ def _read(path: Path) -> str | None:
 def sample() -> MachineSample:
     stat = _read(PROC_STAT)
     pressure = _read(IO_PRESSURE)
+    diskstats = _read(DISK_STATS)
     return MachineSample(
         taken_at=time.perf_counter(),
         cpu=cpu_jiffies(stat) if stat else None,
         io_stalled_us=io_stall_microseconds(pressure) if pressure else None,
+        disk=disk_counters(diskstats, physical_disks(BLOCK_DEVICES)) if diskstats else None,
     )
 
 
 def load_between(before: MachineSample, after: MachineSample) -> dict[str, float]:
-    """Shares (0-1) of the time between two samples; only those both samples could measure."""
+    """Shares (0-1) of the time between two samples, and the disks' work in it; only what
+    both samples could measure."""
     figures: dict[str, float] = {}
     if before.cpu and after.cpu:
         busy, iowait, total = (
@@ -99,4 +138,15 @@ def load_between(before: MachineSample, after: MachineSample) -> dict[str, float
         )
         figures["io_pressure_some_share"] = round(min(1.0, some / wall_us), 3)
         figures["io_pressure_full_share"] = round(min(1.0, full / wall_us), 3)
+    if before.disk and after.disk:
+        reads, sectors_read, ms_reading, writes, sectors_written = (
+            end - start for start, end in zip(before.disk, after.disk, strict=True)
+        )
+        figures["disk_reads"] = reads
+        figures["disk_read_mb"] = round(sectors_read * SECTOR_BYTES / 1_000_000, 1)
+        if reads > 0:
+            # time from a read's issue to its completion, queueing included
+            figures["disk_read_ms_mean"] = round(ms_reading / reads, 2)
+        figures["disk_writes"] = writes
+        figures["disk_write_mb"] = round(sectors_written * SECTOR_BYTES / 1_000_000, 1)
     return figures
