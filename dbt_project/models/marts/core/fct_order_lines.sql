@@ -4,13 +4,16 @@
     * order_lines loaded after the watermark -> those lines;
     * a product loaded after it (tier, unit_cost) -> the lines of that product;
     * fct_orders (customer_key, is_cancelled, ordered_at), already brought up to date in this
-      build: an order whose own row was loaded after the watermark -> its lines (a refund
-      changes none of them; a new line comes through the first input);
+      build: an order whose own row was loaded after the watermark -> those of its lines
+      that hold another customer_key, is_cancelled or order time than the order now has (a
+      refund or a status moving on changes none of them; a new line comes through the first
+      input);
     * an order's customer_key can also move without the order changing (identity): then its
       key, before or after, is a CRM customer loaded after the watermark or the current key
-      of such a customer's email (the lines of every order keyed to one, here or in
-      fct_orders, are re-derived); or, for an email-less order, which follows its sales
-      account's latest email, a key before or after of a changed order.
+      of such a customer's email (every order keyed to one, here or in fct_orders, is in
+      scope); or, for an email-less order, which follows its sales account's latest email,
+      a key before or after of a changed order. Of the stored lines of an order in scope,
+      only those holding other values than the order now has are re-derived (scope_lines).
 
     Its strategy, delete_insert_logging_keys, is delete+insert that also logs the customer
     key of every row it replaces and writes, so the per-customer intermediates recompute
@@ -173,18 +176,6 @@ scope as (
     inner join changed_order_keys
         on previous.customer_key = changed_order_keys.customer_key
 
-    {%- if has_rows_loaded_since(ref('stg_sales__products'), watermark) %}
-
-    union
-
-    -- only on a day a product changed (see has_rows_loaded_since)
-    select order_lines.order_id
-    from order_lines
-    inner join products
-        on order_lines.product_id = products.product_id
-    where products.loaded_at > {{ watermark }}
-    {%- endif %}
-
 ),
 
 -- The lines to re-derive, as keys: lines loaded since the watermark (raw's BRIN index on
@@ -192,6 +183,21 @@ scope as (
 -- the fact already holds (its order_id index) unless they are new, and so in the first
 -- branch. (`loaded_at > watermark OR order_id in scope` on raw scanned all 10.9M lines
 -- and joined all of fct_orders at 1M customers: slower than a full refresh.)
+--
+-- A stored line of an order in scope is re-derived only when what it takes from its
+-- order (customer key, cancellation, order time and day; fct_orders is already up to date)
+-- differs from what it holds: its own raw row and its product did not change (those come
+-- through the first and last branches), so otherwise it would come out equal to its stored
+-- row and be dropped by the strategy, after a read of its raw row by primary key, one
+-- scattered page per line. Most orders in scope only moved on (shipped to delivered,
+-- refunded): 52k of the 78k lines a one-day delta re-derived at 1M customers came out
+-- equal (docs/operations/marts.md, "Stop 44"). An order no longer in fct_orders compares as nulls, so its lines
+-- are re-derived with them, as a full refresh would. The strategy keeps a re-derived row
+-- unless it equals the row of both generations, and so does this filter: when the catch-up
+-- after the last publication failed, this generation is a build behind the published one,
+-- whose line may hold other values (written by that build, then changed back), and the
+-- catch-up after this build's swap copies only the rows it writes.
+{%- set published = published_generation(this) %}
 scope_lines as (
 
     select order_line_id from order_lines where loaded_at > {{ watermark }}
@@ -202,6 +208,30 @@ scope_lines as (
     from {{ this }} as previous
     inner join scope
         on previous.order_id = scope.order_id
+    left join orders
+        on previous.order_id = orders.order_id
+    where (previous.customer_key, previous.is_cancelled, previous.ordered_date, previous.ordered_at)
+        is distinct from (orders.customer_key, orders.is_cancelled, orders.ordered_date, orders.ordered_at)
+        {%- if published is not none %}
+        or not exists (
+            select from {{ published }} as published_line
+            where published_line.order_line_id = previous.order_line_id
+                and (published_line.customer_key, published_line.is_cancelled, published_line.ordered_date, published_line.ordered_at)
+                    is not distinct from (orders.customer_key, orders.is_cancelled, orders.ordered_date, orders.ordered_at)
+        )
+        {%- endif %}
+
+    {%- if has_rows_loaded_since(ref('stg_sales__products'), watermark) %}
+
+    union
+
+    -- every line of a product that changed, only on a day one did (see has_rows_loaded_since)
+    select order_lines.order_line_id
+    from order_lines
+    inner join products
+        on order_lines.product_id = products.product_id
+    where products.loaded_at > {{ watermark }}
+    {%- endif %}
 
 ),
 
