@@ -730,3 +730,48 @@ def test_orders_numbered_again_from_the_place_an_order_left(stand_ins, tmp_path,
         built_incrementally=True,
         models={model: PER_CUSTOMER_MODELS[model] for model in identity},
     )
+
+
+def _set_order_status(sales_db, order_id: int, status: str) -> None:
+    with connect(sales_db) as conn:
+        now = _after_every_order_update(conn)
+        conn.execute(
+            "update orders set status = %s, updated_at = %s where order_id = %s",
+            (status, now, order_id),
+        )
+        conn.commit()
+
+
+def test_order_lines_changed_back_after_a_failed_catch_up(stand_ins, tmp_path, monkeypatch):
+    """fct_order_lines re-derives a stored line of an order in scope only when what the line
+    takes from its order differs from its row in either generation. An order is cancelled,
+    published with a catch-up that fails, then delivered again: the generation being built
+    still holds its lines as not cancelled, as the order now is, while the published one
+    says cancelled. The lines must be written all the same, so that the catch-up after the
+    swap brings the retired generation (the one that said cancelled) back in line."""
+    monkeypatch.setenv("CEM_HOME", str(tmp_path / "state"))
+    warehouse = stand_ins.warehouse
+    stand_ins.ingest_all()
+    build_marts(warehouse, full_refresh=True)
+    order_id = _cancel_an_old_order(stand_ins.sales_db)
+    stand_ins.ingest_all()
+    with monkeypatch.context() as failing:
+        failing.setattr(
+            "cem_warehouse.transform.generations.catch_up_retired_generation", _fail_to_catch_up
+        )
+        publication = build_marts(warehouse)
+    assert "error" in publication.retired_generation
+    cancelled = "select bool_and(is_cancelled) from {}.fct_order_lines where order_id = %s"
+    with connect(warehouse) as conn:
+        assert conn.execute(cancelled.format("marts"), (order_id,)).fetchone() == (True,)
+        assert conn.execute(cancelled.format("marts_build"), (order_id,)).fetchone() == (False,)
+
+    _set_order_status(stand_ins.sales_db, order_id, "delivered")
+    stand_ins.ingest_all()
+    build_marts(warehouse)
+    with connect(warehouse) as conn:
+        for schema in ("marts", "marts_build"):
+            assert conn.execute(cancelled.format(schema), (order_id,)).fetchone() == (False,), (
+                f"{schema}.fct_order_lines still says the order delivered again is cancelled"
+            )
+    _assert_retired_generation_caught_up(warehouse, expect_all=True)
