@@ -191,12 +191,12 @@ scope as (
 -- row and be dropped by the strategy, after a read of its raw row by primary key, one
 -- scattered page per line. Most orders in scope only moved on (shipped to delivered,
 -- refunded): 52k of the 78k lines a one-day delta re-derived at 1M customers came out
--- equal (docs/operations/marts.md, "Stop 44"). An order no longer in fct_orders compares as nulls, so its lines
--- are re-derived with them, as a full refresh would. The strategy keeps a re-derived row
--- unless it equals the row of both generations, and so does this filter: when the catch-up
--- after the last publication failed, this generation is a build behind the published one,
--- whose line may hold other values (written by that build, then changed back), and the
--- catch-up after this build's swap copies only the rows it writes.
+-- equal (docs/operations/marts.md, "Stop 44"). An order no longer in fct_orders compares
+-- as nulls, so its lines are re-derived with them, as a full refresh would. The strategy
+-- keeps a re-derived row unless it equals the row of both generations, and so does this
+-- filter: when the catch-up after the last publication failed, this generation is a build
+-- behind the published one, whose line may hold other values (written by that build, then
+-- changed back), and the catch-up after this build's swap copies only the rows it writes.
 {%- set published = published_generation(this) %}
 scope_lines as (
 
