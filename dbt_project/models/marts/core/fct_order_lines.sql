@@ -198,6 +198,9 @@ scope as (
 -- behind the published one, whose line may hold other values (written by that build, then
 -- changed back), and the catch-up after this build's swap copies only the rows it writes.
 {%- set published = published_generation(this) %}
+{%- set taken_from_the_order = [
+    {'name': 'customer_key'}, {'name': 'is_cancelled'}, {'name': 'ordered_date'}, {'name': 'ordered_at'}
+] %}
 scope_lines as (
 
     select order_line_id from order_lines where loaded_at > {{ watermark }}
@@ -210,14 +213,13 @@ scope_lines as (
         on previous.order_id = scope.order_id
     left join orders
         on previous.order_id = orders.order_id
-    where (previous.customer_key, previous.is_cancelled, previous.ordered_date, previous.ordered_at)
-        is distinct from (orders.customer_key, orders.is_cancelled, orders.ordered_date, orders.ordered_at)
+    -- the strategy's own comparison (rows_are_equal), on the columns taken from the order
+    where not ({{ rows_are_equal('previous', 'orders', taken_from_the_order) }})
         {%- if published is not none %}
         or not exists (
             select from {{ published }} as published_line
             where published_line.order_line_id = previous.order_line_id
-                and (published_line.customer_key, published_line.is_cancelled, published_line.ordered_date, published_line.ordered_at)
-                    is not distinct from (orders.customer_key, orders.is_cancelled, orders.ordered_date, orders.ordered_at)
+                and {{ rows_are_equal('published_line', 'orders', taken_from_the_order) }}
         )
         {%- endif %}
 
