@@ -367,8 +367,11 @@ def catch_up_pending(
                 )
                 for name in pending - {mart.name for mart in marts}:
                     outcomes[name] = "skipped: no longer a logging mart in this version"
+            # An earlier attempt's error is recorded beside the marts still pending; this
+            # attempt's outcomes replace it.
             coordinator.execute(
-                "update ops.mart_publications set retired_generation = retired_generation || %s "
+                "update ops.mart_publications "
+                "set retired_generation = (retired_generation - 'error') || %s "
                 "where publication_id = %s",
                 (json.dumps(outcomes), publication_id),
             )

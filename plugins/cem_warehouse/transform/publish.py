@@ -122,6 +122,25 @@ def publish_marts(
                 f"Nothing to publish: schema {BUILD_SCHEMA} has no tables. Build the marts first "
                 "(`cem run`, or `dbt build` in dbt_project/)."
             )
+        # dbt creates dim_as_of_date anew in every build, so its table says which build
+        # marts_build holds. One already published (the publish task run again after it
+        # succeeded, with no build since) would put the previous generation back: the last
+        # publication stands instead, and publishing again is a no-op.
+        built = conn.execute(
+            "select cast(to_regclass(%s) as oid)", (f"{BUILD_SCHEMA}.dim_as_of_date",)
+        ).fetchone()[0]
+        if built is None:
+            raise CemError(
+                f"Nothing to publish: {BUILD_SCHEMA} holds no complete build (it has no "
+                "dim_as_of_date). Build the marts first (`cem run`, or `cem marts build`)."
+            )
+        already = conn.execute(
+            "select publication_id from ops.mart_publications where published_build = %s "
+            "and publication_id >= (select max(publication_id) - 1 from ops.mart_publications)",
+            (built,),
+        ).fetchone()
+        if already is not None:
+            return _already_published(conn, already[0])
         # Exact counts of what is swapped in, for the publication record: the audit's, which
         # GX took on these very tables right before (only a build writes marts_build, and the
         # transform DAG runs one at a time), and a count for each table it did not audit.
@@ -151,10 +170,16 @@ def publish_marts(
         # How far the change log went: the next publication's catch-up starts here.
         publication_id, change_log_id = conn.execute(
             "insert into ops.mart_publications "
-            "(as_of_date, tables, audit, staging_tests_through, change_log_id) "
-            "values (%s, %s, %s, %s, (select coalesce(max(change_id), 0) from ops.mart_key_changes)) "
+            "(as_of_date, tables, audit, staging_tests_through, change_log_id, published_build) "
+            "values (%s, %s, %s, %s, (select coalesce(max(change_id), 0) from ops.mart_key_changes), %s) "
             "returning publication_id, change_log_id",
-            (as_of, json.dumps(tables), json.dumps(audit or {}), staging_tests_through or None),
+            (
+                as_of,
+                json.dumps(tables),
+                json.dumps(audit or {}),
+                staging_tests_through or None,
+                built,
+            ),
         ).fetchone()
     started = time.perf_counter()
     # Only the marts copied whole; the others' rows are caught up when the next build starts.
@@ -165,6 +190,26 @@ def publish_marts(
         tables=tables,
         retired_generation=retired,
         catch_up_seconds=round(time.perf_counter() - started, 2),
+    )
+
+
+def _already_published(conn: psycopg.Connection, publication_id: int) -> Publication:
+    """The last publication, which stays: marts_build holds the build ``publication_id``
+    published (the latest, or the one it replaced)."""
+    latest, as_of, tables, retired = conn.execute(
+        "select publication_id, as_of_date, tables, retired_generation "
+        "from ops.mart_publications order by publication_id desc limit 1"
+    ).fetchone()
+    log.warning(
+        "Nothing new to publish: %s holds the build published as publication %s, and "
+        "publication %s stays. Run the build (`cem run`, or the transform DAG from its first "
+        "task) to publish new marts.",
+        BUILD_SCHEMA,
+        publication_id,
+        latest,
+    )
+    return Publication(
+        publication_id=latest, as_of_date=as_of, tables=tables, retired_generation=retired or {}
     )
 
 

@@ -100,6 +100,9 @@ alter table ops.mart_publications add column if not exists retired_generation js
 -- Where the published build's staging tests ended: the next build tests raw rows loaded
 -- after it (cem_warehouse.transform.staging_tests). Null: the next build tests every row.
 alter table ops.mart_publications add column if not exists staging_tests_through timestamptz;
+-- The table dim_as_of_date of the published generation (dbt creates it anew in every
+-- build): a generation already published is not published again (transform/publish.py).
+alter table ops.mart_publications add column if not exists published_build oid;
 -- ANALYZE a table when its statistics are missing or stale, by autovacuum's own rule: more
 -- than 50 + 10% of its rows changed since the last ANALYZE, counting the calling
 -- transaction's writes too (dbt macro analyze_when_stale, a post-hook of the incremental
