@@ -363,7 +363,7 @@ def catch_up_pending(
             else:
                 since = _previous_position(coordinator, publication_id)
                 outcomes = _catch_up_side_by_side(
-                    location, coordinator, marts, since, until, rows_later=False
+                    location, coordinator, marts, since, until, rows_only=True
                 )
                 for name in pending - {mart.name for mart in marts}:
                     outcomes[name] = "skipped: no longer a logging mart in this version"
@@ -398,8 +398,11 @@ def _catch_up_side_by_side(
     since: int | None,
     until: int,
     *,
-    rows_later: bool,
+    rows_later: bool = False,
+    rows_only: bool = False,
 ) -> dict[str, str]:
+    """``rows_later``: at a publication, leave the marts whose rows can be replaced
+    ``PENDING``; ``rows_only``: at the next build's start, replace only those rows."""
     outcomes: dict[str, str] = {}
     if not marts:
         return outcomes
@@ -420,9 +423,17 @@ def _catch_up_side_by_side(
                     mart = pending.pop(0)
                 started = time.perf_counter()
                 try:
-                    if rows_later and _how_to_catch_up(conn, mart, since, until)[0] == "rows":
-                        outcomes[mart.name] = PENDING
-                        continue
+                    if rows_later or rows_only:
+                        how, reason = _how_to_catch_up(conn, mart, since, until)
+                        if how == "rows" and rows_later:
+                            outcomes[mart.name] = PENDING
+                            continue
+                        if how != "rows" and rows_only:
+                            # Decided at the publication, so changed since (a table
+                            # dropped or altered by hand): marts_build is left to the
+                            # build, which continues from its own watermark.
+                            outcomes[mart.name] = f"skipped: {reason}, since the publication"
+                            continue
                     outcome = _catch_up(conn, mart, since, until)
                 except BaseException:
                     with taking:
