@@ -7,9 +7,7 @@ data: scheduled on the raw tables' assets, not a clock.
 0. **staging_test_window**: brings the warehouse's bookkeeping (ops tables and functions
    the dbt macros use) up to this version, then reads where this build's staging tests
    window ends (recorded by publish_marts); the tests read the raw rows loaded since the
-   last published build's (every row after a full refresh). Beside it,
-   **catch_up_marts_build** replaces in `marts_build` the rows the last publication left
-   to catch up there, so the incremental marts continue from the published generation.
+   last published build's (every row after a full refresh).
 1. **dbt** (task group): each dbt model is a task, rendered by Cosmos from the parsed
    manifest (parsing this file runs no dbt), with its tests right after it. Models build
    into the schema `marts_build`, which analysts cannot see.
@@ -51,12 +49,6 @@ def transform_cx_marts():
 
         return read_window()
 
-    @task
-    def catch_up_marts_build() -> dict:
-        from cem_warehouse.orchestration.tasks import catch_up_marts_build as catch_up
-
-        return catch_up()
-
     @task(outlets=[MARTS])
     def publish_marts(audit: dict, window_end: str) -> dict:
         from cem_warehouse.orchestration.tasks import publish_marts as swap_in
@@ -71,8 +63,7 @@ def transform_cx_marts():
 
     window_end = staging_test_window()
     audit = audit_marts()
-    models = dbt_models_task_group(dbt_vars=dbt_build_vars())
-    [window_end, catch_up_marts_build()] >> models >> audit
+    window_end >> dbt_models_task_group(dbt_vars=dbt_build_vars()) >> audit
     publish_marts(audit, window_end) >> publish_docs()
 
 

@@ -94,10 +94,6 @@ def test_transform_publishes_only_after_every_model_and_the_audit(dagbag):
     assert {t.task_id for t in dbt_tasks} <= upstream_of_audit
     window = transform.get_task("staging_test_window")
     assert {t.task_id for t in dbt_tasks} <= window.get_flat_relative_ids(upstream=False)
-    # ... and after marts_build was caught up to the last publication, so the incremental
-    # marts continue from the published generation.
-    catch_up = transform.get_task("catch_up_marts_build")
-    assert {t.task_id for t in dbt_tasks} <= catch_up.get_flat_relative_ids(upstream=False)
     assert transform.get_task("publish_docs").upstream_task_ids == {"publish_marts"}
     # The as-of date reaches dbt from the run's conf and data interval, not the clock. The
     # staging tests read their window from the warehouse: no var that changes every run.

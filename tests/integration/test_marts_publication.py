@@ -22,7 +22,7 @@ from cem_warehouse.quality.marts_audit import audit_marts, mart_suite_names
 from cem_warehouse.sources.generator.run import generate_next_day
 from cem_warehouse.transform.dbt import dbt_target_dir, run_dbt
 from cem_warehouse.transform.marts import build_marts
-from cem_warehouse.transform.publish import PendingCatchUp, publish_marts
+from cem_warehouse.transform.publish import publish_marts
 from cem_warehouse.warehouse.connection import connect
 
 
@@ -71,7 +71,7 @@ def test_readers_see_the_last_good_marts_until_an_audited_build_is_swapped_in(
         site = data_docs_dir() / load_suite_definition(suite)["name"]
         assert (site / "index.html").exists() and any((site / "validations").rglob("*.html"))
     # where the build's time went, for the benchmark and operators
-    assert set(first.phase_seconds) == {"dbt", "catch_up_beside_dbt", "audit", "publish"}
+    assert set(first.phase_seconds) == {"dbt", "audit", "publish"}
     assert first.phase_seconds["publish"] >= first.catch_up_seconds >= 0
     # The publication records every mart's exact rows; the audited ones as GX counted them.
     with connect(stand_ins.warehouse) as conn:
@@ -351,9 +351,8 @@ def test_readers_see_the_last_good_marts_until_an_audited_build_is_swapped_in(
 def test_a_catch_up_failing_on_one_mart_leaves_every_retired_mart_as_it_was(
     stand_ins, tmp_path, monkeypatch, caplog
 ):
-    """A publication leaves the rows of the logging marts to catch up when the next build
-    starts. They are caught up side by side, each on its own connection: one that fails
-    rolls back the others too, is recorded, and the next build converges all the same."""
+    """The logging marts are caught up side by side, each on its own connection: one that
+    fails rolls back the others too, and the next build converges all the same."""
     from cem_warehouse.transform import generations
 
     monkeypatch.setenv("CEM_HOME", str(tmp_path / "state"))
@@ -370,8 +369,6 @@ def test_a_catch_up_failing_on_one_mart_leaves_every_retired_mart_as_it_was(
             for mart, fingerprint in _marts_fingerprint(conn, "marts").items()
             if mart in logging_marts
         }
-    second = build_marts(stand_ins.warehouse)
-    assert {second.retired_generation[mart] for mart in logging_marts} == {generations.PENDING}
 
     caught_up_beside = threading.Event()
     catch_up = generations._catch_up
@@ -385,29 +382,19 @@ def test_a_catch_up_failing_on_one_mart_leaves_every_retired_mart_as_it_was(
         assert caught_up_beside.wait(120)
         raise psycopg.errors.LockNotAvailable("canceling statement due to lock timeout")
 
-    # What the next build starts with, run alone here.
-    with monkeypatch.context() as failing, caplog.at_level(logging.WARNING):
+    with monkeypatch.context() as failing:
         failing.setattr(generations, "_catch_up", failing_on_fct_orders)
-        outcomes = PendingCatchUp.start(stand_ins.warehouse).join()
-    assert "lock timeout" in outcomes["error"]
-    assert "marts_build was not brought up to the last publication" in caplog.text
+        second = build_marts(stand_ins.warehouse)
+    assert "lock timeout" in second.retired_generation["error"]
     with connect(stand_ins.warehouse) as conn:
         # marts_build holds the first publication's marts, untouched: none was caught up.
         retired = _marts_fingerprint(conn, "marts_build")
         assert {mart: retired[mart] for mart in logging_marts} == retired_before
         published = _marts_fingerprint(conn, "marts")
         assert any(published[mart] != retired_before[mart] for mart in logging_marts)
-        recorded = conn.execute(
-            "select retired_generation from ops.mart_publications where publication_id = %s",
-            (second.publication_id,),
-        ).fetchone()[0]
-    # still pending, with the error `cem status` shows
-    assert "lock timeout" in recorded["error"]
-    assert {recorded[mart] for mart in logging_marts} == {generations.PENDING}
 
-    # The next build catches them up before its marts (nothing has written marts_build
-    # since), and publishes. Its Data Docs cannot be rendered: that is reported, and does
-    # not hold the marts back.
+    # The next build starts from the older generation (two deltas) and is caught up whole.
+    # Its Data Docs cannot be rendered: that is reported, and does not hold the marts back.
     def failing_docs(run) -> None:
         raise OSError("No space left on device")
 
@@ -417,27 +404,11 @@ def test_a_catch_up_failing_on_one_mart_leaves_every_retired_mart_as_it_was(
     assert third.publication_id == second.publication_id + 1
     assert "were not rendered (No space left on device)" in caplog.text
     assert "ops.dq_results" in caplog.text
-    with connect(stand_ins.warehouse) as conn:
-        recorded = conn.execute(
-            "select retired_generation from ops.mart_publications where publication_id = %s",
-            (second.publication_id,),
-        ).fetchone()[0]
-    assert "error" not in recorded
-    assert all(recorded[mart].startswith("caught up") for mart in logging_marts), recorded
-    # A build that writes marts_build without the catch-up (dbt run directly, on a new day)
-    # leaves it to that build: the pending catch-up is skipped, not applied over newer rows.
-    generate_next_day(stand_ins.targets)
-    stand_ins.ingest_all()
-    run_dbt(stand_ins.warehouse, ["run", "--select", "+fct_survey_responses"])
-    assert PendingCatchUp.start(stand_ins.warehouse).join() == {
-        mart: "skipped: a build wrote marts_build before it was caught up "
-        "(that build caught up from its own watermark)"
-        for mart in logging_marts
-    }
-    # The next build starts from there and is caught up like any other.
-    fourth = build_marts(stand_ins.warehouse)
-    assert "error" not in fourth.retired_generation
-    PendingCatchUp.start(stand_ins.warehouse).join()
+    assert "error" not in third.retired_generation
+    assert all(
+        outcome.startswith(("caught up", "copied in full"))
+        for outcome in third.retired_generation.values()
+    ), third.retired_generation
     with connect(stand_ins.warehouse) as conn:
         published = _marts_fingerprint(conn, "marts")
         retired = _marts_fingerprint(conn, "marts_build")

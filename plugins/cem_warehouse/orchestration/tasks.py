@@ -92,17 +92,6 @@ def staging_test_window() -> str:
     return window_end
 
 
-def catch_up_marts_build() -> dict:
-    """The rows the last publication left to catch up in marts_build, before the dbt tasks
-    (cem_warehouse.transform.generations.catch_up_pending). A failure is recorded and
-    logged, not raised: the models then catch up from their own watermarks."""
-    from cem_warehouse.transform.publish import PendingCatchUp
-
-    outcomes = PendingCatchUp.start(warehouse_from_airflow()).join()
-    log.info("marts_build caught up: %s", outcomes or "nothing was pending")
-    return outcomes
-
-
 def publish_marts(audit: dict, staging_tests_through: str | None = None) -> dict:
     from cem_warehouse.transform.publish import publish_marts as swap_in
 

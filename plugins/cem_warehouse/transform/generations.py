@@ -22,16 +22,6 @@ Skipped, with the reason recorded in ``ops.mart_publications.retired_generation`
 the previous publication predates the change-log position; a skipped mart is caught up by
 the next build from its own watermark and position, as before. Nothing here is visible to
 readers: ``marts_build`` is not theirs.
-
-Since stop 46 a publication copies only what must be copied whole; the rows of the other
-marts are replaced at the start of the next build (:func:`catch_up_pending`), beside its
-first models: those read ``staging`` and raw, and on two cores they leave one core idle
-while identity resolution runs (about 4 s of a one-day build at 1M customers), where the
-catch-up ran alone after the swap (2.7 s). Every model that reads or writes
-``marts_build`` waits for it (macros/wait_for_marts_build_catch_up.sql). Nothing else
-writes there between a publication and the next build, and if something did (a build run
-without the catch-up, or a failed one), the pending catch-up is skipped, as the log says
-``marts_build`` moved on: that build caught up from its own watermark and position.
 """
 
 from __future__ import annotations
@@ -55,13 +45,6 @@ from cem_warehouse.warehouse.connection import connect
 from cem_warehouse.warehouse.settings import WarehouseLocation
 
 LOGGING_STRATEGY = "delete_insert_logging_keys"
-# What a publication records for a mart whose rows it leaves to the next build's start.
-PENDING = "pending: caught up at the start of the next build"
-# Held (exclusive) while the next build catches up; every model reading or writing
-# marts_build takes it shared first (macros/wait_for_marts_build_catch_up.sql uses the
-# same key), so none starts before the catch-up is done, and the models still run side by
-# side.
-CATCH_UP_LOCK = "select pg_advisory_xact_lock(hashtext('cem_warehouse.marts_build_catch_up'))"
 READING_STRATEGY = "replace_changed_keys"
 
 
@@ -185,43 +168,29 @@ def _copy_whole(conn: psycopg.Connection, name: str, column_list: sql.Composable
     return copied
 
 
-def _how_to_catch_up(
-    conn: psycopg.Connection, mart: LoggedMart, since: int | None, until: int
-) -> tuple[str, str]:
-    """("skip", why), ("copy", why) or ("rows", ""): what bringing one mart's retired
-    table up to the published one takes."""
-    retired_table = conn.execute("select to_regclass(%s)", (f'{BUILD_SCHEMA}."{mart.name}"',))
-    missing = retired_table.fetchone()[0] is None
-    if since is None and not missing:
-        return "skip", "no earlier publication recorded its position in the change log"
-    columns = _columns(conn, PUBLISHED_SCHEMA, mart.name)
-    if not columns:
-        return "skip", f"{PUBLISHED_SCHEMA} has no {mart.name} (not built by this publication)"
-    if missing:
-        return "copy", f"{BUILD_SCHEMA} had none: the first publication, or a new mart"
-    if columns != _columns(conn, BUILD_SCHEMA, mart.name):
-        return "copy", "the retired table had other columns"
-    rebuilt_in_full = conn.execute(
-        "select exists (select from ops.mart_key_changes where producer = %s "
-        "and change_id > %s and change_id <= %s and key_value is null)",
-        (f"{BUILD_SCHEMA}.{mart.name}", since, until),
-    ).fetchone()[0]
-    if rebuilt_in_full:
-        return "copy", "the published build rebuilt it in full"
-    return "rows", ""
-
-
 def _catch_up(conn: psycopg.Connection, mart: LoggedMart, since: int | None, until: int) -> str:
     """Bring one mart's retired table up to the published one; ``since`` is the previous
     publication's position in the change log (None: no publication recorded one)."""
-    how, reason = _how_to_catch_up(conn, mart, since, until)
-    if how == "skip":
-        return f"skipped: {reason}"
+    retired_table = conn.execute("select to_regclass(%s)", (f'{BUILD_SCHEMA}."{mart.name}"',))
+    missing = retired_table.fetchone()[0] is None
+    if since is None and not missing:
+        return "skipped: no earlier publication recorded its position in the change log"
     columns = _columns(conn, PUBLISHED_SCHEMA, mart.name)
+    if not columns:
+        return f"skipped: {PUBLISHED_SCHEMA} has no {mart.name} (not built by this publication)"
     published = sql.Identifier(PUBLISHED_SCHEMA, mart.name)
     retired = sql.Identifier(BUILD_SCHEMA, mart.name)
     column_list = sql.SQL(", ").join(sql.Identifier(name) for name, _ in columns)
-    if how == "copy":
+    other_columns = not missing and columns != _columns(conn, BUILD_SCHEMA, mart.name)
+    rebuilt_in_full = (
+        not missing
+        and conn.execute(
+            "select exists (select from ops.mart_key_changes where producer = %s "
+            "and change_id > %s and change_id <= %s and key_value is null)",
+            (f"{BUILD_SCHEMA}.{mart.name}", since, until),
+        ).fetchone()[0]
+    )
+    if missing or rebuilt_in_full or other_columns:
         # Nothing says which rows changed, and they may all have (a --full-refresh after a
         # change of logic): left as it is, the retired table would be caught up from its
         # watermark and keep every older row as the old logic derived it. With other
@@ -231,6 +200,12 @@ def _catch_up(conn: psycopg.Connection, mart: LoggedMart, since: int | None, unt
         # customers). DROP waits for a query still reading the retired (formerly
         # published) table: up to the lock timeout, then the catch-up fails and is recorded.
         copied = _copy_whole(conn, mart.name, column_list)
+        if missing:
+            reason = f"{BUILD_SCHEMA} had none: the first publication, or a new mart"
+        elif other_columns:
+            reason = "the retired table had other columns"
+        else:
+            reason = "the published build rebuilt it in full"
         outcome = f"copied in full ({reason}): {copied} rows"
     else:
         # Exactly the rows where the generations differ: every row the builds since the
@@ -287,12 +262,7 @@ CATCH_UP_CONNECTIONS = 2
 
 
 def catch_up_retired_generation(
-    location: WarehouseLocation,
-    *,
-    publication_id: int,
-    until_change_id: int,
-    lock: str,
-    rows_later: bool = False,
+    location: WarehouseLocation, *, publication_id: int, until_change_id: int, lock: str
 ) -> dict[str, str]:
     """Bring every logging mart in ``marts_build`` up to the generation just published.
 
@@ -303,156 +273,57 @@ def catch_up_retired_generation(
     either caught up or as it was, with its own position in the log: the next build
     catches up the latter from there, as after a failed catch-up.) ``lock`` (the
     publishers' advisory lock) is held throughout, on a connection of its own, so no other
-    publication swaps the schemas meanwhile. With ``rows_later`` only the marts that must
-    be copied whole are caught up now; the others are recorded as ``PENDING``, for
-    :func:`catch_up_pending` at the start of the next build. Returns, per mart, what was
-    done or why it was skipped.
+    publication swaps the schemas meanwhile. Returns, per mart, what was done or why it
+    was skipped.
     """
     marts = logged_marts(_manifest())
+    outcomes: dict[str, str] = {}
     with connect(location) as coordinator, coordinator.transaction():
         coordinator.execute(lock)
-        since = _previous_position(coordinator, publication_id)
+        row = coordinator.execute(
+            "select change_log_id from ops.mart_publications where publication_id < %s "
+            "order by publication_id desc limit 1",
+            (publication_id,),
+        ).fetchone()
+        since = row[0] if row is not None else None
         if not marts:
-            return {}
-        return _catch_up_side_by_side(
-            location, coordinator, marts, since, until_change_id, rows_later=rows_later
-        )
+            return outcomes
+        with ExitStack() as stack:
+            workers = [
+                stack.enter_context(connect(location))
+                for _ in range(min(CATCH_UP_CONNECTIONS, len(marts)))
+            ]
+            # The longest first, so that it does not start last.
+            pending = _by_size(coordinator, marts, since, until_change_id)
+            taking = threading.Lock()
 
-
-def catch_up_pending(
-    location: WarehouseLocation, *, lock: str, locked: threading.Event | None = None
-) -> tuple[int, dict[str, str]] | None:
-    """Replace the rows the last publication left ``PENDING`` in ``marts_build``; run at
-    the start of a build, before (or beside) its models. Sets ``locked`` once
-    ``CATCH_UP_LOCK`` is held, so that the models started after it wait for the catch-up.
-    Records the outcomes in ``ops.mart_publications.retired_generation`` and returns the
-    publication's id with them; None when nothing was pending. Raises as
-    :func:`catch_up_retired_generation` does, with nothing caught up.
-    """
-    try:
-        with connect(location) as coordinator, coordinator.transaction():
-            coordinator.execute(lock)
-            coordinator.execute(CATCH_UP_LOCK)
-            if locked is not None:
-                locked.set()
-            last = coordinator.execute(
-                "select publication_id, change_log_id, retired_generation "
-                "from ops.mart_publications order by publication_id desc limit 1"
-            ).fetchone()
-            if last is None or not last[2]:
-                return None
-            publication_id, until, recorded = last
-            pending = {name for name, outcome in recorded.items() if outcome == PENDING}
-            if not pending:
-                return None
-            # A build has written marts_build since the publication (one run without this
-            # catch-up, or one that failed): it caught up from its own watermark and
-            # position, and the published rows would now be older than its own.
-            moved_on = coordinator.execute(
-                "select exists (select from ops.mart_key_changes "
-                "where change_id > %s and producer like %s)",
-                (until, f"{BUILD_SCHEMA}.%"),
-            ).fetchone()[0]
-            marts = [mart for mart in logged_marts(_manifest()) if mart.name in pending]
-            if moved_on:
-                outcomes = {
-                    name: "skipped: a build wrote marts_build before it was caught up "
-                    "(that build caught up from its own watermark)"
-                    for name in pending
-                }
-            else:
-                since = _previous_position(coordinator, publication_id)
-                outcomes = _catch_up_side_by_side(
-                    location, coordinator, marts, since, until, rows_only=True
-                )
-                for name in pending - {mart.name for mart in marts}:
-                    outcomes[name] = "skipped: no longer a logging mart in this version"
-            # An earlier attempt's error is recorded beside the marts still pending; this
-            # attempt's outcomes replace it.
-            coordinator.execute(
-                "update ops.mart_publications "
-                "set retired_generation = (retired_generation - 'error') || %s "
-                "where publication_id = %s",
-                (json.dumps(outcomes), publication_id),
-            )
-            return publication_id, outcomes
-    finally:
-        if locked is not None:
-            locked.set()  # also when it failed before taking the lock: nobody waits
-
-
-def _previous_position(conn: psycopg.Connection, publication_id: int) -> int | None:
-    """Where the change log stood at the publication before ``publication_id``."""
-    row = conn.execute(
-        "select change_log_id from ops.mart_publications where publication_id < %s "
-        "order by publication_id desc limit 1",
-        (publication_id,),
-    ).fetchone()
-    return row[0] if row is not None else None
-
-
-def _catch_up_side_by_side(
-    location: WarehouseLocation,
-    coordinator: psycopg.Connection,
-    marts: list[LoggedMart],
-    since: int | None,
-    until: int,
-    *,
-    rows_later: bool = False,
-    rows_only: bool = False,
-) -> dict[str, str]:
-    """``rows_later``: at a publication, leave the marts whose rows can be replaced
-    ``PENDING``; ``rows_only``: at the next build's start, replace only those rows."""
-    outcomes: dict[str, str] = {}
-    if not marts:
-        return outcomes
-    with ExitStack() as stack:
-        workers = [
-            stack.enter_context(connect(location))
-            for _ in range(min(CATCH_UP_CONNECTIONS, len(marts)))
-        ]
-        # The longest first, so that it does not start last.
-        pending = _by_size(coordinator, marts, since, until)
-        taking = threading.Lock()
-
-        def work(conn: psycopg.Connection) -> None:
-            while True:
-                with taking:
-                    if not pending:
-                        return
-                    mart = pending.pop(0)
-                started = time.perf_counter()
-                try:
-                    if rows_later or rows_only:
-                        how, reason = _how_to_catch_up(conn, mart, since, until)
-                        if how == "rows" and rows_later:
-                            outcomes[mart.name] = PENDING
-                            continue
-                        if how != "rows" and rows_only:
-                            # Decided at the publication, so changed since (a table
-                            # dropped or altered by hand): marts_build is left to the
-                            # build, which continues from its own watermark.
-                            outcomes[mart.name] = f"skipped: {reason}, since the publication"
-                            continue
-                    outcome = _catch_up(conn, mart, since, until)
-                except BaseException:
+            def work(conn: psycopg.Connection) -> None:
+                while True:
                     with taking:
-                        pending.clear()  # all is rolled back: start no other mart
-                    raise
-                outcomes[mart.name] = f"{outcome} ({time.perf_counter() - started:.1f} s)"
+                        if not pending:
+                            return
+                        mart = pending.pop(0)
+                    started = time.perf_counter()
+                    try:
+                        outcome = _catch_up(conn, mart, since, until_change_id)
+                    except BaseException:
+                        with taking:
+                            pending.clear()  # all is rolled back: start no other mart
+                        raise
+                    outcomes[mart.name] = f"{outcome} ({time.perf_counter() - started:.1f} s)"
 
-        try:
-            with ThreadPoolExecutor(max_workers=len(workers)) as pool:
-                for done in [pool.submit(work, conn) for conn in workers]:
-                    done.result()  # the first failure raises here
-        except BaseException:
+            try:
+                with ThreadPoolExecutor(max_workers=len(workers)) as pool:
+                    for done in [pool.submit(work, conn) for conn in workers]:
+                        done.result()  # the first failure raises here
+            except BaseException:
+                for conn in workers:
+                    # A broken connection has nothing left to roll back; keep the first error.
+                    with suppress(psycopg.Error):
+                        conn.rollback()
+                raise
             for conn in workers:
-                # A broken connection has nothing left to roll back; keep the first error.
-                with suppress(psycopg.Error):
-                    conn.rollback()
-            raise
-        for conn in workers:
-            conn.commit()
+                conn.commit()
     return dict(sorted(outcomes.items()))
 
 

@@ -16,7 +16,7 @@ from datetime import date
 from typing import TYPE_CHECKING
 
 from cem_warehouse.transform.dbt import UNIT_TESTS_SELECTOR, run_dbt
-from cem_warehouse.transform.publish import PendingCatchUp, Publication, publish_marts
+from cem_warehouse.transform.publish import Publication, publish_marts
 from cem_warehouse.transform.staging_tests import staging_tests_window_end
 from cem_warehouse.warehouse.settings import WarehouseLocation
 
@@ -76,15 +76,8 @@ def build_marts(
     if publish:
         threading.Thread(target=_import_audit_dependencies, daemon=True).start()
     started = time.perf_counter()
-    # What the last publication left to catch up in marts_build, beside dbt's start and its
-    # first models (which read staging and raw); the models of marts_build wait for it.
-    catch_up = PendingCatchUp.start(location)
-    try:
-        run_dbt(location, args)  # raises on any failed model or test
-    finally:
-        catch_up.join()
+    run_dbt(location, args)  # raises on any failed model or test
     phases["dbt"] = round(time.perf_counter() - started, 2)
-    phases["catch_up_beside_dbt"] = catch_up.seconds
     if not publish:
         return None
     from cem_warehouse.quality.marts_audit import audit_marts

@@ -9,20 +9,16 @@ tables it started on (a schema rename takes no lock on them).
 
 After the swap ``marts_build`` holds the previous marts, which the next build replaces
 (tables) or brings up to date (incremental models, which catch up from any earlier
-state). The incremental marts that log their changes are brought up to the published
-generation there (:mod:`cem_warehouse.transform.generations`), so the next build catches
-up on one delta, not two: right after the swap those that must be copied whole, and the
-rows of the others at the start of the next build, beside its first models
-(:class:`PendingCatchUp`).
+state). Right after the swap, the incremental marts that log their changes are brought up
+to the published generation there (:mod:`cem_warehouse.transform.generations`), so the
+next build catches up on one delta, not two.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
-from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -182,7 +178,6 @@ def publish_marts(
             ),
         ).fetchone()
     started = time.perf_counter()
-    # Only the marts copied whole; the others' rows are caught up when the next build starts.
     retired = _catch_up_retired_generation(location, publication_id, change_log_id)
     return Publication(
         publication_id=publication_id,
@@ -232,7 +227,6 @@ def _catch_up_retired_generation(
             publication_id=publication_id,
             until_change_id=change_log_id,
             lock=_PUBLISHERS_LOCK,
-            rows_later=True,
         )
     except (psycopg.Error, CemError) as exc:
         log.warning(
@@ -249,74 +243,3 @@ def _catch_up_retired_generation(
         )
         conn.commit()
     return retired
-
-
-class PendingCatchUp:
-    """The catch-up a publication left to the next build (generations.catch_up_pending),
-    run on a thread of its own beside that build's first models.
-
-    :meth:`start` returns once the catch-up holds its lock (or found nothing to do), so
-    every model started afterwards that reads or writes ``marts_build`` waits for it. A
-    failure is reported and recorded like a failed catch-up after the swap, and the build
-    goes on from the generation as it was (two deltas, as before stop 46)."""
-
-    def __init__(self, location: WarehouseLocation) -> None:
-        self._location = location
-        self._locked = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="marts-build-catch-up")
-        self.outcomes: dict[str, str] = {}
-        self.seconds = 0.0
-        self._unexpected: BaseException | None = None
-
-    @classmethod
-    def start(cls, location: WarehouseLocation) -> PendingCatchUp:
-        pending = cls(location)
-        pending._thread.start()
-        pending._locked.wait()
-        return pending
-
-    def join(self) -> dict[str, str]:
-        """Wait for the catch-up; a failure other than the warehouse's is raised here."""
-        self._thread.join()
-        if self._unexpected is not None:
-            raise self._unexpected
-        return self.outcomes
-
-    def _run(self) -> None:
-        from cem_warehouse.transform.generations import catch_up_pending
-
-        started = time.perf_counter()
-        publication_id = None
-        try:
-            done = catch_up_pending(self._location, lock=_PUBLISHERS_LOCK, locked=self._locked)
-            if done is not None:
-                publication_id, self.outcomes = done
-        except (psycopg.Error, CemError) as exc:
-            log.warning(
-                "marts_build was not brought up to the last publication (%s); %s",
-                exc,
-                CATCH_UP_FAILED_ADVICE,
-            )
-            self.outcomes = {
-                "error": f"not caught up, the next build catches up instead: {exc}"[:1000]
-            }
-            _record_catch_up_failure(self._location, self.outcomes["error"])
-        except BaseException as exc:  # noqa: BLE001 - a defect: raised again by join()
-            self._unexpected = exc
-        finally:
-            self._locked.set()
-            self.seconds = round(time.perf_counter() - started, 2)
-        if publication_id is not None:
-            log.info("publication %s: marts_build caught up: %s", publication_id, self.outcomes)
-
-
-def _record_catch_up_failure(location: WarehouseLocation, error: str) -> None:
-    """On the last publication, as a failure right after the swap is (``cem status``)."""
-    with suppress(psycopg.Error), connect(location) as conn:
-        conn.execute(
-            "update ops.mart_publications set retired_generation = "
-            "coalesce(retired_generation, '{}'::jsonb) || jsonb_build_object('error', %s::text) "
-            "where publication_id = (select max(publication_id) from ops.mart_publications)",
-            (error,),
-        )
-        conn.commit()

@@ -19,18 +19,11 @@
     every raw row loaded after it ran carries a later _loaded_at than every row it read.
     fct_orders re-derives exactly these orders, so its watermark (the newest source_loaded_at
     it holds) cannot step over a row loaded between the two models: the next build takes it.
-    It reads fct_orders and fct_order_lines in marts_build, so it waits, as the marts do, for
-    the catch-up of marts_build that runs beside the build's first models
-    (wait_for_marts_build_catch_up).
 -#}
 
 {{
     config(
-        pre_hook=[
-            "{{ wait_for_marts_build_catch_up() }}",
-            "{{ wait_for_raw_publishes(reads_by_watermark=true) }}",
-            "set local work_mem = '256MB'",
-        ],
+        pre_hook=["{{ wait_for_raw_publishes(reads_by_watermark=true) }}", "set local work_mem = '256MB'"],
         post_hook=["{{ set_not_null('order_id') }}", "{{ record_changed_orders_handoff() }}"],
         indexes=[{'columns': ['order_id'], 'unique': True}],
     )
