@@ -318,7 +318,15 @@ def test_readers_see_the_last_good_marts_until_an_audited_build_is_swapped_in(
             "select cast(to_regclass('marts.dim_as_of_date') as oid)"
         ).fetchone()
     again = publish_marts(stand_ins.warehouse, audit=audit.as_dict())
-    assert again.publication_id == second.publication_id
+    assert again.publication_id == second.publication_id and again.already_published
+    # The Airflow task says so by skipping (no event on the marts' asset).
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from cem_warehouse.orchestration.tasks import publish_marts as publish_task
+
+    monkeypatch.setenv("AIRFLOW_CONN_CEM_WAREHOUSE", stand_ins.warehouse.url)
+    with pytest.raises(AirflowSkipException, match=f"publication {second.publication_id} stays"):
+        publish_task(audit.as_dict())
     with connect(stand_ins.warehouse) as conn:
         assert (
             conn.execute("select cast(to_regclass('marts.dim_as_of_date') as oid)").fetchone()

@@ -100,6 +100,15 @@ def publish_marts(audit: dict, staging_tests_through: str | None = None) -> dict
         audit=audit,
         staging_tests_through=staging_tests_through,
     )
+    if publication.already_published:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        # Skipped, not succeeded: the UI shows that nothing was published, and no event on
+        # the marts' asset tells their consumers that new marts arrived.
+        raise AirflowSkipException(
+            f"Nothing new to publish: publication {publication.publication_id} stays. "
+            "Clear the run from its first task to build and publish new marts."
+        )
     log.info("%s", publication.summary)
     return {
         "publication_id": publication.publication_id,

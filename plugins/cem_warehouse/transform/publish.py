@@ -66,6 +66,8 @@ class Publication:
     # when build_marts ran the whole build: seconds of each step (dbt's process with its
     # start, the audit, the publication with its catch-up_seconds)
     phase_seconds: dict[str, float] = field(default_factory=dict)
+    # marts_build held a build already published: nothing was swapped, this one stands
+    already_published: bool = False
 
     @property
     def summary(self) -> str:
@@ -204,7 +206,11 @@ def _already_published(conn: psycopg.Connection, publication_id: int) -> Publica
         latest,
     )
     return Publication(
-        publication_id=latest, as_of_date=as_of, tables=tables, retired_generation=retired or {}
+        publication_id=latest,
+        as_of_date=as_of,
+        tables=tables,
+        retired_generation=retired or {},
+        already_published=True,
     )
 
 
