@@ -335,6 +335,15 @@ def test_readers_see_the_last_good_marts_until_an_audited_build_is_swapped_in(
         assert conn.execute("select max(publication_id) from ops.mart_publications").fetchone() == (
             second.publication_id,
         )
+        # Without dim_as_of_date, which every build creates, marts_build holds no complete
+        # build: refused, saying what to do.
+        conn.execute("alter table marts_build.dim_as_of_date rename to dim_as_of_date_moved")
+        conn.commit()
+    with pytest.raises(CemError, match="holds no complete build.*Build the marts first"):
+        publish_marts(stand_ins.warehouse, audit=audit.as_dict())
+    with connect(stand_ins.warehouse) as conn:
+        conn.execute("alter table marts_build.dim_as_of_date_moved rename to dim_as_of_date")
+        conn.commit()
     assert second.tables["dim_customers"] > customers  # the new day's customers
     with _reader(stand_ins.warehouse) as reader:
         assert (

@@ -115,30 +115,28 @@ def publish_marts(
     (cem_warehouse.transform.staging_tests); without it the next build tests every raw row."""
     with connect(location) as conn, conn.transaction():
         conn.execute(_PUBLISHERS_LOCK)
-        if not _schema_exists(conn, BUILD_SCHEMA) or not _tables(conn, BUILD_SCHEMA):
-            raise CemError(
-                f"Nothing to publish: schema {BUILD_SCHEMA} has no tables. Build the marts first "
-                "(`cem run`, or `dbt build` in dbt_project/)."
-            )
         # dbt creates dim_as_of_date anew in every build, so its table says which build
-        # marts_build holds. One already published (the publish task run again after it
-        # succeeded, with no build since) would put the previous generation back: the last
-        # publication stands instead, and publishing again is a no-op.
+        # marts_build holds: none (no schema, or only the copies a first publication left)
+        # is no build to publish. One already published (the publish task run again after
+        # it succeeded, with no build since) would put the previous generation back: the
+        # last publication stands instead, and publishing again is a no-op.
         built = conn.execute(
             "select cast(to_regclass(%s) as oid)", (f"{BUILD_SCHEMA}.dim_as_of_date",)
         ).fetchone()[0]
         if built is None:
             raise CemError(
-                f"Nothing to publish: {BUILD_SCHEMA} holds no complete build (it has no "
-                "dim_as_of_date). Build the marts first (`cem run`, or `cem marts build`)."
+                f"Nothing to publish: schema {BUILD_SCHEMA} holds no complete build (it has "
+                "no dim_as_of_date, which every build creates). Build the marts first "
+                "(`cem run`, or `cem marts build`)."
             )
-        already = conn.execute(
-            "select publication_id from ops.mart_publications where published_build = %s "
-            "and publication_id >= (select max(publication_id) - 1 from ops.mart_publications)",
-            (built,),
-        ).fetchone()
-        if already is not None:
-            return _already_published(conn, already[0])
+        # marts_build holds the latest publication's tables or, after its swap, the ones
+        # it replaced: the last two publications are all it can repeat.
+        recent = conn.execute(
+            "select publication_id, as_of_date, tables, retired_generation, published_build "
+            "from ops.mart_publications order by publication_id desc limit 2"
+        ).fetchall()
+        if any(row[4] == built for row in recent):
+            return _already_published(recent[0])
         # Exact counts of what is swapped in, for the publication record: the audit's, which
         # GX took on these very tables right before (only a build writes marts_build, and the
         # transform DAG runs one at a time), and a count for each table it did not audit.
@@ -190,23 +188,19 @@ def publish_marts(
     )
 
 
-def _already_published(conn: psycopg.Connection, publication_id: int) -> Publication:
-    """The last publication, which stays: marts_build holds the build ``publication_id``
-    published (the latest, or the one it replaced)."""
-    latest, as_of, tables, retired = conn.execute(
-        "select publication_id, as_of_date, tables, retired_generation "
-        "from ops.mart_publications order by publication_id desc limit 1"
-    ).fetchone()
+def _already_published(latest: tuple) -> Publication:
+    """The last publication (its ops.mart_publications row), which stays: marts_build
+    holds tables already published, by it or by the one it replaced."""
+    publication_id, as_of, tables, retired, _ = latest
     log.warning(
-        "Nothing new to publish: %s holds the build published as publication %s, and "
-        "publication %s stays. Run the build (`cem run`, or the transform DAG from its first "
-        "task) to publish new marts.",
+        "Nothing new to publish: %s holds a build already published, and publication %s "
+        "stays. Run the build (`cem run`, or the transform DAG from its first task) to "
+        "publish new marts.",
         BUILD_SCHEMA,
         publication_id,
-        latest,
     )
     return Publication(
-        publication_id=latest,
+        publication_id=publication_id,
         as_of_date=as_of,
         tables=tables,
         retired_generation=retired or {},
