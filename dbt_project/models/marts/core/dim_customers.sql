@@ -8,9 +8,7 @@
       that moved between customer keys (identity resolution), orders and survey responses
       replaced (fct_orders, fct_survey_responses: old and new keys), churn and lifecycle
       stages recomputed (int_customers_churn_assessed, which finds the stages the moving
-      as-of date changes);
-    * a comparison with this table: customers whose referral count differs from the one
-      stored.
+      as-of date changes), referrals replaced (fct_referrals: the referrer's key, old and new).
 
     Under write-audit-publish the table a build starts from is the previous generation,
     brought up to the published one right after the swap (it then takes over the published
@@ -26,7 +24,7 @@
     not carry. -#}
 
 {#- the models whose change log it reads -#}
-{%- set producers = ['int_identity_observations', 'int_customers_resolved_across_sources', 'fct_orders', 'fct_survey_responses', 'int_customers_churn_assessed'] %}
+{%- set producers = ['int_identity_observations', 'int_customers_resolved_across_sources', 'fct_orders', 'fct_survey_responses', 'int_customers_churn_assessed', 'fct_referrals'] %}
 
 {{
     config(
@@ -60,31 +58,9 @@
 with
 
 {% if not changes.full -%}
-stored as not materialized (
-
-    select * from {{ this }}
-
-),
-
 customers_in_scope as materialized (
 
     {{ changed_keys_since_last_build(changes) | indent(4) }}
-
-    union
-
-    -- referral counts that changed (fct_referrals is rebuilt every time, and small)
-    select coalesce(counted.customer_key, stored_referrers.customer_key)
-    from (
-        select referrer_customer_key as customer_key, count(*) as referrals_made
-        from {{ ref('fct_referrals') }}
-        where referrer_customer_key is not null
-        group by 1
-    ) as counted
-    full outer join (
-        select customer_key, referrals_made from stored where referrals_made > 0
-    ) as stored_referrers
-        on counted.customer_key = stored_referrers.customer_key
-    where counted.referrals_made is distinct from stored_referrers.referrals_made
 
 ),
 
