@@ -119,6 +119,28 @@ def _cancel_an_old_order(sales_db) -> int:
     return order_id
 
 
+def _cancel_a_referred_customers_first_order(
+    warehouse, sales_db, *, besides: int
+) -> tuple[int, int]:
+    """A converted referral's first order is cancelled in the sales system (not ``besides``,
+    cancelled already): nothing of the referral is loaded again, yet its conversion moves to
+    the customer's next order or goes. Returns (referral_id, the cancelled order_id)."""
+    with connect(warehouse) as conn:
+        referral_id, order_id = conn.execute(
+            "select referral_id, referred_first_order_id from marts.fct_referrals "
+            "where is_converted and referred_first_order_id <> %s order by referral_id limit 1",
+            (besides,),
+        ).fetchone()
+    with connect(sales_db) as conn:
+        now = _after_every_order_update(conn)
+        conn.execute(
+            "update orders set status = 'cancelled', updated_at = %s where order_id = %s",
+            (now, order_id),
+        )
+        conn.commit()
+    return referral_id, order_id
+
+
 def _change_a_product_cost(sales_db) -> int:
     """A product's unit cost changes: the margin of every order with a line of it changes."""
     with connect(sales_db) as conn:
@@ -157,12 +179,19 @@ LOGGING_MARTS = (
     "fct_order_lines",
     "fct_orders",
     "fct_referrals",
+    "fct_referrers",
     "fct_support_interactions",
     "fct_survey_responses",
 )
-# Those that read the change log themselves and take over the published table's position
-# (fct_referrals reads fct_orders' log too, but keeps its own position: see its model).
-READING_MARTS = ("dim_customers", "fct_customer_churn_stored", "fct_customer_repurchase_stored")
+# Those that read the change log themselves: the retired table takes over the published
+# table's position.
+READING_MARTS = (
+    "dim_customers",
+    "fct_customer_churn_stored",
+    "fct_customer_repurchase_stored",
+    "fct_referrals",
+    "fct_referrers",
+)
 
 
 def _fail_to_catch_up(*args, **kwargs):
@@ -240,6 +269,9 @@ PER_CUSTOMER_MODELS = {
     # the stored parts of the per-customer marts whose views add the as-of columns
     "fct_customer_repurchase_stored": ("marts/repurchase", "marts"),
     "fct_customer_churn_stored": ("marts/churn", "marts"),
+    # per referrer, from the referrals' and dim_customers' logs (the referrers of referred
+    # customers whose revenue changed included)
+    "fct_referrers": ("marts/referral", "marts"),
     # what the advocacy mart counts per customer, from those three marts' logs and the
     # referrer status the moving as-of date changes
     "int_customers_advocate_behaviours": ("intermediate/customers", "staging"),
@@ -453,6 +485,9 @@ def test_incremental_builds_equal_a_full_refresh(stand_ins, tmp_path, monkeypatc
         if day == 1:
             shared_case = _plant_shared_case(stand_ins)
             cancelled_order_id = _cancel_an_old_order(stand_ins.sales_db)
+            referral_id, referred_first_order_id = _cancel_a_referred_customers_first_order(
+                warehouse, stand_ins.sales_db, besides=cancelled_order_id
+            )
         if day == 2:
             late_order_id = _plant_late_earlier_order(stand_ins)
             owner_order_id = _plant_newest_order_of(stand_ins, shared_case.owner_email)
@@ -484,6 +519,14 @@ def test_incremental_builds_equal_a_full_refresh(stand_ins, tmp_path, monkeypatc
                     "select bool_and(is_cancelled) from marts.fct_order_lines where order_id = %s",
                     (cancelled_order_id,),
                 ).fetchone() == (True,), "the cancelled order's lines do not say so"
+                # fct_referrals learns it from fct_orders' log: the referral was not reloaded
+                assert (
+                    conn.execute(
+                        "select referred_first_order_id from marts.fct_referrals where referral_id = %s",
+                        (referral_id,),
+                    ).fetchone()[0]
+                    != referred_first_order_id
+                ), "the referral kept its cancelled first order"
             # The generation this build retires gets a column the model does not have (as
             # after a change of the model's columns): it is replaced by a copy of the
             # published table, which the next build continues.

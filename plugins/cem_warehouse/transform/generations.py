@@ -56,7 +56,8 @@ class LoggedMart:
     unique_key: str
     # the producer name under which ops.mart_key_changes holds those unique keys
     rows_log: str
-    # has its own position in the log (one per physical table, see change_log_reader)
+    # reads the change log itself (change_log_producers), with a position per physical
+    # table (see change_log_reader): the retired table takes over the published one's
     reads_change_log: bool
 
 
@@ -89,7 +90,9 @@ def logged_marts(manifest: dict) -> list[LoggedMart]:
                 name=name,
                 unique_key=unique_key,
                 rows_log=rows_log,
-                reads_change_log=strategy == READING_STRATEGY,
+                # a reader, whatever its strategy: fct_referrals replaces rows like a
+                # fact but also reads fct_orders' log
+                reads_change_log=bool(config.get("change_log_producers")),
             )
         )
     return sorted(marts, key=lambda mart: mart.name)
