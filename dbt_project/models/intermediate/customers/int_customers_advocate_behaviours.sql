@@ -14,9 +14,10 @@
     dim_customers and the two stored marts replaced since this table's own last build (each
     logs the customers it replaces; their rows change with nothing else, the moving as-of
     date included, as their own models say), and those whose referrer status differs from
-    the stored one: fct_referrals is rebuilt every time and the moving as-of date lets
-    referrals in. A customer that left dim_customers (merged into another key) is logged by
-    dim_customers and loses its row here. The as-of date moving back rebuilds it in full.
+    the stored one: the moving as-of date lets referrals in (a referral counts from its
+    date on), which no log records. A customer that left dim_customers (merged into another
+    key) is logged by dim_customers and loses its row here. The as-of date moving back
+    rebuilds it in full.
 -#}
 
 {#- the models whose change log it reads -#}

@@ -10,6 +10,11 @@
     answered an LTR, including customers known only from sales or surveys) form the 'unknown'
     row. A referral naming a referrer missing from dim_customers is in fct_referrers
     (is_in_dim_customers false) but in no category here. All four rows always exist.
+
+    Counted apart and then joined by category: the referrers' conversions and revenue are
+    summed from fct_referrers, whose loyalty category is the referrer's dim_customers one.
+    (Joining each of a million customers to the referrers first took 0.5 s warm at 1M
+    customers against 0.15 s, on the tail of every build.)
 -#}
 
 with
@@ -23,6 +28,7 @@ customers as (
 referrers as (
 
     select * from {{ ref('fct_referrers') }}
+    where is_in_dim_customers
 
 ),
 
@@ -36,37 +42,29 @@ categories as (
 
 ),
 
-customer_referrals as (
+customers_counted as (
 
     select
-        coalesce(customers.loyalty_category, 'unknown') as loyalty_category,
-        customers.customer_key,
-        customers.referrals_made,
-        coalesce(referrers.converted_referrals, 0) as converted_referrals,
-        coalesce(referrers.referred_customers, 0) as referred_customers,
-        coalesce(referrers.referred_customers_revenue, 0) as referred_customers_revenue,
-        coalesce(referrers.referred_customers_net_revenue, 0) as referred_customers_net_revenue,
-        customers.is_referrer
+        coalesce(loyalty_category, 'unknown') as loyalty_category,
+        count(*) as customers,
+        count(*) filter (where is_referrer) as referrers,
+        cast(sum(referrals_made) as bigint) as referrals_made
 
     from customers
-    left join referrers
-        on customers.customer_key = referrers.referrer_customer_key
+    group by 1
 
 ),
 
-counted as (
+referrers_summed as (
 
     select
         loyalty_category,
-        count(*) as customers,
-        count(*) filter (where is_referrer) as referrers,
-        cast(sum(referrals_made) as bigint) as referrals_made,
         cast(sum(converted_referrals) as bigint) as converted_referrals,
         cast(sum(referred_customers) as bigint) as referred_customers,
         sum(referred_customers_revenue) as referred_customers_revenue,
         sum(referred_customers_net_revenue) as referred_customers_net_revenue
 
-    from customer_referrals
+    from referrers
     group by 1
 
 ),
@@ -75,20 +73,22 @@ final as (
 
     select
         categories.loyalty_category,
-        coalesce(counted.customers, 0) as customers,
-        coalesce(counted.referrers, 0) as referrers,
-        coalesce(counted.referrals_made, 0) as referrals_made,
-        coalesce(counted.converted_referrals, 0) as converted_referrals,
-        coalesce(counted.referred_customers, 0) as referred_customers,
-        coalesce(counted.referred_customers_revenue, 0) as referred_customers_revenue,
-        coalesce(counted.referred_customers_net_revenue, 0) as referred_customers_net_revenue,
-        round(counted.referrers::numeric / nullif(counted.customers, 0), 4) as referral_rate,
-        round(counted.referrals_made::numeric / nullif(counted.customers, 0), 4) as referrals_per_customer,
-        round(counted.converted_referrals::numeric / nullif(counted.referrals_made, 0), 4) as conversion_rate
+        coalesce(customers_counted.customers, 0) as customers,
+        coalesce(customers_counted.referrers, 0) as referrers,
+        coalesce(customers_counted.referrals_made, 0) as referrals_made,
+        coalesce(referrers_summed.converted_referrals, 0) as converted_referrals,
+        coalesce(referrers_summed.referred_customers, 0) as referred_customers,
+        coalesce(referrers_summed.referred_customers_revenue, 0) as referred_customers_revenue,
+        coalesce(referrers_summed.referred_customers_net_revenue, 0) as referred_customers_net_revenue,
+        round(customers_counted.referrers::numeric / nullif(customers_counted.customers, 0), 4) as referral_rate,
+        round(customers_counted.referrals_made::numeric / nullif(customers_counted.customers, 0), 4) as referrals_per_customer,
+        round(referrers_summed.converted_referrals::numeric / nullif(customers_counted.referrals_made, 0), 4) as conversion_rate
 
     from categories
-    left join counted
-        on categories.loyalty_category = counted.loyalty_category
+    left join customers_counted
+        on categories.loyalty_category = customers_counted.loyalty_category
+    left join referrers_summed
+        on categories.loyalty_category = referrers_summed.loyalty_category
 
 )
 
