@@ -75,7 +75,7 @@ customers_in_scope as materialized (
     -- Referral counts that changed. fct_referrals logs the referrers it replaces, but
     -- reading that log instead left this scope to the planner's guess of how many keys
     -- the log holds (65 for 40k): a bench build spent 13 s comparing 21k customers with
-    -- each of 12.6k last answers in a nested loop, against 3.5-4.8 s with this comparison
+    -- each of 12.6k last answers in a nested loop, against 3.3-4.8 s with this comparison
     -- (docs/operations/marts.md, "Stop 47").
     select coalesce(counted.customer_key, stored_referrers.customer_key)
     from (
