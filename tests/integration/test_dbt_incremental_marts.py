@@ -105,17 +105,25 @@ def _plant_order(stand_ins, order_id: int, account: str, email: str, ordered_at,
     return order_id
 
 
-def _cancel_an_old_order(sales_db) -> int:
-    """The first delivered order is cancelled: only the order's own row changes, and each
-    of its lines must say so (fct_order_lines.is_cancelled)."""
+def _cancel_order(sales_db, order_id: int) -> None:
+    """The order is cancelled in the sales system, updated after every other order: only
+    its own row changes."""
     with connect(sales_db) as conn:
-        now = _after_every_order_update(conn)
-        order_id = conn.execute(
-            "update orders set status = 'cancelled', updated_at = %s where order_id = "
-            "(select min(order_id) from orders where status = 'delivered') returning order_id",
-            (now,),
-        ).fetchone()[0]
+        conn.execute(
+            "update orders set status = 'cancelled', updated_at = %s where order_id = %s",
+            (_after_every_order_update(conn), order_id),
+        )
         conn.commit()
+
+
+def _cancel_an_old_order(sales_db) -> int:
+    """The first delivered order is cancelled: each of its lines must say so
+    (fct_order_lines.is_cancelled)."""
+    with connect(sales_db) as conn:
+        order_id = conn.execute(
+            "select min(order_id) from orders where status = 'delivered'"
+        ).fetchone()[0]
+    _cancel_order(sales_db, order_id)
     return order_id
 
 
@@ -131,13 +139,7 @@ def _cancel_a_referred_customers_first_order(
             "where is_converted and referred_first_order_id <> %s order by referral_id limit 1",
             (besides,),
         ).fetchone()
-    with connect(sales_db) as conn:
-        now = _after_every_order_update(conn)
-        conn.execute(
-            "update orders set status = 'cancelled', updated_at = %s where order_id = %s",
-            (now, order_id),
-        )
-        conn.commit()
+    _cancel_order(sales_db, order_id)
     return referral_id, order_id
 
 
