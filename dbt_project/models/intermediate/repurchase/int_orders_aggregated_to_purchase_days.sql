@@ -103,7 +103,21 @@ final as (
         as repeat_revenue_to_date,
         sum(gross_margin) over customer_days as gross_margin_to_date,
         lag(purchase_date) over customer_days as previous_purchase_date,
-        lead(purchase_date) over customer_days as next_purchase_date
+        lead(purchase_date) over customer_days as next_purchase_date,
+        -- The calendar months fct_cohort_retention counts, worked out here, where an
+        -- incremental build computes them for the recomputed customers only. Computed by the
+        -- cohort mart on every build, the months of three dates for each of 4.8M purchase
+        -- days were more than half of its 2.2 s select at 1M customers (1.0 s counting
+        -- stored months).
+        {{ month_start('first_value(purchase_date) over customer_days') }} as first_purchase_month,
+        -- the customer's first purchase day of its month stands for the customer in that
+        -- month: counting the rows that have it counts distinct customers active in a month
+        case
+            when lag(purchase_date) over customer_days is null
+                or {{ month_start('lag(purchase_date) over customer_days') }}
+                < {{ month_start('purchase_date') }}
+                then {{ month_start('purchase_date') }}
+        end as active_month
 
     from purchase_days
     window customer_days as (partition by customer_key order by purchase_date asc)

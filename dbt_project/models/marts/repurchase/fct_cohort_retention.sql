@@ -8,20 +8,21 @@
 
 with
 
--- Each customer's first purchase day of a month stands for the customer in that month, so
--- counting those days counts distinct customers, in one pass over the purchase days. (A
--- count(distinct) over every purchase day, joined to each customer's cohort, sorted them
--- all by customer: 28 s of the steady-state build at 1M customers.)
+-- Each customer's first purchase day of a month stands for the customer in that month
+-- (its active_month is set, int_orders_aggregated_to_purchase_days), so counting those days
+-- counts distinct customers, in one pass over the purchase days. (A count(distinct) over
+-- every purchase day, joined to each customer's cohort, sorted them all by customer: 28 s
+-- of the steady-state build at 1M customers; working the months out here on every build,
+-- not once per recomputed customer, 2.2 s against 1.0 s.)
 monthly_activity as (
 
     select
-        {{ month_start('first_purchase_date') }} as cohort_month,
-        {{ month_start('purchase_date') }} as activity_month,
+        first_purchase_month as cohort_month,
+        active_month as activity_month,
         count(*) as active_customers
 
     from {{ ref('int_orders_aggregated_to_purchase_days') }}
-    where previous_purchase_date is null
-        or {{ month_start('previous_purchase_date') }} < {{ month_start('purchase_date') }}
+    where active_month is not null
     group by 1, 2
 
 ),
