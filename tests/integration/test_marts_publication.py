@@ -419,6 +419,16 @@ def test_a_catch_up_failing_on_one_mart_leaves_every_retired_mart_as_it_was(
         failing.setattr(SuiteRun, "build_docs", failing_docs)
         third = build_marts(stand_ins.warehouse)
     assert third.publication_id == second.publication_id + 1
+    with connect(stand_ins.warehouse) as conn:
+        # The rows the build trimmed from the change log are vacuumed after its publication
+        # (last_vacuum counts VACUUMs run by hand, not autovacuum's).
+        vacuumed_at, published_at = conn.execute(
+            "select last_vacuum, (select published_at from ops.mart_publications "
+            "where publication_id = %s) from pg_stat_all_tables "
+            "where relid = 'ops.mart_key_changes'::regclass",
+            (third.publication_id,),
+        ).fetchone()
+    assert vacuumed_at is not None and vacuumed_at >= published_at
     assert "were not rendered (No space left on device)" in caplog.text
     assert "ops.dq_results" in caplog.text
     assert "error" not in third.retired_generation

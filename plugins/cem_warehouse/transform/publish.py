@@ -179,13 +179,39 @@ def publish_marts(
         ).fetchone()
     started = time.perf_counter()
     retired = _catch_up_retired_generation(location, publication_id, change_log_id)
+    catch_up_seconds = round(time.perf_counter() - started, 2)
+    _vacuum_change_log(location)
     return Publication(
         publication_id=publication_id,
         as_of_date=as_of,
         tables=tables,
         retired_generation=retired,
-        catch_up_seconds=round(time.perf_counter() - started, 2),
+        catch_up_seconds=catch_up_seconds,
     )
+
+
+def _vacuum_change_log(location: WarehouseLocation) -> None:
+    """Make the space of the change-log rows trimmed since the last publication reusable.
+
+    Each build logs about 400k keys at 1M customers and its readers delete what every
+    reader has read (macros/change_log.sql). Without a VACUUM the deleted rows stay: on a
+    server without autovacuum the log grew by 54 MB a one-day build (109, 163, 217 MB).
+    Vacuumed before every other build (0.34-0.42 s each), it went 217, 248, 280, 249 MB,
+    the new rows filling the freed space, and the builds took as long as without it. Plain
+    VACUUM, no ANALYZE: the readers' plans were tuned without column statistics on the
+    log, and with them a build took about 3 s longer (docs/operations/marts.md, "Stop 48").
+    VACUUM runs outside a transaction and takes a lock only other VACUUMs and DDL wait for:
+    loads and readers go on. A failure costs space, not marts, so it is reported and the
+    publication stands."""
+    try:
+        with connect(location, autocommit=True) as conn:
+            conn.execute("vacuum ops.mart_key_changes")
+    except (psycopg.Error, CemError) as exc:
+        log.warning(
+            "ops.mart_key_changes was not vacuumed (%s): the rows trimmed from it stay until "
+            "a later publication or autovacuum vacuums it.",
+            exc,
+        )
 
 
 def _already_published(latest: tuple) -> Publication:
