@@ -57,7 +57,8 @@ class LoggedMart:
     # the producer name under which ops.mart_key_changes holds those unique keys
     rows_log: str
     # reads the change log itself (change_log_producers), with a position per physical
-    # table (see change_log_reader): the retired table takes over the published one's
+    # table (see change_log_reader): after the catch-up, the retired table takes over the
+    # published table's position
     reads_change_log: bool
 
 
