@@ -1,13 +1,15 @@
 """`cem bench marts`: full build of the marts, then incremental builds, at N customers.
 
 Generates the sources, ingests them through the real ingestion functions (the CRM through
-its stand-in API), then times four builds of the marts with publish: a full refresh, a
-second build with nothing new, an incremental build after one ``--next-day`` delta, and
-one more after a second delta (the steady state of a warehouse in service). Prints JSON
+its stand-in API), then times five builds of the marts with publish: a full refresh, a
+second build with nothing new, an incremental build after one ``--next-day`` delta, one
+more after a second delta (the steady state of a warehouse in service), and one after as
+many days at once as make about 1% new data, the size the goal gives a day. Prints JSON
 figures (seconds, per-model timings from dbt's run_results.json, each build's steps
 outside dbt's models: dbt's process, the audit, the publication and its catch-up, the
-incremental / full ratio and the goals, and per step how busy the machine's cores were and
-how much it waited on the disk); it asserts nothing.
+incremental / full ratio and the goals, the rows each delta brought into raw and their
+share of it, and per step how busy the machine's cores were and how much it waited on the
+disk); it asserts nothing.
 
 The first publication copies the incremental marts into marts_build, where the next build
 continues (cem_warehouse.transform.generations). That copy happens once in a warehouse's
@@ -26,8 +28,11 @@ import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 
+import psycopg
+from psycopg import sql
 from rich.console import Console
 
 from cem_warehouse.machine_load import load_between, sample
@@ -155,6 +160,92 @@ def _counts(location: WarehouseLocation) -> dict[str, int]:
     return {**raw, **marts}
 
 
+def _raw_tables(conn: psycopg.Connection) -> list[str]:
+    """raw's tables (a partitioned one once, not its partitions), each with ``_loaded_at``."""
+    return [
+        row[0]
+        for row in conn.execute(
+            "select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace "
+            "where n.nspname = 'raw' and c.relkind in ('r', 'p') and not c.relispartition "
+            "and exists (select from pg_attribute a where a.attrelid = c.oid "
+            "and a.attname = '_loaded_at' and not a.attisdropped) order by 1"
+        )
+    ]
+
+
+def server_clock(location: WarehouseLocation) -> datetime:
+    """The server's time now: a load stamps its rows' ``_loaded_at`` later than this."""
+    with connect(location) as conn:
+        return conn.execute("select clock_timestamp()").fetchone()[0]
+
+
+def rows_loaded_since(location: WarehouseLocation, since: datetime) -> dict[str, int]:
+    """Per raw table, the rows loaded after ``since`` (``server_clock`` before a delta's
+    ingestion): new rows and rows a source sent again changed, which a load stamps with its
+    own ``_loaded_at``; a row sent again unchanged keeps its old one. Read through raw's
+    index on ``_loaded_at``, so counting them reads only the delta's pages, and the build
+    after it starts with the page cache as the ingestion left it."""
+    with connect(location) as conn:
+        return {
+            table: int(
+                conn.execute(
+                    sql.SQL("select count(*) from {} where _loaded_at > %s").format(
+                        sql.Identifier("raw", table)
+                    ),
+                    (since,),
+                ).fetchone()[0]
+            )
+            for table in _raw_tables(conn)
+        }
+
+
+def days_for_about_one_percent(location: WarehouseLocation, one_day: dict[str, int]) -> int:
+    """How many of the generator's days make a delta of about 1% of raw's rows, from one
+    day's rows (``rows_loaded_since``) and raw's size as its statistics estimate it (no
+    scan of raw between the builds: the next one would start from a different cache)."""
+    with connect(location) as conn:
+        held = conn.execute(
+            "select coalesce(sum(greatest(c.reltuples, 0)), 0) from pg_class c "
+            "join pg_namespace n on n.oid = c.relnamespace "
+            "where n.nspname = 'raw' and c.relkind = 'r' and exists (select from pg_attribute a "
+            "where a.attrelid = c.oid and a.attname = '_loaded_at' and not a.attisdropped)"
+        ).fetchone()[0]
+    day = sum(one_day.values())
+    if not held or not day:
+        return 1
+    return max(1, round(0.01 * float(held) / day))
+
+
+def delta_shares(deltas: dict[str, dict[str, int]], location: WarehouseLocation) -> dict:
+    """Each delta's rows against raw's rows at the end of the benchmark (exact counts, taken
+    after the last build): per table and over all of raw."""
+    with connect(location) as conn:
+        held = {
+            table: int(
+                conn.execute(
+                    sql.SQL("select count(*) from {}").format(sql.Identifier("raw", table))
+                ).fetchone()[0]
+            )
+            for table in _raw_tables(conn)
+        }
+    held_in_all = sum(held.values())
+    return {
+        name: {
+            "rows_loaded": sum(loaded.values()),
+            "share_of_raw": round(sum(loaded.values()) / held_in_all, 5) if held_in_all else None,
+            "tables": {
+                table: {
+                    "rows_loaded": loaded.get(table, 0),
+                    "raw_rows_at_end": rows,
+                    "share": round(loaded.get(table, 0) / rows, 5) if rows else None,
+                }
+                for table, rows in held.items()
+            },
+        }
+        for name, loaded in deltas.items()
+    }
+
+
 def bench_marts(customers: int, seed: int = 42, *, keep: bool = False) -> dict:
     from cem_warehouse.sources.generator.run import Targets, generate, generate_next_day
     from cem_warehouse.transform.marts import build_marts
@@ -166,6 +257,7 @@ def bench_marts(customers: int, seed: int = 42, *, keep: bool = False) -> dict:
     timings: dict[str, dict] = {}
 
     blocked: dict[str, list[str]] = {}
+    deltas: dict[str, dict[str, int]] = {}
 
     def step(name: str, what: str, action: Callable[[], object]) -> object:
         with console.status(f"[bold]{what}[/] ({customers:,} customers)"):
@@ -209,7 +301,9 @@ def bench_marts(customers: int, seed: int = 42, *, keep: bool = False) -> dict:
                 "generate one --next-day delta",
                 lambda: generate_next_day(targets),
             )
+            before = server_clock(warehouse)
             step("ingest_next_day", "ingest the delta", lambda: _ingest(warehouse, sales_db, work))
+            deltas["first_delta"] = rows_loaded_since(warehouse, before)
             built = step(
                 "incremental_build",
                 "incremental build + publish after the delta",
@@ -222,18 +316,44 @@ def bench_marts(customers: int, seed: int = 42, *, keep: bool = False) -> dict:
                 "generate a second --next-day delta",
                 lambda: generate_next_day(targets),
             )
+            before = server_clock(warehouse)
             step(
                 "ingest_second_day",
                 "ingest the second delta",
                 lambda: _ingest(warehouse, sales_db, work),
             )
+            deltas["second_delta"] = rows_loaded_since(warehouse, before)
             built = step(
                 "steady_incremental_build",
                 "incremental build + publish after the second delta (steady state)",
                 lambda: build_marts(warehouse),
             )
             timings["steady_incremental_build"] = _run_results(built)
+            # The goal calls a one-day delta "about 1% new data"; the generator's day is
+            # smaller (a third of that at 1M customers). One more build, after as many days
+            # at once as make about 1% of raw, measures the goal as worded too.
+            days = days_for_about_one_percent(warehouse, deltas["second_delta"])
+            step(
+                "generate_about_one_percent",
+                f"generate {days} more --next-day deltas (about 1% new data)",
+                lambda: [generate_next_day(targets) for _ in range(days)],
+            )
+            before = server_clock(warehouse)
+            step(
+                "ingest_about_one_percent",
+                f"ingest {days} days at once",
+                lambda: _ingest(warehouse, sales_db, work),
+            )
+            deltas["about_one_percent_delta"] = rows_loaded_since(warehouse, before)
+            built = step(
+                "about_one_percent_incremental_build",
+                f"incremental build + publish after {days} days (about 1% new data)",
+                lambda: build_marts(warehouse),
+            )
+            timings["about_one_percent_incremental_build"] = _run_results(built)
             counts = _counts(warehouse)
+            delta_sizes = delta_shares(deltas, warehouse)
+            delta_sizes["about_one_percent_delta"]["days"] = days
             kept = (
                 {"warehouse": warehouse.redacted_url, "sales": sales_db.redacted_url}
                 if keep
@@ -251,6 +371,9 @@ def bench_marts(customers: int, seed: int = 42, *, keep: bool = False) -> dict:
         "seconds": seconds,
         "incremental_to_full_ratio": round(seconds["incremental_build"] / full, 4),
         "steady_incremental_to_full_ratio": round(seconds["steady_incremental_build"] / full, 4),
+        "about_one_percent_incremental_to_full_ratio": round(
+            seconds["about_one_percent_incremental_build"] / full, 4
+        ),
         "goals": {
             **GOALS,
             # the stricter reading each time: the copy counts against this goal, not for the ratio
@@ -261,12 +384,19 @@ def bench_marts(customers: int, seed: int = 42, *, keep: bool = False) -> dict:
             )
             / full
             < GOALS["incremental_after_one_day_share_of_full_build"],
+            # the same goal read as "about 1% new data" rather than "one day"
+            "incremental_at_about_one_percent_met": seconds["about_one_percent_incremental_build"]
+            / full
+            < GOALS["incremental_after_one_day_share_of_full_build"],
             "note": "builds are `dbt build` (models and data tests; the unit tests left out, "
             "as in production) plus the GX audit and publish",
         },
         # Per step: how busy the cores were and how much the step waited on the disk. Ratios
         # compare between runs bound by the same thing (cem_warehouse.machine_load).
         "machine_load": machine,
+        # What each one-day delta brought into raw (new and changed rows), and its share of
+        # raw: the goal's "about 1% new data" against what the generator's day is.
+        "deltas": delta_sizes,
         "dbt": timings,
         "rows": counts,
         "blocked_batches": blocked,
