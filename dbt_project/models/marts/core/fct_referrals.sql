@@ -92,6 +92,7 @@ scoped_referrals as (
 
 ),
 
+{% if changes.full -%}
 first_orders as (
 
     select
@@ -101,14 +102,10 @@ first_orders as (
 
     from orders
     where is_first_order
-        {%- if not changes.full %}
-        and customer_key = any(array(
-            select cast(referred_customer_id as text) from scoped_referrals
-        ))
-        {%- endif %}
 
 ),
 
+{% endif -%}
 final as (
 
     select
@@ -128,8 +125,25 @@ final as (
         scoped_referrals.loaded_at as source_loaded_at
 
     from scoped_referrals
+    {%- if changes.full %}
     left join first_orders
         on cast(scoped_referrals.referred_customer_id as text) = first_orders.customer_key
+    {%- else %}
+    -- The referred customer's first order, one index lookup per referral in scope. Filtered
+    -- by an array of the customers in scope and joined, as until stop 49, the lookups could
+    -- be planned with the array in each one's index condition: every lookup then sorted the
+    -- whole array again, a cost that grew with the square of the scope (6.5 s for 4,036
+    -- referrals after a three-day delta at 1M customers; docs/operations/marts.md, "Stop
+    -- 49"). `offset 0` keeps the lateral select from being pulled up into a join whose
+    -- plan would again rest on the planner's guess of how many referrals are in scope.
+    left join lateral (
+        select order_id, ordered_at
+        from orders
+        where orders.customer_key = cast(scoped_referrals.referred_customer_id as text)
+            and orders.is_first_order
+        offset 0
+    ) as first_orders on true
+    {%- endif %}
 
 )
 
