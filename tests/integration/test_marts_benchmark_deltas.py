@@ -10,8 +10,14 @@ from __future__ import annotations
 
 from psycopg import sql
 
+from cem_warehouse.sources.contracts import BY_SOURCE
 from cem_warehouse.sources.generator.run import generate_next_day
-from cem_warehouse.transform.benchmark import delta_shares, rows_loaded_since, server_clock
+from cem_warehouse.transform.benchmark import (
+    days_for_about_one_percent,
+    delta_shares,
+    rows_loaded_since,
+    server_clock,
+)
 from cem_warehouse.warehouse.connection import connect
 
 
@@ -47,16 +53,10 @@ def _rows_outside(location, batches: dict[str, set[str]]) -> dict[str, int]:
 
 def test_a_delta_is_counted_as_the_rows_its_ingestion_brought(stand_ins):
     warehouse = stand_ins.warehouse
+    contracts = [contract for group in BY_SOURCE.values() for contract in group]
+    tables = [contract.raw_table for contract in contracts]
     stand_ins.ingest_all()
     before = server_clock(warehouse)
-    with connect(warehouse) as conn:
-        tables = [
-            row[0]
-            for row in conn.execute(
-                "select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace "
-                "where n.nspname = 'raw' and c.relkind in ('r', 'p') and not c.relispartition"
-            )
-        ]
     known = _batches(warehouse, tables)
 
     generate_next_day(stand_ins.targets)
@@ -68,18 +68,28 @@ def test_a_delta_is_counted_as_the_rows_its_ingestion_brought(stand_ins):
     assert loaded["orders"] > 0 and loaded["order_lines"] > 0 and loaded["customers"] > 0
 
     sizes = delta_shares({"first_delta": loaded}, warehouse)["first_delta"]
-    with connect(warehouse) as conn:
-        held = {
-            table: int(
-                conn.execute(
-                    sql.SQL("select count(*) from {}").format(sql.Identifier("raw", table))
-                ).fetchone()[0]
-            )
-            for table in tables
-        }
+    fingerprint = stand_ins.fingerprint(warehouse, contracts)
+    held = {contract.raw_table: fingerprint[contract.entity][0] for contract in contracts}
     assert sizes["rows_loaded"] == sum(loaded.values())
     assert sizes["share_of_raw"] == round(sum(loaded.values()) / sum(held.values()), 5)
     assert 0 < sizes["share_of_raw"] < 1
     for table, figures in sizes["tables"].items():
         assert figures["raw_rows_at_end"] == held[table]
         assert figures["rows_loaded"] == loaded[table]
+
+
+def test_about_one_percent_is_as_many_days_as_make_a_hundredth_of_raw(stand_ins):
+    """The fifth build's delta: from raw's size as its statistics estimate it (no scan
+    between builds), here made exact by ANALYZE, and one day's rows."""
+    warehouse = stand_ins.warehouse
+    contracts = [contract for group in BY_SOURCE.values() for contract in group]
+    stand_ins.ingest_all()
+    with connect(warehouse, autocommit=True) as conn:
+        conn.execute("analyze")
+    held = sum(rows for rows, _ in stand_ins.fingerprint(warehouse, contracts).values())
+    assert held > 1000
+    # As many days as come nearest to 1% of raw, and at least one.
+    for day in (held // 1000, held // 300, held // 150):
+        days = days_for_about_one_percent(warehouse, {"orders": day, "customers": 0})
+        assert abs(days * day - 0.01 * held) <= day / 2, (day, days, held)
+    assert days_for_about_one_percent(warehouse, {"orders": held // 20}) == 1

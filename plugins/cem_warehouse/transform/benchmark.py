@@ -139,20 +139,25 @@ def _run_results(publication: Publication | None = None) -> dict:
     }
 
 
+def _raw_estimated_rows(conn: psycopg.Connection) -> dict[str, int]:
+    """raw's rows per table as its statistics estimate them (no scan): a raw table is
+    partitioned (its rows in one partition) or, made before that, plain."""
+    return {
+        name: int(count)
+        for name, count in conn.execute(
+            "select c.relname, coalesce((select sum(p.reltuples) from pg_inherits i "
+            "join pg_class p on p.oid = i.inhrelid where i.inhparent = c.oid), "
+            "c.reltuples)::bigint from pg_class c "
+            "join pg_namespace n on n.oid = c.relnamespace "
+            "where n.nspname = 'raw' and c.relkind in ('r', 'p') and not c.relispartition "
+            "order by 1"
+        )
+    }
+
+
 def _counts(location: WarehouseLocation) -> dict[str, int]:
     with connect(location) as conn:
-        # A raw table is partitioned (its rows in one partition) or, made before that, plain.
-        raw = {
-            f"raw.{name}": int(count)
-            for name, count in conn.execute(
-                "select c.relname, coalesce((select sum(p.reltuples) from pg_inherits i "
-                "join pg_class p on p.oid = i.inhrelid where i.inhparent = c.oid), "
-                "c.reltuples)::bigint from pg_class c "
-                "join pg_namespace n on n.oid = c.relnamespace "
-                "where n.nspname = 'raw' and c.relkind in ('r', 'p') and not c.relispartition "
-                "order by 1"
-            )
-        }
+        raw = {f"raw.{name}": count for name, count in _raw_estimated_rows(conn).items()}
         marts = {
             f"marts.{fact}": int(conn.execute(f"select count(*) from marts.{fact}").fetchone()[0])
             for fact in FACTS
@@ -179,24 +184,32 @@ def server_clock(location: WarehouseLocation) -> datetime:
         return conn.execute("select clock_timestamp()").fetchone()[0]
 
 
+def _raw_row_counts(
+    conn: psycopg.Connection, loaded_after: datetime | None = None
+) -> dict[str, int]:
+    """Exact rows per raw table; with ``loaded_after``, only those loaded after it, read
+    through raw's index on ``_loaded_at``."""
+    where = sql.SQL(" where _loaded_at > %s" if loaded_after is not None else "")
+    params = (loaded_after,) if loaded_after is not None else ()
+    return {
+        table: int(
+            conn.execute(
+                sql.SQL("select count(*) from {}{}").format(sql.Identifier("raw", table), where),
+                params,
+            ).fetchone()[0]
+        )
+        for table in _raw_tables(conn)
+    }
+
+
 def rows_loaded_since(location: WarehouseLocation, since: datetime) -> dict[str, int]:
     """Per raw table, the rows loaded after ``since`` (``server_clock`` before a delta's
     ingestion): new rows and rows a source sent again changed, which a load stamps with its
-    own ``_loaded_at``; a row sent again unchanged keeps its old one. Read through raw's
-    index on ``_loaded_at``, so counting them reads only the delta's pages, and the build
-    after it starts with the page cache as the ingestion left it."""
+    own ``_loaded_at``; a row sent again unchanged keeps its old one. Counting them reads
+    only the delta's pages, so the build after it starts with the page cache as the
+    ingestion left it."""
     with connect(location) as conn:
-        return {
-            table: int(
-                conn.execute(
-                    sql.SQL("select count(*) from {} where _loaded_at > %s").format(
-                        sql.Identifier("raw", table)
-                    ),
-                    (since,),
-                ).fetchone()[0]
-            )
-            for table in _raw_tables(conn)
-        }
+        return _raw_row_counts(conn, loaded_after=since)
 
 
 def days_for_about_one_percent(location: WarehouseLocation, one_day: dict[str, int]) -> int:
@@ -204,30 +217,18 @@ def days_for_about_one_percent(location: WarehouseLocation, one_day: dict[str, i
     day's rows (``rows_loaded_since``) and raw's size as its statistics estimate it (no
     scan of raw between the builds: the next one would start from a different cache)."""
     with connect(location) as conn:
-        held = conn.execute(
-            "select coalesce(sum(greatest(c.reltuples, 0)), 0) from pg_class c "
-            "join pg_namespace n on n.oid = c.relnamespace "
-            "where n.nspname = 'raw' and c.relkind = 'r' and exists (select from pg_attribute a "
-            "where a.attrelid = c.oid and a.attname = '_loaded_at' and not a.attisdropped)"
-        ).fetchone()[0]
+        held = sum(max(rows, 0) for rows in _raw_estimated_rows(conn).values())
     day = sum(one_day.values())
     if not held or not day:
         return 1
-    return max(1, round(0.01 * float(held) / day))
+    return max(1, round(0.01 * held / day))
 
 
 def delta_shares(deltas: dict[str, dict[str, int]], location: WarehouseLocation) -> dict:
     """Each delta's rows against raw's rows at the end of the benchmark (exact counts, taken
     after the last build): per table and over all of raw."""
     with connect(location) as conn:
-        held = {
-            table: int(
-                conn.execute(
-                    sql.SQL("select count(*) from {}").format(sql.Identifier("raw", table))
-                ).fetchone()[0]
-            )
-            for table in _raw_tables(conn)
-        }
+        held = _raw_row_counts(conn)
     held_in_all = sum(held.values())
     return {
         name: {
