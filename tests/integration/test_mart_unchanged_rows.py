@@ -1,6 +1,6 @@
 """A per-customer mart leaves the customers it recomputed and found unchanged alone.
 
-dim_customers recomputes every customer its producers logged (change_log_skip_unchanged on
+dim_customers_stored recomputes every customer its producers logged (change_log_skip_unchanged on
 ``replace_changed_keys``). A recomputed row equal to the stored row and to the published
 generation's row is neither rewritten nor logged: the catch-up after the swap replaces the
 logged keys from the published generation, and both generations already hold that row. A
@@ -22,43 +22,43 @@ def _rows_by_key(conn, table: str) -> dict[str, tuple]:
     }
 
 
-def test_dim_customers_rewrites_and_logs_only_rows_that_differ_in_a_generation(stand_ins):
+def test_dim_customers_stored_rewrites_and_logs_only_rows_that_differ_in_a_generation(stand_ins):
     stand_ins.ingest_all()
     build_marts(stand_ins.warehouse, full_refresh=True)
     # A second publication: marts_build now holds the retired generation, caught up.
     build_marts(stand_ins.warehouse)
 
     with connect(stand_ins.warehouse) as conn:
-        stored = _rows_by_key(conn, "marts_build.dim_customers")
+        stored = _rows_by_key(conn, "marts_build.dim_customers_stored")
         assert len(stored) > 100
         # The published generation holds one customer differently (as when the catch-up
         # after the last swap was skipped and marts_build is a generation older).
         differing = conn.execute(
-            "select customer_key from marts.dim_customers where segment is not null "
+            "select customer_key from marts.dim_customers_stored where segment is not null "
             "order by customer_key limit 1"
         ).fetchone()[0]
         conn.execute(
-            "update marts.dim_customers set segment = segment || ' (older)' where customer_key = %s",
+            "update marts.dim_customers_stored set segment = segment || ' (older)' where customer_key = %s",
             (differing,),
         )
-        # Every customer logged as changed by a producer dim_customers reads, as a day
+        # Every customer logged as changed by a producer dim_customers_stored reads, as a day
         # touching all of them would.
         conn.execute(
             "insert into ops.mart_key_changes (producer, key_value) "
-            "select 'staging.int_customers_churn_assessed', customer_key from marts_build.dim_customers"
+            "select 'marts_build.fct_survey_responses', customer_key from marts_build.dim_customers_stored"
         )
         before = conn.execute("select max(change_id) from ops.mart_key_changes").fetchone()[0]
         conn.commit()
 
-    run_dbt(stand_ins.warehouse, ["run", "--select", "dim_customers"])
+    run_dbt(stand_ins.warehouse, ["run", "--select", "dim_customers_stored"])
 
     with connect(stand_ins.warehouse) as conn:
-        after = _rows_by_key(conn, "marts_build.dim_customers")
+        after = _rows_by_key(conn, "marts_build.dim_customers_stored")
         logged = {
             key
             for (key,) in conn.execute(
                 "select key_value from ops.mart_key_changes "
-                "where change_id > %s and producer = 'marts_build.dim_customers'",
+                "where change_id > %s and producer = 'marts_build.dim_customers_stored'",
                 (before,),
             ).fetchall()
         }

@@ -94,7 +94,7 @@ def test_readers_see_the_last_good_marts_until_an_audited_build_is_swapped_in(
         for mart, outcome in first.retired_generation.items()
         if outcome.startswith("copied in full")
     )
-    assert {"fct_orders", "fct_order_lines", "dim_customers"} <= set(copied)
+    assert {"fct_orders", "fct_order_lines", "dim_customers_stored"} <= set(copied)
     changed_after_analyze = dict(
         reported_statistics(
             stand_ins.warehouse,
@@ -116,7 +116,7 @@ def test_readers_see_the_last_good_marts_until_an_audited_build_is_swapped_in(
         }
     assert stale == dict.fromkeys(copied, False)
     # The marts that are views over a stored table are published, recorded and readable too.
-    views = {"fct_customer_repurchase", "fct_customer_churn"}
+    views = {"fct_customer_repurchase", "fct_customer_churn", "dim_customers"}
     assert views <= set(first.tables)
     with _reader(stand_ins.warehouse) as reader:
         for view in views:
@@ -377,7 +377,7 @@ def test_a_catch_up_failing_on_one_mart_leaves_every_retired_mart_as_it_was(
     build_marts(stand_ins.warehouse)
     manifest = json.loads((dbt_target_dir() / "manifest.json").read_text())
     logging_marts = {mart.name for mart in generations.logged_marts(manifest)}
-    assert {"fct_orders", "fct_order_lines", "dim_customers"} <= logging_marts
+    assert {"fct_orders", "fct_order_lines", "dim_customers_stored"} <= logging_marts
     generate_next_day(stand_ins.targets)
     stand_ins.ingest_all()
     with connect(stand_ins.warehouse) as conn:

@@ -11,17 +11,17 @@
     counts one narrow table instead.
 
     Incremental by customer (macros/change_log.sql): a build recomputes the customers that
-    dim_customers and the two stored marts replaced since this table's own last build (each
+    dim_customers_stored and the two stored marts replaced since this table's own last build (each
     logs the customers it replaces; their rows change with nothing else, the moving as-of
     date included, as their own models say), and those whose referrer status differs from
     the stored one: the moving as-of date lets referrals in (a referral counts from its
     date on), which no log records. A customer that left dim_customers (merged into another
-    key) is logged by dim_customers and loses its row here. The as-of date moving back
+    key) is logged by dim_customers_stored and loses its row here. The as-of date moving back
     rebuilds it in full.
 -#}
 
 {#- the models whose change log it reads -#}
-{%- set producers = ['dim_customers', 'fct_customer_repurchase_stored', 'fct_customer_churn_stored'] %}
+{%- set producers = ['dim_customers_stored', 'fct_customer_repurchase_stored', 'fct_customer_churn_stored'] %}
 
 {{
     config(
@@ -79,7 +79,7 @@ customers_in_scope as materialized (
 customers as (
 
     select customer_key, loyalty_category
-    from {{ ref('dim_customers') }}
+    from {{ ref('dim_customers_stored') }}
     {{ where_in_scope(changes) }}
 
 ),

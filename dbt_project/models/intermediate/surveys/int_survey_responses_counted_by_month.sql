@@ -21,7 +21,7 @@ survey_responses as (
 
 customers as (
 
-    select * from {{ ref('dim_customers') }}
+    select * from {{ ref('dim_customers_stored') }}
 
 ),
 

@@ -9,18 +9,18 @@
     referrals, their own dim_customers row (segment, loyalty category) and the dim_customers
     rows of the customers they referred (revenue), so a build recomputes the referrers that
     fct_referrals logged (it logs the referrer of every referral it replaces or writes, the
-    old and the new one), those dim_customers logged, and the referrers of the referred
-    customers dim_customers logged. The row of a key logged that has no referral left is
+    old and the new one), those dim_customers_stored logged, and the referrers of the referred
+    customers dim_customers_stored logged. The row of a key logged that has no referral left is
     removed; a recomputed row equal to the stored one in both generations stays as it is
-    (change_log_skip_unchanged: most referrers dim_customers logs changed in nothing this
+    (change_log_skip_unchanged: most referrers dim_customers_stored logs changed in nothing this
     mart carries). It logs the referrers it replaced (change_log_replaced_key), so the
-    retired generation is caught up after the swap, as dim_customers is. Rebuilt every time
+    retired generation is caught up after the swap, as dim_customers_stored is. Rebuilt every time
     until stop 47, this read every referral and looked up about 100k customers twice
     (1.4-2 s at 1M customers). No column depends on the as-of date.
 -#}
 
 {#- the models whose change log it reads -#}
-{%- set producers = ['fct_referrals', 'dim_customers'] %}
+{%- set producers = ['fct_referrals', 'dim_customers_stored'] %}
 
 {{
     config(
@@ -85,7 +85,7 @@ referrals as (
 -- (2.9 s against 2.0 s at 1M customers).
 customers as not materialized (
 
-    select * from {{ ref('dim_customers') }}
+    select * from {{ ref('dim_customers_stored') }}
 
 ),
 
