@@ -150,20 +150,9 @@ def _copy_whole(conn: psycopg.Connection, name: str, column_list: sql.Composable
             sql.SQL("{} on {} {}").format(sql.SQL(match.group(1)), copy, sql.SQL(match.group(2)))
         )
     conn.execute("set local lock_timeout = '30s'")
-    # A mart view over the retired table (fct_customer_repurchase over its stored part) goes
-    # with it: the next build creates it again over the copy. Any other dependent object
-    # still makes the DROP fail, and the failure is recorded.
-    for (view,) in conn.execute(
-        "select distinct cast(view.oid as regclass) from pg_depend as dependency "
-        "join pg_rewrite as rule on rule.oid = dependency.objid "
-        "join pg_class as view on view.oid = rule.ev_class "
-        "join pg_namespace as namespace on namespace.oid = view.relnamespace "
-        "where dependency.classid = 'pg_rewrite'::regclass "
-        "and dependency.refobjid = to_regclass(%s) and view.oid <> dependency.refobjid "
-        "and view.relkind = 'v' and namespace.nspname = %s",
-        (f'{BUILD_SCHEMA}."{name}"', BUILD_SCHEMA),
-    ).fetchall():
-        conn.execute(sql.SQL("drop view {}").format(sql.SQL(view)))
+    # The mart views over the retired table were dropped before the catch-up began
+    # (_drop_views_over); any other dependent object makes the DROP fail, and the failure
+    # is recorded.
     conn.execute(sql.SQL("drop table if exists {}").format(retired))
     conn.execute(sql.SQL("alter table {} rename to {}").format(copy, sql.Identifier(name)))
     # Analyzed now, with the copy's rows recorded as counted (ops.analyze_when_stale), so
@@ -172,29 +161,84 @@ def _copy_whole(conn: psycopg.Connection, name: str, column_list: sql.Composable
     return copied
 
 
-def _catch_up(conn: psycopg.Connection, mart: LoggedMart, since: int | None, until: int) -> str:
-    """Bring one mart's retired table up to the published one; ``since`` is the previous
-    publication's position in the change log (None: no publication recorded one)."""
+@dataclass(frozen=True)
+class _Plan:
+    """What the catch-up does to one mart: ``skipped`` (why not), else a copy of the whole
+    published table when ``copy_reason`` says why the logged rows are not enough, else
+    those rows."""
+
+    skipped: str | None = None
+    copy_reason: str | None = None
+    columns: tuple[tuple[str, str], ...] = ()
+
+
+def _plan(conn: psycopg.Connection, mart: LoggedMart, since: int | None, until: int) -> _Plan:
+    """``since`` is the previous publication's position in the change log (None: no
+    publication recorded one)."""
     retired_table = conn.execute("select to_regclass(%s)", (f'{BUILD_SCHEMA}."{mart.name}"',))
     missing = retired_table.fetchone()[0] is None
     if since is None and not missing:
-        return "skipped: no earlier publication recorded its position in the change log"
-    columns = _columns(conn, PUBLISHED_SCHEMA, mart.name)
+        return _Plan(skipped="no earlier publication recorded its position in the change log")
+    columns = tuple(_columns(conn, PUBLISHED_SCHEMA, mart.name))
     if not columns:
-        return f"skipped: {PUBLISHED_SCHEMA} has no {mart.name} (not built by this publication)"
+        return _Plan(
+            skipped=f"{PUBLISHED_SCHEMA} has no {mart.name} (not built by this publication)"
+        )
+    if missing:
+        return _Plan(
+            copy_reason=f"{BUILD_SCHEMA} had none: the first publication, or a new mart",
+            columns=columns,
+        )
+    if list(columns) != _columns(conn, BUILD_SCHEMA, mart.name):
+        return _Plan(copy_reason="the retired table had other columns", columns=columns)
+    rebuilt_in_full = conn.execute(
+        "select exists (select from ops.mart_key_changes where producer = %s "
+        "and change_id > %s and change_id <= %s and key_value is null)",
+        (f"{BUILD_SCHEMA}.{mart.name}", since, until),
+    ).fetchone()[0]
+    if rebuilt_in_full:
+        return _Plan(copy_reason="the published build rebuilt it in full", columns=columns)
+    return _Plan(columns=columns)
+
+
+def _drop_views_over(conn: psycopg.Connection, tables: list[str]) -> list[str]:
+    """Drop the views of ``marts_build`` that read any of ``tables`` (``marts_build`` tables
+    about to be replaced by a copy), in the caller's transaction: the next build creates
+    them again over the copies. One view can read two such tables (dim_customers reads
+    dim_customers_stored and fct_customer_churn_stored), and those are copied on two
+    connections whose transactions commit only together: had each dropped the view itself,
+    the second would wait for the first's lock until the lock timeout. Any other object
+    depending on a view makes its DROP fail, and the catch-up's failure is recorded.
+    Returns the views."""
+    views = [
+        view
+        for (view,) in conn.execute(
+            "select distinct cast(cast(view.oid as regclass) as text) from pg_depend as dependency "
+            "join pg_rewrite as rule on rule.oid = dependency.objid "
+            "join pg_class as view on view.oid = rule.ev_class "
+            "join pg_namespace as namespace on namespace.oid = view.relnamespace "
+            "where dependency.classid = 'pg_rewrite'::regclass "
+            "and dependency.refobjid = any(%s::regclass[]) and view.oid <> dependency.refobjid "
+            "and view.relkind = 'v' and namespace.nspname = %s",
+            ([f'{BUILD_SCHEMA}."{table}"' for table in tables], BUILD_SCHEMA),
+        ).fetchall()
+    ]
+    for view in views:
+        conn.execute(sql.SQL("drop view if exists {}").format(sql.SQL(view)))
+    return views
+
+
+def _catch_up(conn: psycopg.Connection, mart: LoggedMart, since: int | None, until: int) -> str:
+    """Bring one mart's retired table up to the published one; ``since`` is the previous
+    publication's position in the change log (None: no publication recorded one)."""
+    plan = _plan(conn, mart, since, until)
+    if plan.skipped:
+        return f"skipped: {plan.skipped}"
+    columns = list(plan.columns)
     published = sql.Identifier(PUBLISHED_SCHEMA, mart.name)
     retired = sql.Identifier(BUILD_SCHEMA, mart.name)
     column_list = sql.SQL(", ").join(sql.Identifier(name) for name, _ in columns)
-    other_columns = not missing and columns != _columns(conn, BUILD_SCHEMA, mart.name)
-    rebuilt_in_full = (
-        not missing
-        and conn.execute(
-            "select exists (select from ops.mart_key_changes where producer = %s "
-            "and change_id > %s and change_id <= %s and key_value is null)",
-            (f"{BUILD_SCHEMA}.{mart.name}", since, until),
-        ).fetchone()[0]
-    )
-    if missing or rebuilt_in_full or other_columns:
+    if plan.copy_reason:
         # Nothing says which rows changed, and they may all have (a --full-refresh after a
         # change of logic): left as it is, the retired table would be caught up from its
         # watermark and keep every older row as the old logic derived it. With other
@@ -204,13 +248,7 @@ def _catch_up(conn: psycopg.Connection, mart: LoggedMart, since: int | None, unt
         # customers). DROP waits for a query still reading the retired (formerly
         # published) table: up to the lock timeout, then the catch-up fails and is recorded.
         copied = _copy_whole(conn, mart.name, column_list)
-        if missing:
-            reason = f"{BUILD_SCHEMA} had none: the first publication, or a new mart"
-        elif other_columns:
-            reason = "the retired table had other columns"
-        else:
-            reason = "the published build rebuilt it in full"
-        outcome = f"copied in full ({reason}): {copied} rows"
+        outcome = f"copied in full ({plan.copy_reason}): {copied} rows"
     else:
         # Exactly the rows where the generations differ: every row the builds since the
         # last publication wrote or (readers) removed, by unique key. Collected and analyzed
@@ -297,6 +335,18 @@ def catch_up_retired_generation(
                 stack.enter_context(connect(location))
                 for _ in range(min(CATCH_UP_CONNECTIONS, len(marts)))
             ]
+            # The views over the tables about to be copied whole go first, committed (see
+            # _drop_views_over): marts_build is not readers', and the next build creates
+            # them again. The copies' own DROPs then wait for nothing of each other.
+            copied_whole = [
+                mart.name
+                for mart in marts
+                if _plan(workers[0], mart, since, until_change_id).copy_reason
+            ]
+            if copied_whole:
+                workers[0].execute("set local lock_timeout = '30s'")
+                _drop_views_over(workers[0], copied_whole)
+            workers[0].commit()
             # The longest first, so that it does not start last.
             pending = _by_size(coordinator, marts, since, until_change_id)
             taking = threading.Lock()
