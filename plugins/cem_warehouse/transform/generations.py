@@ -203,7 +203,7 @@ def _plan(conn: psycopg.Connection, mart: LoggedMart, since: int | None, until: 
 
 def _drop_views_over(conn: psycopg.Connection, tables: list[str]) -> list[str]:
     """Drop the views of ``marts_build`` that read any of ``tables`` (``marts_build`` tables
-    about to be replaced by a copy), in the caller's transaction: the next build creates
+    about to be replaced by a copy; one it lacks has none), in the caller's transaction: the next build creates
     them again over the copies. One view can read two such tables (dim_customers reads
     dim_customers_stored and fct_customer_churn_stored), and those are copied on two
     connections whose transactions commit only together: had each dropped the view itself,
@@ -218,7 +218,8 @@ def _drop_views_over(conn: psycopg.Connection, tables: list[str]) -> list[str]:
             "join pg_class as view on view.oid = rule.ev_class "
             "join pg_namespace as namespace on namespace.oid = view.relnamespace "
             "where dependency.classid = 'pg_rewrite'::regclass "
-            "and dependency.refobjid = any(%s::regclass[]) and view.oid <> dependency.refobjid "
+            "and dependency.refobjid in (select to_regclass(name) from unnest(%s::text[]) as name) "
+            "and view.oid <> dependency.refobjid "
             "and view.relkind = 'v' and namespace.nspname = %s",
             ([f'{BUILD_SCHEMA}."{table}"' for table in tables], BUILD_SCHEMA),
         ).fetchall()
