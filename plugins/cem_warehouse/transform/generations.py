@@ -201,15 +201,16 @@ def _plan(conn: psycopg.Connection, mart: LoggedMart, since: int | None, until: 
     return _Plan(columns=columns)
 
 
-def _drop_views_over(conn: psycopg.Connection, tables: list[str]) -> list[str]:
+def _drop_views_over(conn: psycopg.Connection, tables: list[str]) -> None:
     """Drop the views of ``marts_build`` that read any of ``tables`` (``marts_build`` tables
-    about to be replaced by a copy; one it lacks has none), in the caller's transaction: the next build creates
-    them again over the copies. One view can read two such tables (dim_customers reads
-    dim_customers_stored and fct_customer_churn_stored), and those are copied on two
-    connections whose transactions commit only together: had each dropped the view itself,
-    the second would wait for the first's lock until the lock timeout. Any other object
-    depending on a view makes its DROP fail, and the catch-up's failure is recorded.
-    Returns the views."""
+    about to be replaced by a copy; one that does not exist has none), in the caller's
+    transaction: the next build creates them again over the copies.
+
+    One view can read two such tables (dim_customers reads dim_customers_stored and
+    fct_customer_churn_stored), and those are copied on two connections whose transactions
+    commit only together: had each copy dropped the view itself, the second would have
+    waited for the first's lock until the lock timeout. Any other object depending on a
+    view makes its DROP fail, and the catch-up's failure is recorded."""
     views = [
         view
         for (view,) in conn.execute(
@@ -226,7 +227,6 @@ def _drop_views_over(conn: psycopg.Connection, tables: list[str]) -> list[str]:
     ]
     for view in views:
         conn.execute(sql.SQL("drop view if exists {}").format(sql.SQL(view)))
-    return views
 
 
 def _catch_up(conn: psycopg.Connection, mart: LoggedMart, since: int | None, until: int) -> str:
