@@ -36,6 +36,7 @@ from psycopg import sql
 from rich.console import Console
 
 from cem_warehouse.machine_load import load_between, sample
+from cem_warehouse.sources.contracts import BY_SOURCE
 from cem_warehouse.transform.dbt import dbt_target_dir
 from cem_warehouse.transform.publish import Publication
 from cem_warehouse.warehouse.connection import connect, describe_server
@@ -166,14 +167,15 @@ def _counts(location: WarehouseLocation) -> dict[str, int]:
 
 
 def _raw_tables(conn: psycopg.Connection) -> list[str]:
-    """raw's tables (a partitioned one once, not its partitions), each with ``_loaded_at``."""
+    """raw's tables as the source contracts name them (each stamped with ``_loaded_at`` by
+    its loads), those that exist: a source whose first batch was blocked has none yet."""
+    declared = sorted({contract.raw_table for group in BY_SOURCE.values() for contract in group})
     return [
         row[0]
         for row in conn.execute(
-            "select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace "
-            "where n.nspname = 'raw' and c.relkind in ('r', 'p') and not c.relispartition "
-            "and exists (select from pg_attribute a where a.attrelid = c.oid "
-            "and a.attname = '_loaded_at' and not a.attisdropped) order by 1"
+            "select name from unnest(%s::text[]) as name "
+            "where to_regclass(format('raw.%%I', name)) is not null order by 1",
+            (declared,),
         )
     ]
 

@@ -229,10 +229,12 @@ def _drop_views_over(conn: psycopg.Connection, tables: list[str]) -> None:
         conn.execute(sql.SQL("drop view if exists {}").format(sql.SQL(view)))
 
 
-def _catch_up(conn: psycopg.Connection, mart: LoggedMart, since: int | None, until: int) -> str:
-    """Bring one mart's retired table up to the published one; ``since`` is the previous
-    publication's position in the change log (None: no publication recorded one)."""
-    plan = _plan(conn, mart, since, until)
+def _catch_up(
+    conn: psycopg.Connection, mart: LoggedMart, plan: _Plan, since: int | None, until: int
+) -> str:
+    """Bring one mart's retired table up to the published one, as ``plan`` says; ``since``
+    is the previous publication's position in the change log (None: no publication
+    recorded one)."""
     if plan.skipped:
         return f"skipped: {plan.skipped}"
     columns = list(plan.columns)
@@ -339,11 +341,9 @@ def catch_up_retired_generation(
             # The views over the tables about to be copied whole go first, committed (see
             # _drop_views_over): marts_build is not readers', and the next build creates
             # them again. The copies' own DROPs then wait for nothing of each other.
-            copied_whole = [
-                mart.name
-                for mart in marts
-                if _plan(workers[0], mart, since, until_change_id).copy_reason
-            ]
+            # Planned once, under the publishers' lock: nothing else writes marts_build.
+            plans = {mart.name: _plan(workers[0], mart, since, until_change_id) for mart in marts}
+            copied_whole = [name for name, plan in plans.items() if plan.copy_reason]
             if copied_whole:
                 workers[0].execute("set local lock_timeout = '30s'")
                 _drop_views_over(workers[0], copied_whole)
@@ -360,7 +360,7 @@ def catch_up_retired_generation(
                         mart = pending.pop(0)
                     started = time.perf_counter()
                     try:
-                        outcome = _catch_up(conn, mart, since, until_change_id)
+                        outcome = _catch_up(conn, mart, plans[mart.name], since, until_change_id)
                     except BaseException:
                         with taking:
                             pending.clear()  # all is rolled back: start no other mart
