@@ -390,9 +390,9 @@ def test_a_catch_up_failing_on_one_mart_leaves_every_retired_mart_as_it_was(
     caught_up_beside = threading.Event()
     catch_up = generations._catch_up
 
-    def failing_on_fct_orders(conn, mart, since, until):
+    def failing_on_fct_orders(conn, mart, plan, since, until):
         if mart.name != "fct_orders":
-            outcome = catch_up(conn, mart, since, until)
+            outcome = catch_up(conn, mart, plan, since, until)
             caught_up_beside.set()
             return outcome
         # Fail only once another mart has been caught up (uncommitted) beside this one.
