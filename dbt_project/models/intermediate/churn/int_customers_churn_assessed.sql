@@ -32,6 +32,7 @@
         change_log_replaced_key='customer_key',
         change_log_producers=producers,
         on_schema_change='fail',
+        pre_hook="set local work_mem = '256MB'",
         post_hook=[
             "{{ record_change_position() }}",
             "{{ set_not_null(['customer_key', 'lifecycle_stage']) }}",
@@ -62,8 +63,11 @@ customers_in_scope as materialized (
 
 {% endif -%}
 
--- read by three steps, each for a few rows: scanned, not copied
-purchase_gaps as not materialized (
+-- Read by three steps. A build in full scans the table for each; an incremental build
+-- looks the customers in scope up once and keeps their rows (in memory: work_mem above),
+-- where three rounds of index lookups took 0.95-1.08 s of its select against 0.75-0.81 s
+-- (54k customers after three days' delta at 1M customers).
+purchase_gaps as {{ 'not ' if changes.full }}materialized (
 
     select * from {{ ref('int_purchase_gaps_assessed_for_churn') }}
     {{ where_in_scope(changes) }}
