@@ -232,35 +232,31 @@ resolved as (
         coalesce(by_email.customer_key, by_account.customer_key) as customer_key
 
     from unresolved
+    {#- Each candidate's two identifiers, by the unique index on (identifier_type,
+        identifier). Incrementally each is looked up in a lateral select, `offset 0` keeping
+        it from being pulled up into a join the planner may hash: with tens of thousands of
+        candidates it hashed every email and every account of identity resolution, a
+        million rows each, read through that index (2.9 s of a 6.1 s select after three
+        days at 1M customers; docs/operations/marts.md, "Stop 50"). The build in full
+        hashes them, as every order needs a key. -#}
+    {%- for alias, identifier_type, identifier in [
+        ('by_email', 'email', 'unresolved.customer_email'),
+        ('by_account', 'sales_account', 'unresolved.sales_account_id'),
+    ] %}
     {%- if is_incremental() %}
-    -- Each candidate's two identifiers looked up by the unique index on (identifier_type,
-    -- identifier), `offset 0` keeping each lookup from being pulled up into a join the
-    -- planner may hash: with tens of thousands of candidates it hashed every email and
-    -- every account of identity resolution, a million rows each, read through that index
-    -- (2.9 s of a 6.1 s select after three days at 1M customers; docs/operations/marts.md,
-    -- "Stop 50"). The build in full hashes them, as every order needs a key.
     left join lateral (
         select identities.customer_key
         from identities
-        where identities.identifier_type = 'email'
-            and identities.identifier = unresolved.customer_email
+        where identities.identifier_type = '{{ identifier_type }}'
+            and identities.identifier = {{ identifier }}
         offset 0
-    ) as by_email on true
-    left join lateral (
-        select identities.customer_key
-        from identities
-        where identities.identifier_type = 'sales_account'
-            and identities.identifier = unresolved.sales_account_id
-        offset 0
-    ) as by_account on true
+    ) as {{ alias }} on true
     {%- else %}
-    left join identities as by_email
-        on by_email.identifier_type = 'email'
-        and unresolved.customer_email = by_email.identifier
-    left join identities as by_account
-        on by_account.identifier_type = 'sales_account'
-        and unresolved.sales_account_id = by_account.identifier
+    left join identities as {{ alias }}
+        on {{ alias }}.identifier_type = '{{ identifier_type }}'
+        and {{ identifier }} = {{ alias }}.identifier
     {%- endif %}
+    {%- endfor %}
 
 ),
 
