@@ -255,7 +255,8 @@ def _catch_up(
     else:
         # Exactly the rows where the generations differ: every row the builds since the
         # last publication wrote or (readers) removed, by unique key. Collected and analyzed
-        # first, so the planner knows how few they are and reads both tables by index.
+        # first, so the planner knows how few they are; while they are few, it must read
+        # both tables by index (PROBE_BY_INDEX_UNDER_SHARE).
         conn.execute("drop table if exists retired_generation_rows")
         conn.execute(
             sql.SQL(
@@ -270,6 +271,10 @@ def _catch_up(
         in_scope = sql.SQL("{} in (select row_key from retired_generation_rows)").format(
             sql.Identifier(mart.unique_key)
         )
+        probe_by_index = _is_small_share(conn, f'{PUBLISHED_SCHEMA}."{mart.name}"')
+        if probe_by_index:
+            conn.execute("set local enable_hashjoin = off")
+            conn.execute("set local enable_mergejoin = off")
         deleted = conn.execute(
             sql.SQL("delete from {retired} where {in_scope}").format(
                 retired=retired, in_scope=in_scope
@@ -281,6 +286,10 @@ def _catch_up(
                 "where {in_scope}"
             ).format(retired=retired, columns=column_list, published=published, in_scope=in_scope)
         ).rowcount
+        if probe_by_index:
+            # The worker's transaction goes on with its next mart.
+            conn.execute("set local enable_hashjoin to default")
+            conn.execute("set local enable_mergejoin to default")
         outcome = f"caught up: {deleted} rows removed, {written} written"
     if mart.reads_change_log:
         # The table now holds what the published one computed, from the same position.
@@ -298,6 +307,28 @@ def _catch_up(
             },
         )
     return outcome
+
+
+# Under this share of a mart's rows, the rows to replace are found by probes of its unique
+# index, one per key, rather than by the planner's choice: it priced hashing the keys
+# against a scan of the whole table below 76k probes. At 1M customers, after three days'
+# delta, fct_order_lines' delete and insert scanned its 11.4M rows once each (2.6 s and
+# 3.3 s; 0.18 s and 1.1 s by probes) and fct_orders' its 5.1M (1.2 s and 2.0 s; 0.15 s and
+# 1.4 s). The strategy replace_changed_keys draws the line at the same share
+# (macros/change_log.sql, recomputed_share).
+PROBE_BY_INDEX_UNDER_SHARE = 0.1
+
+
+def _is_small_share(conn: psycopg.Connection, table: str) -> bool:
+    """Whether the keys in ``retired_generation_rows`` are fewer than
+    ``PROBE_BY_INDEX_UNDER_SHARE`` of the rows ``table`` holds, by its planner estimate.
+    A table never analyzed (no estimate) is left to the planner."""
+    share = conn.execute(
+        "select (select count(*) from retired_generation_rows) / reltuples "
+        "from pg_class where oid = to_regclass(%s) and reltuples > 0",
+        (table,),
+    ).fetchone()
+    return share is not None and share[0] < PROBE_BY_INDEX_UNDER_SHARE
 
 
 # Both cores: the marts are independent tables, and replacing rows (or copying a whole
