@@ -76,6 +76,14 @@ orders as not materialized (
 {% if is_incremental() %}
 {%- set watermark = incremental_watermark() %}
 
+-- Every lookup of the changed orders, keys and lines in a large table is one array of keys
+-- (`= any(array(...))`), never a join or `in (select ...)`: an array is planned as a short
+-- list, looked up by index, whatever the planner guesses the scope holds. With joins, raw's
+-- statistics taken after a delta was loaded (an accurate 90k changed orders), times a
+-- sampled 12 lines per order (there are 2.2), made it hash full scans of raw's 11.7M lines,
+-- of this table (three) and of fct_orders (two): the select took 59.4 s for 77.7k lines,
+-- and 1.8 s with arrays, at 1M customers (docs/operations/marts.md, "Stop 52").
+
 touched_crm_customers as (
 
     select
@@ -108,8 +116,7 @@ crm_keys as (
 
     select identities.customer_key
     from {{ ref('int_customers_resolved_across_sources') }} as identities
-    inner join touched_crm_customers
-        on identities.customer_email = touched_crm_customers.customer_email
+    where identities.customer_email = any(array(select customer_email from touched_crm_customers))
 
 ),
 
@@ -119,15 +126,13 @@ changed_order_keys as (
 
     select orders.customer_key
     from orders
-    inner join changed_orders
-        on orders.order_id = changed_orders.order_id
+    where orders.order_id = any(array(select order_id from changed_orders))
 
     union
 
     select previous.customer_key
     from {{ this }} as previous
-    inner join changed_orders
-        on previous.order_id = changed_orders.order_id
+    where previous.order_id = any(array(select order_id from changed_orders))
 
 ),
 
@@ -150,22 +155,19 @@ scope as (
 
     select orders.order_id
     from orders
-    inner join crm_keys
-        on orders.customer_key = crm_keys.customer_key
+    where orders.customer_key = any(array(select customer_key from crm_keys))
 
     union
 
     select previous.order_id
     from {{ this }} as previous
-    inner join crm_keys
-        on previous.customer_key = crm_keys.customer_key
+    where previous.customer_key = any(array(select customer_key from crm_keys))
 
     union
 
     select emailless_orders.order_id
     from emailless_orders
-    inner join changed_order_keys
-        on emailless_orders.customer_key = changed_order_keys.customer_key
+    where emailless_orders.customer_key = any(array(select customer_key from changed_order_keys))
 
     union
 
@@ -173,8 +175,7 @@ scope as (
     from emailless_orders
     inner join {{ this }} as previous
         on emailless_orders.order_id = previous.order_id
-    inner join changed_order_keys
-        on previous.customer_key = changed_order_keys.customer_key
+    where previous.customer_key = any(array(select customer_key from changed_order_keys))
 
 ),
 
@@ -209,19 +210,20 @@ scope_lines as (
 
     select previous.order_line_id
     from {{ this }} as previous
-    inner join scope
-        on previous.order_id = scope.order_id
     left join orders
         on previous.order_id = orders.order_id
-    -- the strategy's own comparison (rows_are_equal), on the columns taken from the order
-    where not ({{ rows_are_equal('previous', 'orders', taken_from_the_order) }})
-        {%- if published is not none %}
-        or not exists (
-            select from {{ published }} as published_line
-            where published_line.order_line_id = previous.order_line_id
-                and {{ rows_are_equal('published_line', 'orders', taken_from_the_order) }}
+    where previous.order_id = any(array(select order_id from scope))
+        -- the strategy's own comparison (rows_are_equal), on the columns taken from the order
+        and (
+            not ({{ rows_are_equal('previous', 'orders', taken_from_the_order) }})
+            {%- if published is not none %}
+            or not exists (
+                select from {{ published }} as published_line
+                where published_line.order_line_id = previous.order_line_id
+                    and {{ rows_are_equal('published_line', 'orders', taken_from_the_order) }}
+            )
+            {%- endif %}
         )
-        {%- endif %}
 
     {%- if has_rows_loaded_since(ref('stg_sales__products'), watermark) %}
 
@@ -270,7 +272,7 @@ final as (
     left join products
         on order_lines.product_id = products.product_id
     {% if is_incremental() -%}
-    where order_lines.order_line_id in (select order_line_id from scope_lines)
+    where order_lines.order_line_id = any(array(select order_line_id from scope_lines))
     {%- endif %}
 
 )
