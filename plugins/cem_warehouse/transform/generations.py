@@ -258,7 +258,7 @@ def _catch_up(
         # first, so the planner knows how few they are; while they are few, it must read
         # both tables by index (PROBE_BY_INDEX_UNDER_SHARE).
         conn.execute("drop table if exists retired_generation_rows")
-        conn.execute(
+        keys = conn.execute(
             sql.SQL(
                 "create temp table retired_generation_rows on commit drop as "
                 "select distinct cast(key_value as {key_type}) as row_key "
@@ -266,12 +266,12 @@ def _catch_up(
                 "and change_id <= %s and key_value is not null"
             ).format(key_type=sql.SQL(dict(columns)[mart.unique_key])),
             (mart.rows_log, since, until),
-        )
+        ).rowcount
         conn.execute("analyze retired_generation_rows")
         in_scope = sql.SQL("{} in (select row_key from retired_generation_rows)").format(
             sql.Identifier(mart.unique_key)
         )
-        probe_by_index = _is_small_share(conn, f'{PUBLISHED_SCHEMA}."{mart.name}"')
+        probe_by_index = _is_small_share(conn, keys, f'{PUBLISHED_SCHEMA}."{mart.name}"')
         if probe_by_index:
             conn.execute("set local enable_hashjoin = off")
             conn.execute("set local enable_mergejoin = off")
@@ -319,16 +319,15 @@ def _catch_up(
 PROBE_BY_INDEX_UNDER_SHARE = 0.1
 
 
-def _is_small_share(conn: psycopg.Connection, table: str) -> bool:
-    """Whether the keys in ``retired_generation_rows`` are fewer than
-    ``PROBE_BY_INDEX_UNDER_SHARE`` of the rows ``table`` holds, by its planner estimate.
-    A table never analyzed (no estimate) is left to the planner."""
-    share = conn.execute(
-        "select (select count(*) from retired_generation_rows) / reltuples "
-        "from pg_class where oid = to_regclass(%s) and reltuples > 0",
+def _is_small_share(conn: psycopg.Connection, keys: int, table: str) -> bool:
+    """Whether ``keys`` rows are fewer than ``PROBE_BY_INDEX_UNDER_SHARE`` of the rows
+    ``table`` holds, by its planner estimate. A table never analyzed (no estimate) is left
+    to the planner."""
+    estimate = conn.execute(
+        "select reltuples from pg_class where oid = to_regclass(%s) and reltuples > 0",
         (table,),
     ).fetchone()
-    return share is not None and share[0] < PROBE_BY_INDEX_UNDER_SHARE
+    return estimate is not None and keys < PROBE_BY_INDEX_UNDER_SHARE * estimate[0]
 
 
 # Both cores: the marts are independent tables, and replacing rows (or copying a whole
