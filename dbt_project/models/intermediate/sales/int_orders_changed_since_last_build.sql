@@ -93,7 +93,13 @@ changed_orders as (
     loaded up to its own watermark, found by its order_id index, and raw's BRIN index on
     _loaded_at gives the ones loaded since; each is then read by raw's primary key. A line
     that moved to another order is in the second set, and the order_id filter below keeps
-    it where it is now. Before fct_order_lines exists, the scan. #}
+    it where it is now. Before fct_order_lines exists, the scan.
+
+    The lookups by key in large tables are arrays (`= any(array(...))`), as in
+    fct_order_lines: an array is read by index whatever the planner guesses it holds. As
+    joins, raw's orders analyzed just after a three-day delta (56k changed orders, counted
+    right) times a sampled 12 stored lines per order (there are 2.2) made it hash a scan of
+    raw's 11M lines: 4.75 s, against 1.5 s (docs/operations/marts.md, "Stop 53"). #}
 {%- set stored_lines = adapter.get_relation(database=this.database, schema=stored_orders.schema, identifier='fct_order_lines') %}
 {%- if stored_lines %}
 
@@ -107,8 +113,7 @@ candidate_lines as (
 
     select stored_lines.order_line_id
     from {{ stored_lines }} as stored_lines
-    inner join changed_orders
-        on stored_lines.order_id = changed_orders.order_id
+    where stored_lines.order_id = any(array(select order_id from changed_orders))
 
 ),
 {%- endif %}
@@ -116,10 +121,12 @@ candidate_lines as (
 lines_summed as (
 
     {% set lines_in_scope -%}
+    {%- if stored_lines %}
+    where order_lines.order_line_id = any(array(select order_line_id from candidate_lines))
+        and order_lines.order_id in (select order_id from changed_orders)
+    {%- else %}
     where order_lines.order_id in (select order_id from changed_orders)
-        {%- if stored_lines %}
-        and order_lines.order_line_id in (select order_line_id from candidate_lines)
-        {%- endif %}
+    {%- endif %}
     {%- endset -%}
     {{ order_lines_summed('order_lines', 'products', where=lines_in_scope) | indent(4) }}
 
@@ -133,7 +140,7 @@ refunds_summed as (
 
 final as (
 
-    {{ orders_with_sums('orders', 'lines_summed', 'refunds_summed', where='where orders.order_id in (select order_id from changed_orders)') | indent(4) }}
+    {{ orders_with_sums('orders', 'lines_summed', 'refunds_summed', where='where orders.order_id = any(array(select order_id from changed_orders))') | indent(4) }}
 
 )
 
