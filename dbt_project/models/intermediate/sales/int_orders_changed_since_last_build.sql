@@ -99,7 +99,7 @@ changed_orders as (
     fct_order_lines: an array is read by index whatever the planner guesses it holds. As
     joins, raw's orders analyzed just after a three-day delta (56k changed orders, counted
     right) times a sampled 12 stored lines per order (there are 2.2) made it hash a scan of
-    raw's 11M lines: 4.75 s, against 1.5 s (docs/operations/marts.md, "Stop 53"). #}
+    raw's 11M lines: 5.1-5.9 s, against 0.6-0.8 s (docs/operations/marts.md, "Stop 53"). #}
 {%- set stored_lines = adapter.get_relation(database=this.database, schema=stored_orders.schema, identifier='fct_order_lines') %}
 {%- if stored_lines %}
 
@@ -118,6 +118,9 @@ candidate_lines as (
 ),
 {%- endif %}
 
+{#- The lines by raw's primary key, from the array; their order stays `in (select ...)`:
+    raw has no index on order_id, and as a plain filter an array is compared element by
+    element with every line. #}
 lines_summed as (
 
     {% set lines_in_scope -%}

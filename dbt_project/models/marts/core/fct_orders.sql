@@ -99,7 +99,7 @@ identities as not materialized (
 -- index whatever the planner guesses they hold (fct_order_lines does the same). As joins, the
 -- CRM customers counted right after raw was analyzed (13k after three days), times a sampled
 -- 29 orders per email (there are 3), made it hash a scan of every stored order to place the
--- candidates: 8.2 s, against about 4.5 s (docs/operations/marts.md, "Stop 53").
+-- candidates: its select took 6.3-7.9 s, against 2.4 s (docs/operations/marts.md, "Stop 53").
 
 crm_customers as not materialized (
 
