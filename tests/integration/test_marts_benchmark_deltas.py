@@ -13,6 +13,7 @@ from psycopg import sql
 from cem_warehouse.sources.contracts import BY_SOURCE
 from cem_warehouse.sources.generator.run import generate_next_day
 from cem_warehouse.transform.benchmark import (
+    analyze_raw,
     days_for_about_one_percent,
     delta_shares,
     rows_loaded_since,
@@ -93,3 +94,27 @@ def test_about_one_percent_is_as_many_days_as_make_a_hundredth_of_raw(stand_ins)
         days = days_for_about_one_percent(warehouse, {"orders": day, "customers": 0})
         assert abs(days * day - 0.01 * held) <= day / 2, (day, days, held)
     assert days_for_about_one_percent(warehouse, {"orders": held // 20}) == 1
+
+
+def test_the_last_build_follows_an_analyze_of_every_raw_table(stand_ins):
+    """The sixth build's statistics: after a delta's load, every raw table and each of its
+    partitions analyzed again, as the ingestion does once a tenth of a table changed."""
+    warehouse = stand_ins.warehouse
+    stand_ins.ingest_all()
+    generate_next_day(stand_ins.targets)
+    stand_ins.ingest_all()
+    before = server_clock(warehouse)
+
+    analyzed = analyze_raw(warehouse)
+
+    declared = {contract.raw_table for group in BY_SOURCE.values() for contract in group}
+    assert set(analyzed) == declared
+    with connect(warehouse) as conn:
+        stale = conn.execute(
+            "select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace "
+            "left join pg_stat_all_tables s on s.relid = c.oid "
+            "where n.nspname = 'raw' and c.relkind in ('r', 'p') "
+            "and (s.last_analyze is null or s.last_analyze < %s)",
+            (before,),
+        ).fetchall()
+    assert not stale, f"raw tables not analyzed after the delta: {stale}"
