@@ -322,82 +322,73 @@ def bench_marts(customers: int, seed: int = 42, *, keep: bool = False) -> dict:
                 lambda: build_marts(warehouse),
             )
             timings["second_build_no_new_data"] = _run_results(built)
-            step(
-                "generate_next_day",
-                "generate one --next-day delta",
-                lambda: generate_next_day(targets),
-            )
-            before = server_clock(warehouse)
-            step("ingest_next_day", "ingest the delta", lambda: _ingest(warehouse, sales_db, work))
-            deltas["first_delta"] = rows_loaded_since(warehouse, before)
-            built = step(
+
+            def delta_then_build(
+                stage: str,
+                delta: str,
+                build: str,
+                what: str,
+                build_what: str,
+                *,
+                days: int = 1,
+                before_build: Callable[[], object] | None = None,
+            ) -> None:
+                """Generate ``days`` --next-day deltas, ingest them, count what they brought
+                into raw (``deltas[delta]``), then time a build (``timings[build]``)."""
+                step(
+                    f"generate_{stage}",
+                    f"generate {what}",
+                    lambda: [generate_next_day(targets) for _ in range(days)],
+                )
+                before = server_clock(warehouse)
+                step(
+                    f"ingest_{stage}", f"ingest {what}", lambda: _ingest(warehouse, sales_db, work)
+                )
+                deltas[delta] = rows_loaded_since(warehouse, before)
+                if before_build is not None:
+                    before_build()
+                built = step(build, build_what, lambda: build_marts(warehouse))
+                timings[build] = _run_results(built)
+
+            delta_then_build(
+                "next_day",
+                "first_delta",
                 "incremental_build",
+                "one --next-day delta",
                 "incremental build + publish after the delta",
-                lambda: build_marts(warehouse),
             )
-            timings["incremental_build"] = _run_results(built)
             # A second day shows the daily build of a warehouse in service.
-            step(
-                "generate_second_day",
-                "generate a second --next-day delta",
-                lambda: generate_next_day(targets),
-            )
-            before = server_clock(warehouse)
-            step(
-                "ingest_second_day",
-                "ingest the second delta",
-                lambda: _ingest(warehouse, sales_db, work),
-            )
-            deltas["second_delta"] = rows_loaded_since(warehouse, before)
-            built = step(
+            delta_then_build(
+                "second_day",
+                "second_delta",
                 "steady_incremental_build",
+                "a second --next-day delta",
                 "incremental build + publish after the second delta (steady state)",
-                lambda: build_marts(warehouse),
             )
-            timings["steady_incremental_build"] = _run_results(built)
             # The goal calls a one-day delta "about 1% new data"; the generator's day is
             # smaller (a third of that at 1M customers). One more build, after as many days
             # at once as make about 1% of raw, measures the goal as worded too.
             days = days_for_about_one_percent(warehouse, deltas["second_delta"])
-            step(
-                "generate_about_one_percent",
-                f"generate {days} more --next-day deltas (about 1% new data)",
-                lambda: [generate_next_day(targets) for _ in range(days)],
-            )
-            before = server_clock(warehouse)
-            step(
-                "ingest_about_one_percent",
-                f"ingest {days} days at once",
-                lambda: _ingest(warehouse, sales_db, work),
-            )
-            deltas["about_one_percent_delta"] = rows_loaded_since(warehouse, before)
-            built = step(
+            delta_then_build(
+                "about_one_percent",
+                "about_one_percent_delta",
                 "about_one_percent_incremental_build",
+                f"{days} more --next-day deltas (about 1% new data)",
                 f"incremental build + publish after {days} days (about 1% new data)",
-                lambda: build_marts(warehouse),
+                days=days,
             )
-            timings["about_one_percent_incremental_build"] = _run_results(built)
             # In service the ingestion analyzes raw again every few weeks; the build after it
             # is the one that meets fresh statistics (analyze_raw). One more day, then that.
-            step(
-                "generate_day_before_analyze",
-                "generate one more --next-day delta",
-                lambda: generate_next_day(targets),
-            )
-            before = server_clock(warehouse)
-            step(
-                "ingest_day_before_analyze",
-                "ingest it",
-                lambda: _ingest(warehouse, sales_db, work),
-            )
-            deltas["day_before_analyze_delta"] = rows_loaded_since(warehouse, before)
-            step("analyze_raw", "analyze raw's tables", lambda: analyze_raw(warehouse))
-            built = step(
+            delta_then_build(
+                "day_before_analyze",
+                "day_before_analyze_delta",
                 "incremental_build_after_analyze",
+                "one more --next-day delta",
                 "incremental build + publish after that day, raw's statistics fresh",
-                lambda: build_marts(warehouse),
+                before_build=lambda: step(
+                    "analyze_raw", "analyze raw's tables", lambda: analyze_raw(warehouse)
+                ),
             )
-            timings["incremental_build_after_analyze"] = _run_results(built)
             counts = _counts(warehouse)
             delta_sizes = delta_shares(deltas, warehouse)
             delta_sizes["about_one_percent_delta"]["days"] = days
