@@ -347,6 +347,32 @@ def _assert_per_customer_models_equal_a_full_recompute(
                 )
 
 
+# Counts kept by their producer's writes (macros/counted_by_triggers.sql): their folder and
+# schema, and the producer whose statement triggers keep them.
+COUNTED_MODELS = {
+    "int_purchase_days_counted_by_cohort_month": ("intermediate/repurchase", "staging"),
+    "int_churn_events_counted_by_month": ("intermediate/churn", "staging"),
+    "int_invitations_counted_by_sent_month": ("intermediate/surveys", "staging"),
+}
+KEPT_BY_TRIGGERS = "counts kept by the triggers on"
+
+
+def _assert_counts_kept_by_their_producers(warehouse, *, kept: bool = True) -> None:
+    """Each counted model equals a count of its producer's rows in full, after a build that
+    (``kept``) left the counting to the producer's triggers rather than counting again."""
+    target = dbt_target_dir()
+    for model, (folder, _) in COUNTED_MODELS.items():
+        statement = (
+            target / "run" / "cem_warehouse" / "models" / folder / f"{model}.sql"
+        ).read_text()
+        assert (KEPT_BY_TRIGGERS in statement) == kept, (
+            f"{model}: {'counted again' if kept else 'not counted again'} in this build"
+        )
+    _assert_per_customer_models_equal_a_full_recompute(
+        warehouse, built_incrementally=False, models=COUNTED_MODELS
+    )
+
+
 def _lifecycle_inputs(warehouse) -> dict[str, tuple]:
     """Each assessed customer's lifecycle stage and the stored facts it is decided from."""
     with connect(warehouse) as conn:
@@ -571,6 +597,7 @@ def test_incremental_builds_equal_a_full_refresh(stand_ins, tmp_path, monkeypatc
         # marts_build: none rebuilds the per-customer models in full. (Checked before the
         # side refresh below replaces dbt's run files.)
         _assert_per_customer_models_equal_a_full_recompute(warehouse, built_incrementally=True)
+        _assert_counts_kept_by_their_producers(warehouse)
         _assert_equal_to_a_side_full_refresh(warehouse)
 
     with connect(warehouse) as conn:
@@ -604,6 +631,9 @@ def test_incremental_builds_equal_a_full_refresh(stand_ins, tmp_path, monkeypatc
     followed_up_before = _followed_up_cases(warehouse)
     build_marts(warehouse, as_of=latest)
     _assert_per_customer_models_equal_a_full_recompute(warehouse, built_incrementally=True)
+    # set back, the purchase days and churn gaps were rebuilt in full by truncate and insert:
+    # their triggers counted that too
+    _assert_counts_kept_by_their_producers(warehouse)
     with connect(warehouse) as conn:
         assert conn.execute(
             "select case_outcome from staging.int_support_cases_followed_up where case_id = %s",
@@ -641,6 +671,44 @@ def test_incremental_builds_equal_a_full_refresh(stand_ins, tmp_path, monkeypatc
             "and table_name in ('fct_customer_churn', 'fct_customer_repurchase', 'dim_customers')"
         ).fetchall()
     assert len(views) == 6, views
+    # the full refresh replaced the producers' tables: their triggers were made again
+    _assert_counts_kept_by_their_producers(warehouse)
+
+    # A producer's triggers lost (a --full-refresh of it alone): the next build counts again.
+    with connect(warehouse) as conn:
+        conn.execute(
+            "drop trigger keeps_int_churn_events_counted_by_month_update "
+            "on staging.int_purchase_gaps_assessed_for_churn"
+        )
+        conn.commit()
+    build_marts(warehouse)
+    with pytest.raises(AssertionError, match="int_churn_events_counted_by_month: counted again"):
+        _assert_counts_kept_by_their_producers(warehouse)
+    _assert_per_customer_models_equal_a_full_recompute(
+        warehouse, built_incrementally=False, models=COUNTED_MODELS
+    )
+    build_marts(warehouse)
+    _assert_counts_kept_by_their_producers(warehouse)
+
+    # Counts that no longer match their producer stop its writes, saying what to rebuild.
+    with connect(warehouse) as conn:
+        purchase_day_id, cell = conn.execute(
+            "select purchase_day_id, cast(first_purchase_month as text) || '|' || "
+            "cast(active_month as text) from staging.int_orders_aggregated_to_purchase_days "
+            "where active_month is not null limit 1"
+        ).fetchone()
+        conn.execute(
+            "delete from staging.int_purchase_days_counted_by_cohort_month "
+            "where cohort_activity_cell_id = %s",
+            (cell,),
+        )
+        with pytest.raises(psycopg.errors.RaiseException, match="--full-refresh --select"):
+            conn.execute(
+                "delete from staging.int_orders_aggregated_to_purchase_days "
+                "where purchase_day_id = %s",
+                (purchase_day_id,),
+            )
+        conn.rollback()
 
 
 def _refund_the_newest_order(sales_db, refund_id: int) -> int:

@@ -13,72 +13,30 @@
       churned at start (CEM_DOMAIN.md). A customer acquired in the month who cancels in the
       same month churns without having been active at its start (rare).
 
-    One scan of the purchase days: every first purchase, churn and win-back is an event
-    counted in its month (three grouping sets over the same rows, which read each row once
-    and need no parallel workers: 1.2 s against 1.6 s on three processes, multiplying each
-    row by its three events first, at 1M customers), and the figures at a month's start are
-    running sums of the months before it. An episode is won back after it churned (the win-back purchase comes
-    after the churned date), so the customers churned at a month's start are the churns
-    before it less the win-backs before it. (Joining every month to every episode dated
-    before it took 12.6 s at 1M customers.)
+    Every first purchase, churn and win-back is an event counted in its month
+    (int_churn_events_counted_by_month, kept by the churn gaps' writes since stop 54), and
+    the figures at a month's start are running sums of the months before it. An episode is
+    won back after it churned (the win-back purchase comes after the churned date), so the
+    customers churned at a month's start are the churns before it less the win-backs before
+    it. (Joining every month to every episode dated before it took 12.6 s at 1M customers.)
 -#}
 
 with
 
-purchase_gaps as (
-
-    select * from {{ ref('int_purchase_gaps_assessed_for_churn') }}
-
-),
-
--- Each row's three event months, read once: the first purchase's (its first purchase day),
--- the churn's and the win-back's (null where there is none).
-event_months as (
-
-    select
-        case
-            when purchase_day_number = 1 then {{ month_start('purchase_date') }}
-        end as first_purchase_month,
-        {{ month_start('churned_date') }} as churn_month,
-        {{ month_start('won_back_date') }} as win_back_month,
-        churn_rule
-
-    from purchase_gaps
-    where purchase_day_number = 1 or is_churned
-
-),
-
--- One grouping per kind of event in a single pass (grouping sets). Each grouping also has
--- a group of the rows without that event (its month null), left out below.
-events_grouped as (
-
-    select
-        case
-            when grouping(first_purchase_month) = 0 then 'first purchase'
-            when grouping(churn_month) = 0 then 'churn'
-            else 'win-back'
-        end as event_kind,
-        coalesce(first_purchase_month, churn_month, win_back_month) as month_start,
-        count(*) as events,
-        count(*) filter (where churn_rule = 'explicit cancellation') as cancellations
-
-    from event_months
-    group by grouping sets ((first_purchase_month), (churn_month), (win_back_month))
-
-),
-
+-- The events per kind and month (first purchases, churns and their cancellations,
+-- win-backs), counted from the churn gaps and kept by their writes
+-- (int_churn_events_counted_by_month).
 events_by_month as (
 
     select
-        month_start,
-        -- one row per kind and month above: sum() only picks it (as bigint, like a count)
+        event_month as month_start,
+        -- one row per kind and month: sum() only picks it (as bigint, like a count)
         cast(coalesce(sum(events) filter (where event_kind = 'first purchase'), 0) as bigint) as first_purchases,
         cast(coalesce(sum(events) filter (where event_kind = 'churn'), 0) as bigint) as churns,
         cast(coalesce(sum(cancellations) filter (where event_kind = 'churn'), 0) as bigint) as cancellations,
         cast(coalesce(sum(events) filter (where event_kind = 'win-back'), 0) as bigint) as win_backs
 
-    from events_grouped
-    where month_start is not null
+    from {{ ref('int_churn_events_counted_by_month') }}
     group by 1
 
 ),

@@ -5,27 +5,24 @@
     above 1), and in the month it was SENT, so the latest months keep rising while their
     invitations are still being answered. A response that names no known invitation counts
     in no rate. Invitations come from int_invitations_categorised_at_sending, the same rows
-    as the by-loyalty-category marts, so the totals agree.
+    as the by-loyalty-category marts, so the totals agree; counted per cell by
+    int_invitations_counted_by_sent_month, which their writes keep (since stop 54).
 -#}
 
 with
 
-invitations as (
-
-    select * from {{ ref('int_invitations_categorised_at_sending') }}
-
-),
-
+-- invitations sent and answered per month of sending, survey and touchpoint (the cells also
+-- split by loyalty category at sending, added up here), kept by the invitations' writes
 counted as (
 
     select
-        {{ month_start('sent_date') }} as sent_month,
+        sent_month,
         survey_id,
         touchpoint,
-        count(*) as invitations,
-        count(*) filter (where is_answered) as responses
+        cast(sum(invitations) as bigint) as invitations,
+        cast(sum(answered_invitations) as bigint) as responses
 
-    from invitations
+    from {{ ref('int_invitations_counted_by_sent_month') }}
     group by 1, 2, 3
 
 ),

@@ -13,21 +13,17 @@
 
 with
 
-invitations as (
-
-    select * from {{ ref('int_invitations_categorised_at_sending') }}
-
-),
-
+-- invitations sent and answered per loyalty category at sending and touchpoint: the cells
+-- kept by the invitations' writes, added up over months and surveys
 counted as (
 
     select
         loyalty_category_at_sending as loyalty_category,
         touchpoint,
-        count(*) as invitations,
-        count(*) filter (where is_answered) as responses
+        cast(sum(invitations) as bigint) as invitations,
+        cast(sum(answered_invitations) as bigint) as responses
 
-    from invitations
+    from {{ ref('int_invitations_counted_by_sent_month') }}
     group by 1, 2
 
 ),
