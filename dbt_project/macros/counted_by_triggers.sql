@@ -2,9 +2,9 @@
     Counts kept by the producer's own writes.
 
     A monthly mart that counts a per-customer table (the cohorts over 4.8M purchase days,
-    the churn events over as many churn gaps at 1M customers) read every row on every build
-    to produce a few hundred cells, 1.3-1.6 s each, although a one-day delta changes a few
-    tens of thousands of those rows. A counted model stores the cells instead, and the
+    the churn events over as many churn gaps, the response rates over 2.5M invitations at
+    1M customers) read every row on every build to produce a few hundred cells, 0.7-2.4 s
+    each, although a one-day delta changes a few tens of thousands of those rows. A counted model stores the cells instead, and the
     producer keeps them: statement triggers on the producer's table (transition tables, so
     one pass per statement, not per row) add the cells of the rows each statement inserts
     and take away those of the rows it deletes, in the producer's own transaction. The
@@ -19,16 +19,16 @@
       recompute would not have it);
     * writes its counting select once, over `__counted_rows__`, passes it as the config
       `counted_select` (the triggers count the rows of each statement with it) and renders
-      it with `counted_rows(counting, ref(producer))`: in full over the producer when the table is built,
-      and no rows at all when the producer's triggers have kept it (its build then costs
-      nothing);
-    * has the post-hook `keep_counts_by_triggers()`, which (re)creates the trigger function
-      and the triggers after every build.
+      it with `counted_rows(counting, ref(producer))`: in full over the producer when the
+      table is built, and no rows at all when the producer's triggers have kept it (its
+      build then costs nothing);
+    * has the post-hook `keep_counts_by_triggers()`, which replaces the trigger function
+      after every build and creates the triggers where they are missing.
 
     When the producer's table was replaced (a --full-refresh of it alone drops its triggers)
     the next build finds no triggers and recounts in full. A cell that a delete would take
-    below zero means the counts no longer match: the trigger raises, naming the model to
-    rebuild, and the producer's statement fails with it.
+    below zero, or that is missing, means the counts no longer match: the trigger raises,
+    naming the model to rebuild, and the producer's statement fails with it.
 -#}
 
 {#- The producer's relation, at run time (while dbt parses, config holds no values yet; the
@@ -152,8 +152,8 @@ begin
         from removed
         left join taken on taken.{{ key }} = removed.{{ key }};
         if missing > 0 then
-            raise exception '% counts % cells below zero: they no longer match %; rebuild it with `dbt build --full-refresh --select %`',
-                '{{ this }}', missing, '{{ producer }}', '{{ this.identifier }}';
+            raise exception '% no longer matches %: % of its cells are missing or would fall below zero; rebuild it with `dbt build --full-refresh --select %`',
+                '{{ this }}', '{{ producer }}', missing, '{{ this.identifier }}';
         end if;
         delete from {{ this }} where {{ measures[0] }} = 0;
     end if;
