@@ -284,12 +284,40 @@ PER_CUSTOMER_MODELS = {
 }
 
 
+# Counts kept by their producer's writes (macros/counted_by_triggers.sql): their folder and
+# schema. The per-customer comparison below counts them in full too, in the same compile.
+COUNTED_MODELS = {
+    "int_purchase_days_counted_by_cohort_month": ("intermediate/repurchase", "staging"),
+    "int_churn_events_counted_by_month": ("intermediate/churn", "staging"),
+    "int_invitations_counted_by_sent_month": ("intermediate/surveys", "staging"),
+}
+KEPT_BY_TRIGGERS = "counts kept by the triggers on"
+
+
+def _assert_counts_kept_by_their_producers(*, kept: bool = True) -> None:
+    """The last build left each counted model's counting to its producer's triggers
+    (``kept``), or counted it again in full."""
+    target = dbt_target_dir()
+    for model, (folder, _) in COUNTED_MODELS.items():
+        statement = (
+            target / "run" / "cem_warehouse" / "models" / folder / f"{model}.sql"
+        ).read_text()
+        assert (KEPT_BY_TRIGGERS in statement) == kept, (
+            f"{model}: {'counted again' if kept else 'not counted again'} in this build"
+        )
+
+
 def _assert_per_customer_models_equal_a_full_recompute(
-    warehouse, *, built_incrementally: bool, models: dict[str, tuple[str, str]] | None = None
+    warehouse,
+    *,
+    built_incrementally: bool,
+    models: dict[str, tuple[str, str]] | None = None,
+    counted: dict[str, tuple[str, str]] = COUNTED_MODELS,
 ) -> None:
     """Each per-customer model (``models``, by default all of them) holds exactly what its
     SQL computes in full from the facts it was built from (published in `marts` by now):
-    compiled with --full-refresh, so without the changed-customers filter."""
+    compiled with --full-refresh, so without the changed-customers filter. So does each
+    counted model (``counted``): a full count of its producer."""
     models = PER_CUSTOMER_MODELS if models is None else models
     if built_incrementally:
         target = dbt_target_dir()
@@ -315,14 +343,14 @@ def _assert_per_customer_models_equal_a_full_recompute(
             "compile",
             "--full-refresh",
             "--select",
-            " ".join(models),
+            " ".join([*models, *counted]),
             "--vars",
             '{"marts_build_schema": "marts"}',
         ],
     )
     compiled = dbt_target_dir() / "compiled" / "cem_warehouse" / "models"
     with connect(warehouse) as conn:
-        for model, (folder, schema) in models.items():
+        for model, (folder, schema) in {**models, **counted}.items():
             full = (compiled / folder / f"{model}.sql").read_text()
             assert "mart_key_changes" not in full, "compiled with the incremental filter"
             only_incremental, only_full, total = conn.execute(
@@ -345,32 +373,6 @@ def _assert_per_customer_models_equal_a_full_recompute(
                     f"{model}: {only_incremental} rows only in the incremental build, "
                     f"{only_full} only in the full recompute (of {total}), e.g. {sample}"
                 )
-
-
-# Counts kept by their producer's writes (macros/counted_by_triggers.sql): their folder and
-# schema, and the producer whose statement triggers keep them.
-COUNTED_MODELS = {
-    "int_purchase_days_counted_by_cohort_month": ("intermediate/repurchase", "staging"),
-    "int_churn_events_counted_by_month": ("intermediate/churn", "staging"),
-    "int_invitations_counted_by_sent_month": ("intermediate/surveys", "staging"),
-}
-KEPT_BY_TRIGGERS = "counts kept by the triggers on"
-
-
-def _assert_counts_kept_by_their_producers(warehouse, *, kept: bool = True) -> None:
-    """Each counted model equals a count of its producer's rows in full, after a build that
-    (``kept``) left the counting to the producer's triggers rather than counting again."""
-    target = dbt_target_dir()
-    for model, (folder, _) in COUNTED_MODELS.items():
-        statement = (
-            target / "run" / "cem_warehouse" / "models" / folder / f"{model}.sql"
-        ).read_text()
-        assert (KEPT_BY_TRIGGERS in statement) == kept, (
-            f"{model}: {'counted again' if kept else 'not counted again'} in this build"
-        )
-    _assert_per_customer_models_equal_a_full_recompute(
-        warehouse, built_incrementally=False, models=COUNTED_MODELS
-    )
 
 
 def _lifecycle_inputs(warehouse) -> dict[str, tuple]:
@@ -597,7 +599,7 @@ def test_incremental_builds_equal_a_full_refresh(stand_ins, tmp_path, monkeypatc
         # marts_build: none rebuilds the per-customer models in full. (Checked before the
         # side refresh below replaces dbt's run files.)
         _assert_per_customer_models_equal_a_full_recompute(warehouse, built_incrementally=True)
-        _assert_counts_kept_by_their_producers(warehouse)
+        _assert_counts_kept_by_their_producers()
         _assert_equal_to_a_side_full_refresh(warehouse)
 
     with connect(warehouse) as conn:
@@ -632,8 +634,8 @@ def test_incremental_builds_equal_a_full_refresh(stand_ins, tmp_path, monkeypatc
     build_marts(warehouse, as_of=latest)
     _assert_per_customer_models_equal_a_full_recompute(warehouse, built_incrementally=True)
     # set back, the purchase days and churn gaps were rebuilt in full by truncate and insert:
-    # their triggers counted that too
-    _assert_counts_kept_by_their_producers(warehouse)
+    # their triggers counted that too (compared with a full count just above)
+    _assert_counts_kept_by_their_producers()
     with connect(warehouse) as conn:
         assert conn.execute(
             "select case_outcome from staging.int_support_cases_followed_up where case_id = %s",
@@ -671,8 +673,9 @@ def test_incremental_builds_equal_a_full_refresh(stand_ins, tmp_path, monkeypatc
             "and table_name in ('fct_customer_churn', 'fct_customer_repurchase', 'dim_customers')"
         ).fetchall()
     assert len(views) == 6, views
-    # the full refresh replaced the producers' tables: their triggers were made again
-    _assert_counts_kept_by_their_producers(warehouse)
+    # the full refresh replaced the producers' tables: their triggers were made again (the
+    # counts are compared with a full count after the next build)
+    _assert_counts_kept_by_their_producers()
 
     # A producer's triggers lost (a --full-refresh of it alone): the next build counts again.
     with connect(warehouse) as conn:
@@ -683,12 +686,12 @@ def test_incremental_builds_equal_a_full_refresh(stand_ins, tmp_path, monkeypatc
         conn.commit()
     build_marts(warehouse)
     with pytest.raises(AssertionError, match="int_churn_events_counted_by_month: counted again"):
-        _assert_counts_kept_by_their_producers(warehouse)
+        _assert_counts_kept_by_their_producers()
     _assert_per_customer_models_equal_a_full_recompute(
-        warehouse, built_incrementally=False, models=COUNTED_MODELS
+        warehouse, built_incrementally=False, models={}
     )
     build_marts(warehouse)
-    _assert_counts_kept_by_their_producers(warehouse)
+    _assert_counts_kept_by_their_producers()
 
     # Counts that no longer match their producer stop its writes, saying what to rebuild.
     with connect(warehouse) as conn:
