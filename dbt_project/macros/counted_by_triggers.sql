@@ -71,11 +71,24 @@
 {% endmacro %}
 
 
+{#- The line a select that counts nothing starts with: the strategy and the post-hook read
+    the decision from the compiled select rather than asking the catalog again, so all three
+    act on one answer. -#}
+{% macro counts_kept_marker() -%}
+    {{ return('-- counts kept by the triggers on the producer: nothing to count') }}
+{%- endmacro %}
+
+
+{% macro counts_were_kept() -%}
+    {{ return(counts_kept_marker() in (model.compiled_code or '')) }}
+{%- endmacro %}
+
+
 {#- The model's select: its counting over the producer, or nothing to insert when the
     producer's triggers kept the counts (the strategy below then writes nothing). -#}
 {% macro counted_rows(counting, producer) -%}
     {%- if counts_kept_by_triggers() -%}
--- kept by the triggers on {{ producer }}: nothing to count
+{{ counts_kept_marker() }}
 select * from (
     {{ counting | replace('__counted_rows__', producer | string) | indent(4) }}
 ) as counted
@@ -91,7 +104,7 @@ where false
     changes and there is nothing to do. -#}
 {% macro get_incremental_kept_by_producer_triggers_sql(arg_dict) %}
     {%- set columns = get_quoted_csv(arg_dict['dest_columns'] | map(attribute='name')) -%}
-    {%- if counts_kept_by_triggers() %}
+    {%- if counts_were_kept() %}
     select 'counts kept by the triggers on {{ counted_producer() }}'
     {%- else %}
     delete from {{ arg_dict['target_relation'] }};
@@ -163,7 +176,7 @@ $keep$
 {#- The triggers only where missing: dropping one locks the producer against its readers
     (an ACCESS EXCLUSIVE lock), which other models may hold at this point of a build. The
     function above is replaced in place, so a changed counting select takes effect. -#}
-{%- set present = producer_trigger_count() %}
+{%- set present = 4 if counts_were_kept() else producer_trigger_count() %}
 {%- if present != 4 %};
 {%- if present > 0 %}
 drop trigger if exists {{ prefix }}_insert on {{ producer }};

@@ -307,6 +307,18 @@ def _assert_counts_kept_by_their_producers(*, kept: bool = True) -> None:
         )
 
 
+def _counting_triggers(warehouse) -> set[tuple[str, int]]:
+    """The counted models' triggers on their producers, by name and oid: an incremental build
+    must leave them in place (dropping one locks the producer against its readers)."""
+    with connect(warehouse) as conn:
+        return set(
+            conn.execute(
+                "select tgname, cast(oid as bigint) from pg_catalog.pg_trigger "
+                "where not tgisinternal and tgname like 'keeps\\_%'"
+            ).fetchall()
+        )
+
+
 def _assert_per_customer_models_equal_a_full_recompute(
     warehouse,
     *,
@@ -514,6 +526,8 @@ def test_incremental_builds_equal_a_full_refresh(stand_ins, tmp_path, monkeypatc
     late_order_id = None
     lifecycle = _lifecycle_inputs(warehouse)
     moved_by_the_date = set()
+    counting_triggers = _counting_triggers(warehouse)
+    assert len(counting_triggers) == 4 * len(COUNTED_MODELS), counting_triggers
     for day in range(1, DAYS + 1):
         generate_next_day(stand_ins.targets, params=BUSY_DAY)
         if day == 1:
@@ -600,6 +614,7 @@ def test_incremental_builds_equal_a_full_refresh(stand_ins, tmp_path, monkeypatc
         # side refresh below replaces dbt's run files.)
         _assert_per_customer_models_equal_a_full_recompute(warehouse, built_incrementally=True)
         _assert_counts_kept_by_their_producers()
+        assert _counting_triggers(warehouse) == counting_triggers, "triggers made again"
         _assert_equal_to_a_side_full_refresh(warehouse)
 
     with connect(warehouse) as conn:

@@ -6,11 +6,11 @@ second build with nothing new, an incremental build after one ``--next-day`` del
 more after a second delta (the steady state of a warehouse in service), one after as many
 days at once as make about 1% new data (the size the goal gives a day), and one after one
 more day whose load is followed by an ANALYZE of raw, as the ingestion does every few
-weeks in service (``analyze_raw``). Prints JSON figures (seconds, per-model timings from dbt's run_results.json, each build's steps
-outside dbt's models: dbt's process, the audit, the publication and its catch-up, the
-incremental / full ratio and the goals, the rows each delta brought into raw and their
-share of it, and per step how busy the machine's cores were and how much it waited on the
-disk); it asserts nothing.
+weeks in service (``analyze_raw``). Prints JSON figures (seconds, per-model timings from
+dbt's run_results.json, each build's steps outside dbt's models: dbt's process, the
+audit, the publication and its catch-up, the incremental / full ratio and the goals, the
+rows each delta brought into raw and their share of it, and per step how busy the
+machine's cores were and how much it waited on the disk); it asserts nothing.
 
 The first publication copies the incremental marts into marts_build, where the next build
 continues (cem_warehouse.transform.generations). That copy happens once in a warehouse's
