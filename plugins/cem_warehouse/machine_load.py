@@ -6,7 +6,9 @@ the warehouse the operating system still holds in memory (docs/operations/marts.
 the same thing, so `cem bench marts` prints, per step, the share of all cores' time that was
 busy, the share spent waiting on I/O, Linux's I/O pressure (the share of the step's
 wall time in which some task, or every task, stalled on I/O), and what the disks did: reads
-and writes, megabytes, and how long a read took on average. A one-day build that reads 2 GB
+and writes, megabytes, and how long a read took on average; and the CPU seconds of the
+process itself and of its finished child processes (a build's dbt CLI), whose Python
+competes with PostgreSQL for the same cores. A one-day build that reads 2 GB
 at 25 ms a read was bound by a slow or throttled disk, not by the warehouse's SQL
 (docs/operations/marts.md, "Stop 44").
 
@@ -17,6 +19,7 @@ out, never guessed.
 
 from __future__ import annotations
 
+import resource
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +41,11 @@ class MachineSample:
     # summed over the physical disks: (reads, sectors read, ms spent reading, writes,
     # sectors written); None without /proc/diskstats
     disk: tuple[int, int, int, int, int] | None = None
+    # CPU seconds (user + system) of this process and of its finished child processes
+    # (a build's dbt CLI, a subprocess of its own): the Python side of a step, which
+    # competes with PostgreSQL for the same cores
+    process_cpu_s: float | None = None
+    children_cpu_s: float | None = None
 
 
 def cpu_jiffies(stat_text: str) -> tuple[int, int, int] | None:
@@ -116,7 +124,14 @@ def sample() -> MachineSample:
         cpu=cpu_jiffies(stat) if stat else None,
         io_stalled_us=io_stall_microseconds(pressure) if pressure else None,
         disk=disk_counters(diskstats, physical_disks(BLOCK_DEVICES)) if diskstats else None,
+        process_cpu_s=time.process_time(),
+        children_cpu_s=_children_cpu_seconds(),
     )
+
+
+def _children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def load_between(before: MachineSample, after: MachineSample) -> dict[str, float]:
@@ -149,4 +164,10 @@ def load_between(before: MachineSample, after: MachineSample) -> dict[str, float
             figures["disk_read_ms_mean"] = round(ms_reading / reads, 2)
         figures["disk_writes"] = writes
         figures["disk_write_mb"] = round(sectors_written * SECTOR_BYTES / 1_000_000, 1)
+    if before.process_cpu_s is not None and after.process_cpu_s is not None:
+        figures["python_cpu_seconds"] = round(after.process_cpu_s - before.process_cpu_s, 2)
+    if before.children_cpu_s is not None and after.children_cpu_s is not None:
+        figures["child_processes_cpu_seconds"] = round(
+            after.children_cpu_s - before.children_cpu_s, 2
+        )
     return figures

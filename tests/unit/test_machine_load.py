@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -96,7 +98,11 @@ def test_what_a_machine_cannot_measure_is_left_out_not_guessed(tmp_path, monkeyp
     before = machine_load.sample()
     after = machine_load.sample()
     assert before.cpu is None and before.io_stalled_us is None and before.disk is None
-    assert machine_load.load_between(before, after) == {}
+    # what the process measures of itself stays; nothing from the missing files
+    assert set(machine_load.load_between(before, after)) == {
+        "python_cpu_seconds",
+        "child_processes_cpu_seconds",
+    }
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads Linux's /proc")
@@ -127,3 +133,27 @@ def test_a_write_to_the_disk_shows_in_the_disk_figures(tmp_path):
     figures = machine_load.load_between(before, machine_load.sample())
     assert figures["disk_write_mb"] >= 3.9
     assert figures["disk_writes"] >= 1
+
+
+def test_cpu_seconds_of_this_process_and_of_a_child_process_are_told_apart():
+    before = machine_load.sample()
+    # a child that keeps a core busy for about half a second, then this process for as long
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import time\nend = time.process_time() + 0.5\n"
+            "while time.process_time() < end: sum(range(10_000))",
+        ],
+        check=True,
+    )
+    middle = machine_load.sample()
+    end = middle.process_cpu_s + 0.5
+    while time.process_time() < end:
+        sum(range(10_000))
+    after = machine_load.sample()
+    child_step = machine_load.load_between(before, middle)
+    own_step = machine_load.load_between(middle, after)
+    assert child_step["child_processes_cpu_seconds"] >= 0.45
+    assert own_step["python_cpu_seconds"] >= 0.45
+    assert own_step["child_processes_cpu_seconds"] == 0

@@ -10,7 +10,8 @@ weeks in service (``analyze_raw``). Prints JSON figures (seconds, per-model timi
 dbt's run_results.json, each build's steps outside dbt's models: dbt's process, the
 audit, the publication and its catch-up, the incremental / full ratio and the goals, the
 rows each delta brought into raw and their share of it, and per step how busy the
-machine's cores were and how much it waited on the disk); it asserts nothing.
+machine's cores were, how much it waited on the disk, and the CPU seconds of the bench's
+own Python and of its child processes: in a build, dbt's CLI); it asserts nothing.
 
 The first publication copies the incremental marts into marts_build, where the next build
 continues (cem_warehouse.transform.generations). That copy happens once in a warehouse's
