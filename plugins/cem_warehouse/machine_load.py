@@ -12,7 +12,8 @@ competes with PostgreSQL for the same cores. A one-day build that reads 2 GB
 at 25 ms a read was bound by a slow or throttled disk, not by the warehouse's SQL
 (docs/operations/marts.md, "Stop 44").
 
-Read from ``/proc/stat``, ``/proc/pressure/io`` and ``/proc/diskstats``; where a file is
+The CPU seconds come from the process's own accounting (``resource``), the rest is
+read from ``/proc/stat``, ``/proc/pressure/io`` and ``/proc/diskstats``; where a file is
 missing (not Linux, an older kernel, a container hiding it) the figures it gives are left
 out, never guessed.
 """
