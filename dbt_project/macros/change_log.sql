@@ -368,6 +368,34 @@
     {%- if is_mart and replaced_key != row_key %}
         {{ exceptions.raise_compiler_error("change_log_skip_unchanged on a mart needs change_log_replaced_key = unique_key: the catch-up replaces the keys it logs") }}
     {%- endif %}
+    {#- A model with one generation (not a mart): its stored rows in scope are read once, by
+        the key's index, and each is paired with the recomputed row of its unique key that
+        repeats it, if any (the recomputed rows hashed). That one pass tells both what stays
+        (a pair) and what goes (a stored row without one), so the delete finds its rows by
+        their ctid. Before, the comparison probed the unique key's index once per
+        recomputed row and the delete then read the same stored rows again by the key's
+        index: at 1M customers, after three days' delta, the purchase days' 200k
+        recomputed rows took 1.30 s to compare and 0.96 s to delete ("Stop 53"). -#}
+    {%- set one_pass = published is none and not is_mart %}
+    {%- if one_pass %}
+    set local enable_indexscan to default;
+    {#- a hash join: the recomputed rows are an unindexed temporary table, so a nested loop
+        would scan it once per stored row -#}
+    set local enable_nestloop = off;
+    set local enable_mergejoin = off;
+    create temporary table {{ unchanged }} as
+    select kept.kept_row, fresh.ctid as fresh_row
+    from (
+        select ctid as kept_row, *
+        from {{ target }}
+        where {{ in_scope }}
+    ) as kept
+    left join {{ temp }} as fresh
+        on fresh.{{ row_key }} = kept.{{ row_key }}
+        and {{ rows_are_equal('kept', 'fresh', arg_dict['dest_columns']) }};
+    set local enable_nestloop to default;
+    set local enable_mergejoin to default;
+    {%- else %}
     {#- the stored rows that the recomputed ones repeat: found by the row's own unique key
         (one index probe each; by the customer key, half as fast at 1M customers), then
         compared column for column. A model's pre-hooks set planner settings for its select
@@ -402,12 +430,17 @@
     set local enable_hashjoin to default;
     set local enable_mergejoin to default;
     {%- endif %}
-    delete from {{ temp }} where ctid in (select fresh_row from {{ unchanged }});
+    {%- endif %}
+    delete from {{ temp }} where ctid in (select fresh_row from {{ unchanged }} where fresh_row is not null);
     {%- endif %}
     {%- set replaced_rows -%}
+        {%- if skip_unchanged and one_pass %}
+        ctid = any(array(select kept_row from {{ unchanged }} where fresh_row is null))
+        {%- else %}
         {{ in_scope }}
         {%- if skip_unchanged %}
         and ctid not in (select kept_row from {{ unchanged }})
+        {%- endif %}
         {%- endif %}
     {%- endset -%}
     {%- if state.full %}
