@@ -34,3 +34,9 @@
 {% macro contact_churn_window_days() -%}
     {{ var('contact_churn_window_days', 180) }}
 {%- endmacro %}
+
+{#- The day both follow-up windows after a case's last contact have ended: from then on the
+    case is followed up (int_support_cases_followed_up). -#}
+{% macro follow_up_end_date(last_contact_date='last_contact_date') -%}
+    {{ last_contact_date }} + greatest({{ contact_churn_window_days() }}, {{ contact_repurchase_window_days() }})
+{%- endmacro %}

@@ -13,7 +13,7 @@
     * the customers whose purchase days or churn gaps were recomputed (their logs);
     * the customers with something the moved as-of date lets in: a contact dated in the
       days it moved over, a stored unresolved case resolved by the new date, a stored case
-      whose follow-up windows have ended by it;
+      whose follow-up windows end in the days it moved over;
     * and every customer sharing a case with those (a case's customer is the least of its
       contacts' customers), so no customer's row is replaced by a case recomputed for
       another one.
@@ -34,6 +34,7 @@
         post_hook=[
             "{{ record_change_position() }}",
             "{{ set_not_null(['case_id']) }}",
+            "{{ create_index_if_missing('cases_by_follow_up_end', '(' ~ follow_up_end_date() ~ ')', 'not is_followed_up') }}",
         ],
         indexes=[{'columns': ['case_id'], 'unique': True}, {'columns': ['customer_key']}],
     )
@@ -75,11 +76,15 @@ customers_changed as (
 
     union
 
-    -- stored cases whose follow-up windows have ended by the new as-of date
+    -- stored cases whose follow-up windows end in the days the as-of date moved over
+    -- (through the partial index on that day, create_index_if_missing: a scan of every case
+    -- on the chain of the churn marts). None ends earlier: the build whose as-of date moved
+    -- over that day recomputed its case, and followed it up.
     select customer_key
     from {{ this }}
     where not is_followed_up
-        and last_contact_date + greatest({{ contact_churn_window_days() }}, {{ contact_repurchase_window_days() }}) <= {{ as_of_date() }}
+        and {{ follow_up_end_date() }} > cast('{{ changes.previous_as_of }}' as date)
+        and {{ follow_up_end_date() }} <= {{ as_of_date() }}
 
 ),
 

@@ -20,6 +20,8 @@
     (cem_warehouse.transform.generations).
 -#}
 
+{#- started_date is indexed for int_support_cases_followed_up, which recomputes the cases
+    with a contact dated in the days the as-of date moved over: found without a scan. -#}
 {{
     config(
         materialized='incremental',
@@ -35,6 +37,7 @@
             {'columns': ['post_contact_response_id']},
             {'columns': ['source_loaded_at']},
             {'columns': ['customer_key']},
+            {'columns': ['started_date']},
         ],
     )
 }}
