@@ -1,11 +1,12 @@
-"""A per-customer mart leaves the customers it recomputed and found unchanged alone.
+"""A per-customer model leaves the rows it recomputed and found unchanged alone.
 
 dim_customers_stored recomputes every customer its producers logged (change_log_skip_unchanged on
 ``replace_changed_keys``). A recomputed row equal to the stored row and to the published
 generation's row is neither rewritten nor logged: the catch-up after the swap replaces the
 logged keys from the published generation, and both generations already hold that row. A
 row the published generation holds differently is rewritten and logged, so that the
-catch-up brings the retired generation up to the new one.
+catch-up brings the retired generation up to the new one. A model with one generation
+(an intermediate) finds what stays and what goes in one pass over its stored rows.
 """
 
 from __future__ import annotations
