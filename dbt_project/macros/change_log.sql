@@ -378,9 +378,13 @@
         recomputed rows took 1.30 s to compare and 0.96 s to delete ("Stop 53"). In one pass
         the per-customer intermediates took about 0.7 s less thread time in a one-day build
         and 2 s less in a three-day build ("Stop 55"). -#}
-    {%- set one_pass = published is none and not is_mart %}
-    {%- if one_pass %}
+    {#- A model's pre-hooks set planner settings for its select and they last the
+        transaction: identity resolution turns index scans off to read scattered
+        observations by bitmap, which made the comparison below hash every one of its 2M
+        stored rows (1.2-2.2 s against 0.25-0.37 s for 54k rows at 1M customers). -#}
     set local enable_indexscan to default;
+    {%- set one_pass = not is_mart %}
+    {%- if one_pass %}
     {#- a hash join: the recomputed rows are an unindexed temporary table, so a nested loop
         would scan it once per stored row -#}
     set local enable_nestloop = off;
@@ -400,11 +404,7 @@
     {%- else %}
     {#- the stored rows that the recomputed ones repeat: found by the row's own unique key
         (one index probe each; by the customer key, half as fast at 1M customers), then
-        compared column for column. A model's pre-hooks set planner settings for its select
-        and they last the transaction: identity resolution turns index scans off to read
-        scattered observations by bitmap, which made this comparison hash every one of its
-        2M stored rows (1.2-2.2 s against 0.25-0.37 s for 54k rows at 1M customers). -#}
-    set local enable_indexscan to default;
+        compared column for column, in this generation and in the published one. -#}
     {#- One index probe per recomputed row, unless they are a large share of the table: the
         planner priced hashing the whole stored table below 92k probes of identity
         resolution's key index, after three days' delta at 1M customers (under auto_explain,

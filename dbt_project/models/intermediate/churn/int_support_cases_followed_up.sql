@@ -178,8 +178,8 @@ outcomes as (
             else 'unresolved'
         end as case_outcome,
         case_contacts.contact_count,
-        case_contacts.last_contact_date + {{ contact_churn_window_days() }} <= {{ as_of_date() }}
-        and case_contacts.last_contact_date + {{ contact_repurchase_window_days() }} <= {{ as_of_date() }}
+        -- both windows have passed: the same day the scope above and its index look up
+        {{ follow_up_end_date('case_contacts.last_contact_date') }} <= {{ as_of_date() }}
         as is_followed_up,
         case_contacts.first_contact_date,
         case_contacts.last_contact_date
