@@ -43,7 +43,8 @@ def two_generations(fresh_database):
 
 def _publish_changes(conn, changed: range, removed: range) -> tuple[int, int]:
     """The published generation changes ``changed`` rows and loses ``removed``, and logs
-    their keys as the build would; returns the log's positions before and after."""
+    their keys as the build would, in no order; returns the log's positions before and
+    after."""
     since = conn.execute("select coalesce(max(change_id), 0) from ops.mart_key_changes").fetchone()[
         0
     ]
@@ -57,8 +58,9 @@ def _publish_changes(conn, changed: range, removed: range) -> tuple[int, int]:
     )
     conn.execute(
         "insert into ops.mart_key_changes (producer, key_value) "
-        "select %s, cast(n as text) from generate_series(%s::bigint, %s::bigint) as n "
-        "union all select %s, cast(n as text) from generate_series(%s::bigint, %s::bigint) as n",
+        "select * from (select %s, cast(n as text) from generate_series(%s::bigint, %s::bigint) as n "
+        "union all select %s, cast(n as text) from generate_series(%s::bigint, %s::bigint) as n) "
+        "as logged order by random()",
         (
             MART.rows_log,
             changed.start,
@@ -115,6 +117,17 @@ def test_catch_up_replaces_the_logged_rows_and_restores_the_join_settings(
 
         assert outcome == f"caught up: {keys} rows removed, {len(changed)} written"
         assert _generations_differ(conn) == 0
+        # written in key order, not in the order the log's keys came (leaf pages of the
+        # unique index in turn, not at random)
+        written = [
+            row_id
+            for (row_id,) in conn.execute(
+                f"select row_id from {BUILD_SCHEMA}.{MART.name} "
+                "where row_id between %s and %s order by ctid",
+                (changed.start, changed.stop - 1),
+            )
+        ]
+        assert written == sorted(written)
         # the worker's next mart, in the same transaction, plans as before
         assert _join_settings(conn) == before == ("on", "on")
         conn.rollback()
