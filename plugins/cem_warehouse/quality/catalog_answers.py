@@ -7,6 +7,10 @@ scan of the whole table. The marts' audit finds the constraints dbt's post-hooks
 batch it lands typed (``load.tables.add_suite_constraints``), so its COPY checks each row as
 it arrives. The names spell the rule, so a constraint made for other bounds or values never
 answers for these.
+
+A table's row count is answered the same way when the table keeps it: statement triggers on
+its writes update ``ops.kept_row_counts`` in the writing transaction, so the count is as
+exact as GX's ``count(*)``, without reading the table.
 """
 
 from __future__ import annotations
@@ -75,6 +79,45 @@ def _unique_index(conn: psycopg.Connection, relation: str, column: str) -> str |
     return row[0] if row else None
 
 
+# The triggers ops.keep_row_count puts on a table whose rows it keeps (warehouse/bootstrap.py).
+ROW_COUNT_TRIGGERS = ("keeps_row_count_insert", "keeps_row_count_delete", "keeps_row_count_truncate")
+
+
+def kept_row_count(conn: psycopg.Connection, schema: str, table: str) -> int | None:
+    """The rows of ``schema.table`` as its write triggers keep them (ops.kept_row_counts),
+    or None when it is not kept: no count recorded, or any of the three triggers missing
+    or disabled (a write they did not see could have changed the rows)."""
+    if conn.execute("select to_regclass('ops.kept_row_counts')").fetchone()[0] is None:
+        return None  # a warehouse not bootstrapped since the table came in
+    relation = sql.Identifier(schema, table).as_string(conn)
+    row = conn.execute(
+        "select kept.row_count from ops.kept_row_counts as kept "
+        "where kept.relation_id = to_regclass(%s) "
+        "and (select count(*) from pg_catalog.pg_trigger where tgrelid = kept.relation_id "
+        "and tgenabled = 'O' and tgname = any(%s)) = %s",
+        (relation, list(ROW_COUNT_TRIGGERS), len(ROW_COUNT_TRIGGERS)),
+    ).fetchone()
+    return int(row[0]) if row else None
+
+
+def row_count_answer(count: int | None, expectation: dict) -> str | None:
+    """The answer to a row-count expectation from a kept ``count``: only when the count
+    meets it. A count outside the bounds is left to GX, which counts again and reports the
+    failure as it reports every other (observed value, Data Docs)."""
+    kwargs = expectation.get("kwargs", {})
+    kind = expectation["type"]
+    if count is None:
+        return None
+    if kind == "expect_table_row_count_to_be_between" and set(kwargs) <= {"min_value", "max_value"}:
+        low, high = kwargs.get("min_value"), kwargs.get("max_value")
+        holds = (low is None or count >= low) and (high is None or count <= high)
+    elif kind == "expect_table_row_count_to_equal" and set(kwargs) == {"value"}:
+        holds = count == kwargs["value"]
+    else:
+        return None
+    return f"{count} rows, counted by the table's write triggers (ops.kept_row_counts)" if holds else None
+
+
 def catalog_answer(
     conn: psycopg.Connection, schema: str, table: str, expectation: dict
 ) -> str | None:
@@ -85,6 +128,8 @@ def catalog_answer(
     kwargs = expectation.get("kwargs", {})
     column = kwargs.get("column")
     kind = expectation["type"]
+    if kind.startswith("expect_table_row_count_"):
+        return row_count_answer(kept_row_count(conn, schema, table), expectation)
     if kind == "expect_column_values_to_be_unique" and set(kwargs) == {"column"}:
         index = _unique_index(conn, relation, column)
         return f"enforced by unique index {index}" if index else None

@@ -149,6 +149,14 @@ def _copy_whole(conn: psycopg.Connection, name: str, column_list: sql.Composable
         conn.execute(
             sql.SQL("{} on {} {}").format(sql.SQL(match.group(1)), copy, sql.SQL(match.group(2)))
         )
+    # A mart whose rows are kept counted (ops.keep_row_count, dbt post-hook keep_row_count)
+    # keeps them in its copy too, from the rows just copied: its next audit reads the count
+    # rather than scanning it. `like` copies no triggers.
+    conn.execute(
+        "select ops.keep_row_count(to_regclass(%s), %s) "
+        "where exists (select from ops.kept_row_counts where relation_id = to_regclass(%s))",
+        (copy.as_string(conn), copied, published.as_string(conn)),
+    )
     conn.execute("set local lock_timeout = '30s'")
     # The mart views over the retired table were dropped before the catch-up began
     # (_drop_views_over); any other dependent object makes the DROP fail, and the failure

@@ -52,6 +52,7 @@
             "{{ enforce_accepted_values('loyalty_category', ['promoter', 'passive', 'detractor']) }}",
             "{{ enforce_between([{'column': 'order_count', 'min_value': 0}, {'column': 'revenue', 'min_value': 0}, {'column': 'last_likelihood_to_recommend', 'min_value': 0, 'max_value': 10}]) }}",
             "{{ analyze_when_stale() }}",
+            "{{ keep_row_count() }}",
         ],
         indexes=[
             {'columns': ['customer_key'], 'unique': True},

@@ -37,6 +37,7 @@
             "{{ set_not_null('product_line') }}",
             "{{ enforce_between([{'column': 'quantity', 'min_value': 1}, {'column': 'line_revenue', 'min_value': 0}]) }}",
             "{{ analyze_when_stale() }}",
+            "{{ keep_row_count() }}",
         ],
         indexes=[
             {'columns': ['order_line_id'], 'unique': True},

@@ -43,6 +43,7 @@
             "{{ set_not_null(['revenue', 'customer_key']) }}",
             "{{ enforce_between([{'column': 'revenue', 'min_value': 0}, {'column': 'refunded_amount', 'min_value': 0}, {'column': 'line_count', 'min_value': 0}]) }}",
             "{{ analyze_when_stale() }}",
+            "{{ keep_row_count() }}",
         ],
         indexes=[
             {'columns': ['order_id'], 'unique': True},

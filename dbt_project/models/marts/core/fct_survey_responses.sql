@@ -25,6 +25,7 @@
             "{{ enforce_between([{'column': 'likelihood_to_recommend', 'min_value': 0, 'max_value': 10}, {'column': 'csat_score', 'min_value': 1, 'max_value': 5}, {'column': 'ces_score', 'min_value': 1, 'max_value': 7}, {'column': 'advocacy_loyalty_index', 'min_value': 0, 'max_value': 10}, {'column': 'purchasing_loyalty_index', 'min_value': 0, 'max_value': 10}, {'column': 'retention_loyalty_index', 'min_value': 0, 'max_value': 10}]) }}",
             "{{ enforce_accepted_values('nps_category', ['promoter', 'passive', 'detractor']) }}",
             "{{ analyze_when_stale() }}",
+            "{{ keep_row_count() }}",
         ],
         indexes=[
             {'columns': ['response_id'], 'unique': True},
