@@ -80,7 +80,11 @@ def _unique_index(conn: psycopg.Connection, relation: str, column: str) -> str |
 
 
 # The triggers ops.keep_row_count puts on a table whose rows it keeps (warehouse/bootstrap.py).
-ROW_COUNT_TRIGGERS = ("keeps_row_count_insert", "keeps_row_count_delete", "keeps_row_count_truncate")
+ROW_COUNT_TRIGGERS = (
+    "keeps_row_count_insert",
+    "keeps_row_count_delete",
+    "keeps_row_count_truncate",
+)
 
 
 def kept_row_count(conn: psycopg.Connection, schema: str, table: str) -> int | None:
@@ -115,7 +119,11 @@ def row_count_answer(count: int | None, expectation: dict) -> str | None:
         holds = count == kwargs["value"]
     else:
         return None
-    return f"{count} rows, counted by the table's write triggers (ops.kept_row_counts)" if holds else None
+    return (
+        f"{count} rows, counted by the table's write triggers (ops.kept_row_counts)"
+        if holds
+        else None
+    )
 
 
 def catalog_answer(
