@@ -27,6 +27,7 @@ import pytest
 from cem_warehouse import paths
 from cem_warehouse.cli import main
 from cem_warehouse.errors import CemError
+from cem_warehouse.quality.catalog_answers import kept_row_count
 from cem_warehouse.sources.crm import CrmStore
 from cem_warehouse.sources.generator.params import DEFAULT_PARAMS
 from cem_warehouse.sources.generator.run import generate_next_day
@@ -196,6 +197,19 @@ READING_MARTS = (
 )
 
 
+# The marts whose rows their write triggers count for the audit (dbt post-hook
+# keep_row_count), in both generations: built, caught up or copied.
+KEPT_COUNT_MARTS = ("fct_orders", "fct_order_lines", "dim_customers_stored", "fct_survey_responses")
+
+
+def _assert_row_counts_kept(warehouse) -> None:
+    with connect(warehouse) as conn:
+        for schema in ("marts", "marts_build"):
+            for mart in KEPT_COUNT_MARTS:
+                counted = conn.execute(f"select count(*) from {schema}.{mart}").fetchone()[0]
+                assert kept_row_count(conn, schema, mart) == counted, f"{schema}.{mart}"
+
+
 def _fail_to_catch_up(*args, **kwargs):
     raise psycopg.errors.LockNotAvailable("canceling statement due to lock timeout")
 
@@ -230,6 +244,7 @@ def _assert_retired_generation_caught_up(warehouse, *, expect_all: bool) -> None
             ).fetchone()
             if retired[mart].startswith(("caught up", "copied in full")):
                 assert positions == (1, 2), f"the retired {mart} kept its own log position"
+    _assert_row_counts_kept(warehouse)
 
 
 def _assert_equal_to_a_side_full_refresh(warehouse) -> None:

@@ -85,6 +85,27 @@ def test_readers_see_the_last_good_marts_until_an_audited_build_is_swapped_in(
         ).fetchone()[0]
     assert {"fct_orders", "fct_order_lines", "dim_customers_stored"} <= set(audited)
     assert all(first.tables[table] == rows for table, rows in audited.items())
+    # The large facts' counts were not scanned by GX: their tables count their own writes
+    # (ops.keep_row_count), and the catalog answered the row-count checks from that count.
+    with connect(stand_ins.warehouse) as conn:
+        counted_by_triggers = dict(
+            conn.execute(
+                "select r.suite_name, r.observed_value from ops.dq_results as r "
+                "join ops.mart_publications as p on p.audit ->> 'audit_id' = r.batch_id "
+                "where p.publication_id = %s and r.expectation_type = 'expect_table_row_count_to_be_between' "
+                "and r.observed_value like '%% rows, counted by the table''s write triggers %%'",
+                (first.publication_id,),
+            ).fetchall()
+        )
+    assert {
+        f"marts_{table}"
+        for table in (
+            "fct_orders",
+            "fct_order_lines",
+            "dim_customers_stored",
+            "fct_survey_responses",
+        )
+    } <= set(counted_by_triggers), counted_by_triggers
     # The first publication copied the logging marts whole into marts_build and analyzed
     # each copy: the next build, starting there, finds their statistics current
     # (PostgreSQL counts the copied rows as changed after that ANALYZE, and they are not
@@ -183,6 +204,20 @@ def test_readers_see_the_last_good_marts_until_an_audited_build_is_swapped_in(
             (audit_id,),
         ).fetchall()
     assert failures == [("expect_column_values_to_be_between", "nps")]
+    # A fact emptied by hand: its triggers count that too, and a count that fails the
+    # volume check is left to GX, which counts and reports it.
+    with connect(stand_ins.warehouse) as conn:
+        conn.execute("create table public.saved_orders as select * from marts_build.fct_orders")
+        conn.execute("truncate marts_build.fct_orders")
+        conn.commit()
+    with pytest.raises(
+        CemError, match=r"expect_table_row_count_to_be_between\(\) failed on \? rows \(observed 0\)"
+    ):
+        audit_marts(stand_ins.warehouse)
+    with connect(stand_ins.warehouse) as conn:
+        conn.execute("insert into marts_build.fct_orders select * from public.saved_orders")
+        conn.execute("drop table public.saved_orders")
+        conn.commit()
     # Uniqueness that a unique index enforces is answered from the catalog, without a scan...
     with connect(stand_ins.warehouse) as conn:
         observed = conn.execute(

@@ -81,9 +81,9 @@ def _unique_index(conn: psycopg.Connection, relation: str, column: str) -> str |
 
 # The triggers ops.keep_row_count puts on a table whose rows it keeps (warehouse/bootstrap.py).
 ROW_COUNT_TRIGGERS = (
-    "keeps_row_count_insert",
-    "keeps_row_count_delete",
-    "keeps_row_count_truncate",
+    "row_count_kept_on_insert",
+    "row_count_kept_on_delete",
+    "row_count_kept_on_truncate",
 )
 
 

@@ -211,7 +211,7 @@ begin
     select count(*) into kept_triggers
     from pg_catalog.pg_trigger
     where tgrelid = relation and tgenabled = 'O'
-        and tgname in ('keeps_row_count_insert', 'keeps_row_count_delete', 'keeps_row_count_truncate');
+        and tgname in ('row_count_kept_on_insert', 'row_count_kept_on_delete', 'row_count_kept_on_truncate');
     if kept_triggers = 3
         and exists (select from ops.kept_row_counts where relation_id = relation) then
         return null;
@@ -220,21 +220,21 @@ begin
     foreach kind in array array['insert', 'delete', 'truncate'] loop
         if exists (
             select from pg_catalog.pg_trigger
-            where tgrelid = relation and tgname = 'keeps_row_count_' || kind
+            where tgrelid = relation and tgname = 'row_count_kept_on_' || kind
         ) then
-            execute format('drop trigger %I on %s', 'keeps_row_count_' || kind, relation);
+            execute format('drop trigger %I on %s', 'row_count_kept_on_' || kind, relation);
         end if;
     end loop;
     execute format(
-        'create trigger keeps_row_count_insert after insert on %s '
+        'create trigger row_count_kept_on_insert after insert on %s '
         'referencing new table as inserted_rows for each statement '
         'execute function ops.count_written_rows()', relation);
     execute format(
-        'create trigger keeps_row_count_delete after delete on %s '
+        'create trigger row_count_kept_on_delete after delete on %s '
         'referencing old table as deleted_rows for each statement '
         'execute function ops.count_written_rows()', relation);
     execute format(
-        'create trigger keeps_row_count_truncate after truncate on %s '
+        'create trigger row_count_kept_on_truncate after truncate on %s '
         'for each statement execute function ops.count_written_rows()', relation);
     if known_rows is null then
         execute format('select count(*) from %s', relation) into counted;

@@ -1,0 +1,152 @@
+"""ops.keep_row_count: a table's rows counted by triggers on its own writes, and the audit's
+row-count checks answered from that count, on a real server."""
+
+from __future__ import annotations
+
+import threading
+
+import psycopg
+import pytest
+
+from cem_warehouse.quality.catalog_answers import catalog_answer, kept_row_count
+from cem_warehouse.warehouse.bootstrap import bootstrap
+from cem_warehouse.warehouse.connection import connect
+
+AT_LEAST_ONE = {"type": "expect_table_row_count_to_be_between", "kwargs": {"min_value": 1}}
+
+
+def _kept_and_counted(conn: psycopg.Connection) -> tuple[int | None, int]:
+    return (
+        kept_row_count(conn, "public", "facts"),
+        conn.execute("select count(*) from public.facts").fetchone()[0],
+    )
+
+
+def test_every_kind_of_write_keeps_the_count_exact(fresh_database):
+    bootstrap(fresh_database)
+    with connect(fresh_database) as conn:
+        conn.execute("create table public.facts (id int primary key, label text)")
+        conn.execute("insert into public.facts select g, 'a' from generate_series(1, 1000) g")
+        # Not kept yet: nothing answers for the table.
+        assert kept_row_count(conn, "public", "facts") is None
+        assert catalog_answer(conn, "public", "facts", AT_LEAST_ONE) is None
+        # Counted once when keeping starts (the rows this transaction wrote included)...
+        assert conn.execute("select ops.keep_row_count('public.facts')").fetchone()[0] == 1000
+        # ...and not again while the triggers and the count are in place.
+        assert conn.execute("select ops.keep_row_count('public.facts')").fetchone()[0] is None
+        conn.commit()
+
+        writes = [
+            "insert into public.facts select g, 'b' from generate_series(1001, 1500) g",
+            "delete from public.facts where id <= 100",
+            "update public.facts set label = 'c' where id < 300",  # no row more or less
+            # what the strategies do: a delete handing its keys to an insert, in one statement
+            "with gone as (delete from public.facts where id > 1400 returning id) "
+            "insert into public.facts select id + 10000, 'd' from gone where id > 1450",
+            "insert into public.facts values (200, 'e') on conflict (id) do nothing",
+            "insert into public.facts values (200, 'e') on conflict (id) do update set label = 'f'",
+        ]
+        for write in writes:
+            conn.execute(write)
+            kept, counted = _kept_and_counted(conn)
+            assert kept == counted, write
+        conn.commit()
+        assert _kept_and_counted(conn) == (1350, 1350)
+
+        # A write rolled back takes its count with it.
+        conn.execute("delete from public.facts where id < 500")
+        conn.rollback()
+        assert _kept_and_counted(conn) == (1350, 1350)
+
+        conn.execute("truncate public.facts")
+        assert _kept_and_counted(conn) == (0, 0)
+        conn.execute("insert into public.facts values (1, 'g')")
+        conn.commit()
+        assert _kept_and_counted(conn) == (1, 1)
+        assert catalog_answer(conn, "public", "facts", AT_LEAST_ONE) == (
+            "1 rows, counted by the table's write triggers (ops.kept_row_counts)"
+        )
+
+
+def test_a_count_that_cannot_be_trusted_is_left_to_gx(fresh_database):
+    bootstrap(fresh_database)
+    with connect(fresh_database) as conn:
+        conn.execute("create table public.facts (id int primary key)")
+        conn.execute("insert into public.facts select generate_series(1, 10)")
+        conn.execute("select ops.keep_row_count('public.facts')")
+        conn.commit()
+        # A count that fails the expectation is not an answer: GX counts again and reports
+        # the failure with its observed value, as for any other table.
+        too_many = {"type": "expect_table_row_count_to_be_between", "kwargs": {"min_value": 11}}
+        assert catalog_answer(conn, "public", "facts", too_many) is None
+        exactly = {"type": "expect_table_row_count_to_equal", "kwargs": {"value": 10}}
+        assert catalog_answer(conn, "public", "facts", exactly).startswith("10 rows")
+        # Nor is a count a disabled trigger may have missed...
+        conn.execute("alter table public.facts disable trigger row_count_kept_on_delete")
+        conn.execute("delete from public.facts where id = 1")
+        conn.commit()
+        assert kept_row_count(conn, "public", "facts") is None
+        assert catalog_answer(conn, "public", "facts", AT_LEAST_ONE) is None
+        # ...until keeping starts again, which counts the table anew.
+        assert conn.execute("select ops.keep_row_count('public.facts')").fetchone()[0] == 9
+        conn.commit()
+        assert _kept_and_counted(conn) == (9, 9)
+        # A lost count row is missed the same way.
+        conn.execute("delete from ops.kept_row_counts")
+        conn.commit()
+        assert kept_row_count(conn, "public", "facts") is None
+        assert conn.execute("select ops.keep_row_count('public.facts')").fetchone()[0] == 9
+        conn.commit()
+        # A bootstrap forgets the counts of tables dropped since.
+        conn.execute("drop table public.facts")
+        conn.commit()
+    bootstrap(fresh_database)
+    with connect(fresh_database) as conn:
+        assert conn.execute("select count(*) from ops.kept_row_counts").fetchone()[0] == 0
+
+
+def test_no_write_falls_between_the_count_and_the_triggers(fresh_database):
+    """Keeping starts under the trigger's lock: a writer waits for it, and its rows are
+    counted by the triggers, not missed."""
+    bootstrap(fresh_database)
+    with connect(fresh_database) as conn:
+        conn.execute("create table public.facts (id int primary key)")
+        conn.execute("insert into public.facts select generate_series(1, 10)")
+        conn.commit()
+    writer_done = threading.Event()
+
+    def write() -> None:
+        with connect(fresh_database) as writer:
+            writer.execute("insert into public.facts select generate_series(11, 15)")
+            writer.commit()
+        writer_done.set()
+
+    with connect(fresh_database) as starter:
+        assert starter.execute("select ops.keep_row_count('public.facts')").fetchone()[0] == 10
+        thread = threading.Thread(target=write)
+        thread.start()
+        # the writer waits on the lock creating the triggers took
+        assert not writer_done.wait(1.0)
+        starter.commit()
+    thread.join(30)
+    assert writer_done.is_set()
+    with connect(fresh_database) as conn:
+        assert _kept_and_counted(conn) == (15, 15)
+
+
+def test_a_count_that_would_go_below_zero_fails_the_write(fresh_database):
+    """Counts that no longer match the rows make the write fail, not publish a wrong count."""
+    bootstrap(fresh_database)
+    with connect(fresh_database) as conn:
+        conn.execute("create table public.facts (id int primary key)")
+        conn.execute("insert into public.facts select generate_series(1, 3)")
+        conn.execute("select ops.keep_row_count('public.facts')")
+        # the count drifted (by a write with triggers off, say): 1 kept for 3 rows
+        conn.execute(
+            "update ops.kept_row_counts set row_count = 1 "
+            "where relation_id = 'public.facts'::regclass"
+        )
+        conn.commit()
+        with pytest.raises(psycopg.errors.CheckViolation):
+            conn.execute("delete from public.facts")
+        conn.rollback()
