@@ -131,8 +131,9 @@ def audit_marts(
             for run in suite_runs
             if any(kind.startswith("expect_table_row_count_") for kind in _answered_kinds(run))
         }
-    # The largest tables first (by their last published rows): their counts wait longest, and
-    # the small suites fill the other thread meanwhile.
+    # The largest tables first (by their last published rows): their scans, if GX still has
+    # one to make there (a count their triggers do not keep), wait longest, and the small
+    # suites fill the other thread meanwhile.
     by_size = sorted(suite_runs, key=lambda run: -published.get(run["table"], 0))
     with ThreadPoolExecutor(AUDIT_THREADS, thread_name_prefix="mart-audit") as pool:
         validating = {id(run): pool.submit(_validate, location, run) for run in by_size}
