@@ -17,6 +17,7 @@ import pytest
 from cem_warehouse.errors import CemError
 from cem_warehouse.load.tables import begin_raw_publish
 from cem_warehouse.ops_report import print_marts
+from cem_warehouse.quality.catalog_answers import kept_row_count
 from cem_warehouse.quality.gx_runner import SuiteRun, data_docs_dir, load_suite_definition
 from cem_warehouse.quality.marts_audit import audit_marts, mart_suite_names
 from cem_warehouse.sources.generator.run import generate_next_day
@@ -73,7 +74,7 @@ def test_readers_see_the_last_good_marts_until_an_audited_build_is_swapped_in(
     # where the build's time went, for the benchmark and operators
     assert set(first.phase_seconds) == {"dbt", "audit", "publish"}
     assert first.phase_seconds["publish"] >= first.catch_up_seconds >= 0
-    # The publication records every mart's exact rows; the audited ones as GX counted them.
+    # The publication records every mart's exact rows; the audited ones as the audit had them.
     with connect(stand_ins.warehouse) as conn:
         assert first.tables == {
             table: conn.execute(f"select count(*) from marts.{table}").fetchone()[0]
@@ -218,6 +219,11 @@ def test_readers_see_the_last_good_marts_until_an_audited_build_is_swapped_in(
         conn.execute("insert into marts_build.fct_orders select * from public.saved_orders")
         conn.execute("drop table public.saved_orders")
         conn.commit()
+        # the truncate and the insert were counted as well: the count is exact again
+        assert (
+            kept_row_count(conn, "marts_build", "fct_orders")
+            == (conn.execute("select count(*) from marts_build.fct_orders").fetchone()[0])
+        )
     # Uniqueness that a unique index enforces is answered from the catalog, without a scan...
     with connect(stand_ins.warehouse) as conn:
         observed = conn.execute(
