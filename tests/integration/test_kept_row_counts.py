@@ -144,9 +144,38 @@ def test_a_count_that_would_go_below_zero_fails_the_write(fresh_database):
         # the count drifted (by a write with triggers off, say): 1 kept for 3 rows
         conn.execute(
             "update ops.kept_row_counts set row_count = 1 "
-            "where relation_id = 'public.facts'::regclass"
+            "where counted_table = 'public.facts'::regclass"
         )
         conn.commit()
         with pytest.raises(psycopg.errors.CheckViolation):
             conn.execute("delete from public.facts")
+        conn.rollback()
+
+
+def test_a_count_is_stored_by_its_table_s_name_for_a_dump_and_restore(fresh_database):
+    """pg_dump writes a regclass as the table's qualified name (it empties search_path), and
+    a restore reads it back as the restored table's oid: a count never lands on another
+    table that happens to get the old oid."""
+    bootstrap(fresh_database)
+    with connect(fresh_database) as conn:
+        conn.execute("create table public.facts (id int primary key)")
+        conn.execute("insert into public.facts select generate_series(1, 10)")
+        conn.execute("select ops.keep_row_count('public.facts')")
+        conn.commit()
+        old_oid = conn.execute("select 'public.facts'::regclass::oid").fetchone()[0]
+        conn.execute("set search_path to ''")
+        dumped = conn.execute("select counted_table::text, row_count from ops.kept_row_counts")
+        assert dumped.fetchall() == [("public.facts", 10)]
+        # as a restore does: the table made anew, then the dumped row read back by name
+        conn.execute("drop table public.facts")
+        conn.execute("create table public.facts (id int primary key)")
+        conn.execute("delete from ops.kept_row_counts")
+        conn.execute(
+            "insert into ops.kept_row_counts (counted_table, row_count) "
+            "values (%s::text::regclass, 10)",
+            ("public.facts",),
+        )
+        restored = conn.execute("select counted_table::oid from ops.kept_row_counts").fetchone()[0]
+        assert restored == conn.execute("select 'public.facts'::regclass::oid").fetchone()[0]
+        assert restored != old_oid
         conn.rollback()

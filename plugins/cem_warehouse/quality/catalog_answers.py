@@ -96,8 +96,8 @@ def kept_row_count(conn: psycopg.Connection, schema: str, table: str) -> int | N
     relation = sql.Identifier(schema, table).as_string(conn)
     row = conn.execute(
         "select kept.row_count from ops.kept_row_counts as kept "
-        "where kept.relation_id = to_regclass(%s) "
-        "and (select count(*) from pg_catalog.pg_trigger where tgrelid = kept.relation_id "
+        "where kept.counted_table = to_regclass(%s) "
+        "and (select count(*) from pg_catalog.pg_trigger where tgrelid = kept.counted_table "
         "and tgenabled = 'O' and tgname = any(%s)) = %s",
         (relation, list(ROW_COUNT_TRIGGERS), len(ROW_COUNT_TRIGGERS)),
     ).fetchone()

@@ -154,7 +154,7 @@ def _copy_whole(conn: psycopg.Connection, name: str, column_list: sql.Composable
     # rather than scanning it. `like` copies no triggers.
     conn.execute(
         "select ops.keep_row_count(to_regclass(%s), %s) "
-        "where exists (select from ops.kept_row_counts where relation_id = to_regclass(%s))",
+        "where exists (select from ops.kept_row_counts where counted_table = to_regclass(%s))",
         (copy.as_string(conn), copied, published.as_string(conn)),
     )
     conn.execute("set local lock_timeout = '30s'")

@@ -168,14 +168,17 @@ $function$;
 -- incremental strategy, the catch-up, a fix by hand). ops.keep_row_count starts keeping a
 -- table: the dbt post-hook keep_row_count after each build of such a mart, the copy of a
 -- mart into the retired generation (cem_warehouse.transform.generations).
+-- A count belongs to its table by regclass, not a bare oid: pg_dump writes a regclass as
+-- the table's name and a restore reads it back as the restored table's new oid, where a
+-- stored oid could name another table of the restored database, and lend it this count.
 create table if not exists ops.kept_row_counts (
-    relation_id oid primary key,
+    counted_table regclass primary key,
     row_count bigint not null check (row_count >= 0)
 );
 -- Tables dropped since (a full refresh replaces its tables); here for the reason given
 -- for ops.writes_counted_after_analyze above.
 delete from ops.kept_row_counts as kept
-where not exists (select from pg_catalog.pg_class where oid = kept.relation_id);
+where not exists (select from pg_catalog.pg_class where oid = kept.counted_table);
 create or replace function ops.count_written_rows() returns trigger
 language plpgsql as $function$
 begin
@@ -184,13 +187,13 @@ begin
     if tg_op = 'INSERT' then
         update ops.kept_row_counts
         set row_count = row_count + (select count(*) from inserted_rows)
-        where relation_id = tg_relid;
+        where counted_table = tg_relid::regclass;
     elsif tg_op = 'DELETE' then
         update ops.kept_row_counts
         set row_count = row_count - (select count(*) from deleted_rows)
-        where relation_id = tg_relid;
+        where counted_table = tg_relid::regclass;
     elsif tg_op = 'TRUNCATE' then
-        update ops.kept_row_counts set row_count = 0 where relation_id = tg_relid;
+        update ops.kept_row_counts set row_count = 0 where counted_table = tg_relid::regclass;
     end if;
     return null;
 end
@@ -213,7 +216,7 @@ begin
     where tgrelid = relation and tgenabled = 'O'
         and tgname in ('row_count_kept_on_insert', 'row_count_kept_on_delete', 'row_count_kept_on_truncate');
     if kept_triggers = 3
-        and exists (select from ops.kept_row_counts where relation_id = relation) then
+        and exists (select from ops.kept_row_counts where counted_table = relation) then
         return null;
     end if;
     -- (a drop only where there is a trigger: `if exists` would tell every new table so)
@@ -241,9 +244,9 @@ begin
     else
         counted := known_rows;
     end if;
-    insert into ops.kept_row_counts (relation_id, row_count)
+    insert into ops.kept_row_counts (counted_table, row_count)
     values (relation, counted)
-    on conflict (relation_id) do update set row_count = excluded.row_count;
+    on conflict (counted_table) do update set row_count = excluded.row_count;
     return counted;
 end
 $function$;
