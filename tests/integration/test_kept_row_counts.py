@@ -22,6 +22,18 @@ def _kept_and_counted(conn: psycopg.Connection) -> tuple[int | None, int]:
     )
 
 
+def _facts(database, rows: int, *, kept: bool = True) -> None:
+    """A bootstrapped warehouse with ``public.facts`` holding ids 1..``rows``, its count kept
+    from the start unless ``kept`` is false."""
+    bootstrap(database)
+    with connect(database) as conn:
+        conn.execute("create table public.facts (id int primary key)")
+        conn.execute("insert into public.facts select generate_series(1, %s)", (rows,))
+        if kept:
+            conn.execute("select ops.keep_row_count('public.facts')")
+        conn.commit()
+
+
 def test_every_kind_of_write_keeps_the_count_exact(fresh_database):
     bootstrap(fresh_database)
     with connect(fresh_database) as conn:
@@ -69,12 +81,8 @@ def test_every_kind_of_write_keeps_the_count_exact(fresh_database):
 
 
 def test_a_count_that_cannot_be_trusted_is_left_to_gx(fresh_database):
-    bootstrap(fresh_database)
+    _facts(fresh_database, 10)
     with connect(fresh_database) as conn:
-        conn.execute("create table public.facts (id int primary key)")
-        conn.execute("insert into public.facts select generate_series(1, 10)")
-        conn.execute("select ops.keep_row_count('public.facts')")
-        conn.commit()
         # A count that fails the expectation is not an answer: GX counts again and reports
         # the failure with its observed value, as for any other table.
         too_many = {"type": "expect_table_row_count_to_be_between", "kwargs": {"min_value": 11}}
@@ -108,11 +116,7 @@ def test_a_count_that_cannot_be_trusted_is_left_to_gx(fresh_database):
 def test_no_write_falls_between_the_count_and_the_triggers(fresh_database):
     """Keeping starts under the trigger's lock: a writer waits for it, and its rows are
     counted by the triggers, not missed."""
-    bootstrap(fresh_database)
-    with connect(fresh_database) as conn:
-        conn.execute("create table public.facts (id int primary key)")
-        conn.execute("insert into public.facts select generate_series(1, 10)")
-        conn.commit()
+    _facts(fresh_database, 10, kept=False)
     writer_done = threading.Event()
 
     def write() -> None:
@@ -136,11 +140,8 @@ def test_no_write_falls_between_the_count_and_the_triggers(fresh_database):
 
 def test_a_count_that_would_go_below_zero_fails_the_write(fresh_database):
     """Counts that no longer match the rows make the write fail, not publish a wrong count."""
-    bootstrap(fresh_database)
+    _facts(fresh_database, 3)
     with connect(fresh_database) as conn:
-        conn.execute("create table public.facts (id int primary key)")
-        conn.execute("insert into public.facts select generate_series(1, 3)")
-        conn.execute("select ops.keep_row_count('public.facts')")
         # the count drifted (by a write with triggers off, say): 1 kept for 3 rows
         conn.execute(
             "update ops.kept_row_counts set row_count = 1 "
@@ -156,12 +157,8 @@ def test_a_count_is_stored_by_its_table_s_name_for_a_dump_and_restore(fresh_data
     """pg_dump writes a regclass as the table's qualified name (it empties search_path), and
     a restore reads it back as the restored table's oid: a count never lands on another
     table that happens to get the old oid."""
-    bootstrap(fresh_database)
+    _facts(fresh_database, 10)
     with connect(fresh_database) as conn:
-        conn.execute("create table public.facts (id int primary key)")
-        conn.execute("insert into public.facts select generate_series(1, 10)")
-        conn.execute("select ops.keep_row_count('public.facts')")
-        conn.commit()
         old_oid = conn.execute("select 'public.facts'::regclass::oid").fetchone()[0]
         conn.execute("set search_path to ''")
         dumped = conn.execute("select counted_table::text, row_count from ops.kept_row_counts")

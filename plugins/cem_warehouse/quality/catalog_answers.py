@@ -104,6 +104,10 @@ def kept_row_count(conn: psycopg.Connection, schema: str, table: str) -> int | N
     return int(row[0]) if row else None
 
 
+# The default of ``kept_rows`` below: the caller has not looked the count up.
+_NOT_LOOKED_UP = object()
+
+
 def row_count_answer(count: int | None, expectation: dict) -> str | None:
     """The answer to a row-count expectation from a kept ``count``: only when the count
     meets it. A count outside the bounds is left to GX, which counts again and reports the
@@ -127,17 +131,24 @@ def row_count_answer(count: int | None, expectation: dict) -> str | None:
 
 
 def catalog_answer(
-    conn: psycopg.Connection, schema: str, table: str, expectation: dict
+    conn: psycopg.Connection,
+    schema: str,
+    table: str,
+    expectation: dict,
+    kept_rows: int | None | object = _NOT_LOOKED_UP,
 ) -> str | None:
     """What in the catalog makes ``expectation`` hold for every row of ``schema.table`` (or
     of any view selecting from it), or None when nothing does and GX must scan. A unique
-    index lets nulls repeat, as GX's uniqueness check does."""
+    index lets nulls repeat, as GX's uniqueness check does. ``kept_rows``: the table's
+    :func:`kept_row_count`, when the caller has it already."""
     relation = sql.Identifier(schema, table).as_string(conn)
     kwargs = expectation.get("kwargs", {})
     column = kwargs.get("column")
     kind = expectation["type"]
     if kind.startswith("expect_table_row_count_"):
-        return row_count_answer(kept_row_count(conn, schema, table), expectation)
+        if kept_rows is _NOT_LOOKED_UP:
+            kept_rows = kept_row_count(conn, schema, table)
+        return row_count_answer(kept_rows, expectation)
     if kind == "expect_column_values_to_be_unique" and set(kwargs) == {"column"}:
         index = _unique_index(conn, relation, column)
         return f"enforced by unique index {index}" if index else None
@@ -161,13 +172,23 @@ def catalog_answer(
 
 
 def answered_by_the_catalog(
-    conn: psycopg.Connection, schema: str, table: str, expectations: list[dict]
+    conn: psycopg.Connection,
+    schema: str,
+    table: str,
+    expectations: list[dict],
+    kept_rows: int | None | object = _NOT_LOOKED_UP,
 ) -> tuple[list[dict], list[tuple[dict, str]]]:
     """Splits a suite into the expectations GX still has to run on ``schema.table`` and
-    those the catalog answers, each with its answer (see :func:`catalog_answer`)."""
+    those the catalog answers, each with its answer (see :func:`catalog_answer`). The kept
+    row count is looked up once for all the row-count expectations (unless the caller
+    passes it as ``kept_rows``)."""
+    if kept_rows is _NOT_LOOKED_UP and any(
+        expectation["type"].startswith("expect_table_row_count_") for expectation in expectations
+    ):
+        kept_rows = kept_row_count(conn, schema, table)
     remaining, answered = [], []
     for expectation in expectations:
-        answer = catalog_answer(conn, schema, table, expectation)
+        answer = catalog_answer(conn, schema, table, expectation, kept_rows)
         if answer is None:
             remaining.append(expectation)
         else:
