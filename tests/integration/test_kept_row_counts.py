@@ -139,7 +139,8 @@ def test_no_write_falls_between_the_count_and_the_triggers(fresh_database):
 
 
 def test_a_count_that_would_go_below_zero_fails_the_write(fresh_database):
-    """Counts that no longer match the rows make the write fail, not publish a wrong count."""
+    """Counts that no longer match the rows make the write fail, not publish a wrong count,
+    with a hint that counts the table again."""
     _facts(fresh_database, 3)
     with connect(fresh_database) as conn:
         # the count drifted (by a write with triggers off, say): 1 kept for 3 rows
@@ -148,9 +149,19 @@ def test_a_count_that_would_go_below_zero_fails_the_write(fresh_database):
             "where counted_table = 'public.facts'::regclass"
         )
         conn.commit()
-        with pytest.raises(psycopg.errors.CheckViolation):
+        with pytest.raises(psycopg.errors.RaiseException) as drifted:
             conn.execute("delete from public.facts")
+        assert "kept row count of facts is lower than the 3 rows" in str(drifted.value)
+        hint = drifted.value.diag.message_hint
         conn.rollback()
+        # the hint's statements count the table again, and the delete goes through
+        for statement in (
+            hint.removeprefix("Count the table again: ").split("; then")[0].split("; ")
+        ):
+            conn.execute(statement)
+        conn.execute("delete from public.facts")
+        assert _kept_and_counted(conn) == (0, 0)
+        conn.commit()
 
 
 def test_a_count_is_stored_by_its_table_s_name_for_a_dump_and_restore(fresh_database):

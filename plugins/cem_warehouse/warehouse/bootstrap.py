@@ -181,6 +181,8 @@ delete from ops.kept_row_counts as kept
 where not exists (select from pg_catalog.pg_class where oid = kept.counted_table);
 create or replace function ops.count_written_rows() returns trigger
 language plpgsql as $function$
+declare
+    removed bigint;
 begin
     -- Each branch names the transition table its own trigger declares; PL/pgSQL plans a
     -- statement when it first runs, so the other branches' tables need not exist.
@@ -189,9 +191,21 @@ begin
         set row_count = row_count + (select count(*) from inserted_rows)
         where counted_table = tg_relid::regclass;
     elsif tg_op = 'DELETE' then
+        select count(*) into removed from deleted_rows;
         update ops.kept_row_counts
-        set row_count = row_count - (select count(*) from deleted_rows)
-        where counted_table = tg_relid::regclass;
+        set row_count = row_count - removed
+        where counted_table = tg_relid::regclass and row_count >= removed;
+        -- fewer rows kept than deleted: the count no longer matches the table (a write
+        -- with the triggers off, say); the statement fails, saying how to count again
+        if not found and exists (
+            select from ops.kept_row_counts where counted_table = tg_relid::regclass
+        ) then
+            raise exception 'the kept row count of % is lower than the % rows this statement deletes: it no longer matches the table', tg_relid::regclass, removed
+                using hint = format(
+                    'Count the table again: delete from ops.kept_row_counts where '
+                    'counted_table = %L::regclass; select ops.keep_row_count(%L); then '
+                    'run the statement again.', tg_relid::regclass, tg_relid::regclass);
+        end if;
     elsif tg_op = 'TRUNCATE' then
         update ops.kept_row_counts set row_count = 0 where counted_table = tg_relid::regclass;
     end if;
