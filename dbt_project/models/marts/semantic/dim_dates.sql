@@ -9,10 +9,10 @@ with
 bounds as (
 
     select
-        least(
-            -- the first order's day, from int_as_of_date's scan of the orders
-            (select first_order_date from {{ ref('int_as_of_date') }}),
-            (select min(acquisition_date) from {{ ref('stg_crm__customers') }})
+        -- the first order's day and the first acquisition, both kept by int_as_of_date
+        (
+            select least(first_order_date, first_acquisition_date)
+            from {{ ref('int_as_of_date') }}
         ) as first_date,
         {{ as_of_date() }} as last_date
 
