@@ -12,11 +12,11 @@
 
         bound now = the higher (or lower) of the stored bound and the rows loaded since
 
-    That is exact whenever the row holding the stored bound has not been loaded again since
-    the watermark and is still there: every other row not loaded since is as it was, and was
-    not past the bound. When the holder was loaded again (its value may have moved back) or
-    removed, that one bound is read from every row, as it is on a first build and with
-    --full-refresh. The check and the reads are one statement, taken under the raw-publish
+    That is exact whenever the row holding the stored bound is still there with the same
+    value, loaded again since or not: every row not loaded since is as it was, and was not
+    past the bound, so the bound still stands unless a row loaded since passes it. When the
+    holder's value changed or the holder was removed, that one bound is read from every
+    row, as it is on a first build and with --full-refresh. The check and the reads are one statement, taken under the raw-publish
     gate (wait_for_raw_publishes), so a load cannot change a row between them, and every row
     committed later carries a newer `loaded_at` than the watermark stored.
 -#}
@@ -76,13 +76,14 @@
     order by {{ column }} {{ direction }}, {{ key }} {{ direction }}
     limit 1
     {%- else -%}
-    {#- whether the stored holder is still there, not loaded again since the watermark (no
-        holder: no row had a value, and every row not loaded since still has none) -#}
+    {#- whether the stored holder is still there with its value, loaded again since or not (an
+        order's status changes reload the newest orders every day); no holder: no row had a
+        value, and every row not loaded since still has none -#}
     {%- set holder_kept -%}
         ({{ holder }} is null or exists (
             select from {{ relation }}
             where {{ key }} = cast({{ holder }} as bigint)
-                and loaded_at <= cast({{ watermark }} as timestamptz)
+                and {{ column }} = cast({{ value }} as {{ type }})
         ))
     {%- endset -%}
     {#- each branch filtered above its LIMIT, where the filter is decided once before the

@@ -2,7 +2,7 @@
 contact, first acquisition) from one build to the next and moves them by the rows loaded
 since (macros/kept_data_bounds.sql). On really loaded data, changed the ways a load changes
 raw, each build's bounds equal the minimum and maximum of every row, and only a bound whose
-holding row was loaded again or removed is read from every row."""
+holding row changed its value or was removed is read from every row."""
 
 from __future__ import annotations
 
@@ -98,6 +98,18 @@ def test_bounds_move_by_the_rows_loaded_since_and_are_read_again_when_their_row_
     assert moved["latest_order_at"] == week_later
     assert moved["latest_response_at"] == week_later
     assert moved["orders_loaded_through"] > row["orders_loaded_through"]
+
+    # The latest order loaded again unchanged (a status change, as the newest orders get
+    # every day): it still holds the bound.
+    _load_again(
+        warehouse,
+        "update raw.orders set status = 'shipped', _loaded_at = clock_timestamp() "
+        "where order_id = %s",
+        moved["latest_order_id"],
+    )
+    reloaded = _build_and_check(warehouse)
+    assert reloaded["bounds_read_in_full"] == 0
+    assert reloaded["latest_order_id"] == moved["latest_order_id"]
 
     # The latest order corrected back to before the first order: the latest bound's row was
     # loaded again, so that bound is read from every row (the next-latest order now), while
