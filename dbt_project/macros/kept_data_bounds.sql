@@ -16,9 +16,10 @@
     value, loaded again since or not: every row not loaded since is as it was, and was not
     past the bound, so the bound still stands unless a row loaded since passes it. When the
     holder's value changed or the holder was removed, that one bound is read from every
-    row, as it is on a first build and with --full-refresh. The check and the reads are one statement, taken under the raw-publish
-    gate (wait_for_raw_publishes), so a load cannot change a row between them, and every row
-    committed later carries a newer `loaded_at` than the watermark stored.
+    row, as it is on a first build and with --full-refresh. The check and the reads are one
+    statement, taken under the raw-publish gate (wait_for_raw_publishes), so a load cannot
+    change a row between them, and every row committed later carries a newer `loaded_at`
+    than the watermark stored.
 -#}
 
 {#- The previous build's row of this model as SQL literals, or none when there is none to

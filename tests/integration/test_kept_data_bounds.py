@@ -11,23 +11,13 @@ from datetime import timedelta
 from cem_warehouse.transform.dbt import run_dbt
 from cem_warehouse.warehouse.connection import connect
 
-# Each kept bound: its column in int_as_of_date, the key column holding it there, and the
-# same bound read from every row of its staging view.
+# Each kept bound in int_as_of_date, and the same bound read from every row of its view.
 BOUNDS = {
-    "first_order_at": ("first_order_id", "select min(ordered_at) from staging.stg_sales__orders"),
-    "latest_order_at": ("latest_order_id", "select max(ordered_at) from staging.stg_sales__orders"),
-    "latest_response_at": (
-        "latest_response_id",
-        "select max(responded_at) from staging.stg_surveys__responses",
-    ),
-    "latest_interaction_at": (
-        "latest_interaction_id",
-        "select max(started_at) from staging.stg_crm__interactions",
-    ),
-    "first_acquisition_date": (
-        "first_acquired_customer_id",
-        "select min(acquisition_date) from staging.stg_crm__customers",
-    ),
+    "first_order_at": "select min(ordered_at) from staging.stg_sales__orders",
+    "latest_order_at": "select max(ordered_at) from staging.stg_sales__orders",
+    "latest_response_at": "select max(responded_at) from staging.stg_surveys__responses",
+    "latest_interaction_at": "select max(started_at) from staging.stg_crm__interactions",
+    "first_acquisition_date": "select min(acquisition_date) from staging.stg_crm__customers",
 }
 
 
@@ -39,7 +29,7 @@ def _build_and_check(warehouse, *extra: str) -> dict:
         row = dict(
             zip([column.name for column in cursor.description], cursor.fetchone(), strict=True)
         )
-        for bound, (_, every_row) in BOUNDS.items():
+        for bound, every_row in BOUNDS.items():
             assert row[bound] == conn.execute(every_row).fetchone()[0], bound
         latest_of_all = conn.execute(
             "select greatest("
@@ -73,8 +63,8 @@ def test_bounds_move_by_the_rows_loaded_since_and_are_read_again_when_their_row_
     row = _build_and_check(warehouse)
     assert row["bounds_read_in_full"] == 0, "nothing loaded: every bound kept"
 
-    # A load brings an order placed a week after the latest data, and moves a response
-    # (not the latest) to the day after it: both bounds move by the rows loaded since.
+    # A load moves an order (neither bound's holder) to a week after the latest data, and a
+    # response (not the latest) to the same moment: both bounds move by the rows loaded since.
     week_later = row["latest_order_at"] + timedelta(days=7)
     _load_again(
         warehouse,
@@ -111,9 +101,9 @@ def test_bounds_move_by_the_rows_loaded_since_and_are_read_again_when_their_row_
     assert reloaded["bounds_read_in_full"] == 0
     assert reloaded["latest_order_id"] == moved["latest_order_id"]
 
-    # The latest order corrected back to before the first order: the latest bound's row was
-    # loaded again, so that bound is read from every row (the next-latest order now), while
-    # the first order moves to it by the rows loaded since.
+    # The latest order corrected back to before the first order: the latest bound's row
+    # changed its value, so that bound is read from every row (the next-latest order now),
+    # while the first order moves to it by the rows loaded since.
     _load_again(
         warehouse,
         "update raw.orders set ordered_at = %s, _loaded_at = clock_timestamp() where order_id = %s",
