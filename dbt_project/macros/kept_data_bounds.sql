@@ -65,10 +65,14 @@
 
 
 {#- One bound as a one-row select of (holder_key, bound, read_in_full): the row of
-    `relation` with the lowest (`lowest=true`) or highest non-null `column`, ties broken by
-    `key`. `loaded` names the CTE of rows_loaded_since; `holder` and `value` are the stored
-    literals, `watermark` the stored watermark (none: read every row). -#}
-{% macro data_bound(relation, key, column, lowest, loaded, holder, value, watermark, type) -%}
+    `relation` with the lowest (`bound.lowest`) or highest non-null `table.column`, ties
+    broken by `table.key`. `table` and `bound` are int_as_of_date's descriptions of them;
+    `stored` the previous build's literals by column (empty: read every row). -#}
+{% macro data_bound(relation, table, bound, stored) -%}
+    {%- set key, column, type, lowest = table.key, table.column, table.type, bound.lowest -%}
+    {%- set loaded = table.name ~ '_loaded' -%}
+    {%- set holder, value = stored.get(bound.holder), stored.get(bound.value) -%}
+    {%- set watermark = stored.get(table.name ~ '_loaded_through') -%}
     {%- set direction = 'asc' if lowest else 'desc' -%}
     {%- if watermark is none -%}
     select {{ key }} as holder_key, {{ column }} as bound, true as read_in_full

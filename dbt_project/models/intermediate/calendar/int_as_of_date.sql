@@ -24,105 +24,77 @@
     )
 }}
 
-{#- the stored bounds and watermarks this build starts from (macros/kept_data_bounds.sql) -#}
-{%- set previous = previous_data_bounds([
-    'first_order_id', 'first_order_at', 'latest_order_id', 'latest_order_at', 'orders_loaded_through',
-    'latest_response_id', 'latest_response_at', 'responses_loaded_through',
-    'latest_interaction_id', 'latest_interaction_at', 'interactions_loaded_through',
-    'first_acquired_customer_id', 'first_acquisition_date', 'customers_loaded_through',
-]) %}
+{#- Each raw table a bound is kept for (macros/kept_data_bounds.sql): its staging model, key
+    and bounded column, and its bounds, each stored as the holder's key and the value. -#}
+{%- set kept_tables = [
+    {'name': 'orders', 'model': 'stg_sales__orders', 'key': 'order_id', 'column': 'ordered_at', 'type': 'timestamptz', 'bounds': [
+        {'name': 'first_order', 'lowest': true, 'holder': 'first_order_id', 'value': 'first_order_at'},
+        {'name': 'latest_order', 'lowest': false, 'holder': 'latest_order_id', 'value': 'latest_order_at'},
+    ]},
+    {'name': 'responses', 'model': 'stg_surveys__responses', 'key': 'response_id', 'column': 'responded_at', 'type': 'timestamptz', 'bounds': [
+        {'name': 'latest_response', 'lowest': false, 'holder': 'latest_response_id', 'value': 'latest_response_at'},
+    ]},
+    {'name': 'interactions', 'model': 'stg_crm__interactions', 'key': 'interaction_id', 'column': 'started_at', 'type': 'timestamptz', 'bounds': [
+        {'name': 'latest_interaction', 'lowest': false, 'holder': 'latest_interaction_id', 'value': 'latest_interaction_at'},
+    ]},
+    {'name': 'customers', 'model': 'stg_crm__customers', 'key': 'customer_id', 'column': 'acquisition_date', 'type': 'date', 'bounds': [
+        {'name': 'first_acquisition', 'lowest': true, 'holder': 'first_acquired_customer_id', 'value': 'first_acquisition_date'},
+    ]},
+] %}
+
+{#- the columns that store them, in the table's order: each bound's holder and value, then
+    the table's watermark -#}
+{%- set stored_columns = [] %}
+{%- set bound_names = [] %}
+{%- for table in kept_tables %}
+    {%- for bound in table.bounds %}
+        {%- do stored_columns.extend([bound.holder, bound.value]) %}
+        {%- do bound_names.append(bound.name) %}
+    {%- endfor %}
+    {%- do stored_columns.append(table.name ~ '_loaded_through') %}
+{%- endfor %}
+
+{#- what this build starts from (none: every bound read from every row) -#}
+{%- set previous = previous_data_bounds(stored_columns) %}
 {%- set stored = previous or {} %}
-{#- small when read since a watermark (used three times), every row otherwise (read once) -#}
+{#- small when read since a watermark (used by each bound and the watermark), every row
+    otherwise (read once) -#}
 {%- set loaded_kind = 'materialized' if previous else 'not materialized' %}
 
 -- The bounds are whole timestamps, their days taken at the end: the same date (a row's day
 -- never falls as its timestamp rises), without converting each row to a date first.
 with
+{% for table in kept_tables %}
+{%- set watermark = stored.get(table.name ~ '_loaded_through') %}
+{{ table.name }}_loaded as {{ loaded_kind }} (
 
-orders_loaded as {{ loaded_kind }} (
-
-    {{ rows_loaded_since(ref('stg_sales__orders'), ['order_id', 'ordered_at'], stored.get('orders_loaded_through')) | indent(4) }}
-
-),
-
-responses_loaded as {{ loaded_kind }} (
-
-    {{ rows_loaded_since(ref('stg_surveys__responses'), ['response_id', 'responded_at'], stored.get('responses_loaded_through')) | indent(4) }}
+    {{ rows_loaded_since(ref(table.model), [table.key, table.column], watermark) | indent(4) }}
 
 ),
+{% for bound in table.bounds %}
+{{ bound.name }} as (
 
-interactions_loaded as {{ loaded_kind }} (
-
-    {{ rows_loaded_since(ref('stg_crm__interactions'), ['interaction_id', 'started_at'], stored.get('interactions_loaded_through')) | indent(4) }}
-
-),
-
-customers_loaded as {{ loaded_kind }} (
-
-    {{ rows_loaded_since(ref('stg_crm__customers'), ['customer_id', 'acquisition_date'], stored.get('customers_loaded_through')) | indent(4) }}
+    {{ data_bound(ref(table.model), table, bound, stored) | indent(4) }}
 
 ),
-
-first_order as (
-
-    {{ data_bound(ref('stg_sales__orders'), 'order_id', 'ordered_at', true, 'orders_loaded',
-                  stored.get('first_order_id'), stored.get('first_order_at'), stored.get('orders_loaded_through'), 'timestamptz') | indent(4) }}
-
-),
-
-latest_order as (
-
-    {{ data_bound(ref('stg_sales__orders'), 'order_id', 'ordered_at', false, 'orders_loaded',
-                  stored.get('latest_order_id'), stored.get('latest_order_at'), stored.get('orders_loaded_through'), 'timestamptz') | indent(4) }}
-
-),
-
-latest_response as (
-
-    {{ data_bound(ref('stg_surveys__responses'), 'response_id', 'responded_at', false, 'responses_loaded',
-                  stored.get('latest_response_id'), stored.get('latest_response_at'), stored.get('responses_loaded_through'), 'timestamptz') | indent(4) }}
-
-),
-
-latest_interaction as (
-
-    {{ data_bound(ref('stg_crm__interactions'), 'interaction_id', 'started_at', false, 'interactions_loaded',
-                  stored.get('latest_interaction_id'), stored.get('latest_interaction_at'), stored.get('interactions_loaded_through'), 'timestamptz') | indent(4) }}
-
-),
-
-first_acquisition as (
-
-    {{ data_bound(ref('stg_crm__customers'), 'customer_id', 'acquisition_date', true, 'customers_loaded',
-                  stored.get('first_acquired_customer_id'), stored.get('first_acquisition_date'), stored.get('customers_loaded_through'), 'date') | indent(4) }}
-
-),
-
+{% endfor %}
+{%- endfor %}
 bounds as (
 
     select
-        (select holder_key from first_order) as first_order_id,
-        (select bound from first_order) as first_order_at,
-        (select holder_key from latest_order) as latest_order_id,
-        (select bound from latest_order) as latest_order_at,
-        {{ loaded_through('orders_loaded', stored.get('orders_loaded_through')) }} as orders_loaded_through,
-        (select holder_key from latest_response) as latest_response_id,
-        (select bound from latest_response) as latest_response_at,
-        {{ loaded_through('responses_loaded', stored.get('responses_loaded_through')) }} as responses_loaded_through,
-        (select holder_key from latest_interaction) as latest_interaction_id,
-        (select bound from latest_interaction) as latest_interaction_at,
-        {{ loaded_through('interactions_loaded', stored.get('interactions_loaded_through')) }} as interactions_loaded_through,
-        (select holder_key from first_acquisition) as first_acquired_customer_id,
-        (select bound from first_acquisition) as first_acquisition_date,
-        {{ loaded_through('customers_loaded', stored.get('customers_loaded_through')) }} as customers_loaded_through,
+        {%- for table in kept_tables %}
+        {%- for bound in table.bounds %}
+        (select holder_key from {{ bound.name }}) as {{ bound.holder }},
+        (select bound from {{ bound.name }}) as {{ bound.value }},
+        {%- endfor %}
+        {{ loaded_through(table.name ~ '_loaded', stored.get(table.name ~ '_loaded_through')) }} as {{ table.name }}_loaded_through,
+        {%- endfor %}
         (
             select count(*)
             from (
-                select read_in_full from first_order
-                union all select read_in_full from latest_order
-                union all select read_in_full from latest_response
-                union all select read_in_full from latest_interaction
-                union all select read_in_full from first_acquisition
+                {%- for name in bound_names %}
+                {{ 'union all ' if not loop.first }}select read_in_full from {{ name }}
+                {%- endfor %}
             ) as found
             where read_in_full
         ) as bounds_read_in_full
@@ -163,21 +135,10 @@ final as (
         {%- endif %}
         latest_data.latest_date as latest_data_date,
         latest_data.first_order_date,
-        latest_data.first_acquisition_date,
         latest_data.bounds_read_in_full,
-        latest_data.first_order_id,
-        latest_data.first_order_at,
-        latest_data.latest_order_id,
-        latest_data.latest_order_at,
-        latest_data.orders_loaded_through,
-        latest_data.latest_response_id,
-        latest_data.latest_response_at,
-        latest_data.responses_loaded_through,
-        latest_data.latest_interaction_id,
-        latest_data.latest_interaction_at,
-        latest_data.interactions_loaded_through,
-        latest_data.first_acquired_customer_id,
-        latest_data.customers_loaded_through
+        {%- for column in stored_columns %}
+        latest_data.{{ column }}{{ ',' if not loop.last }}
+        {%- endfor %}
 
     from latest_data
 
