@@ -2,13 +2,14 @@
 contact, first acquisition) from one build to the next and moves them by the rows loaded
 since (macros/kept_data_bounds.sql). On really loaded data, changed the ways a load changes
 raw, each build's bounds equal the minimum and maximum of every row, and only a bound whose
-holding row changed its value or was removed is read from every row."""
+holding row changed its value or was removed is read from every row. Models reading the
+as-of date get it as a literal."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
-from cem_warehouse.transform.dbt import run_dbt
+from cem_warehouse.transform.dbt import dbt_target_dir, run_dbt
 from cem_warehouse.warehouse.connection import connect
 
 # Each kept bound in int_as_of_date, and the same bound read from every row of its view.
@@ -132,3 +133,12 @@ def test_bounds_move_by_the_rows_loaded_since_and_are_read_again_when_their_row_
     assert {bound: refreshed[bound] for bound in BOUNDS} == {
         bound: removed[bound] for bound in BOUNDS
     }
+
+    # A model reading the as-of date gets it as a literal the planner can use, read when it
+    # runs (as_of_date()), not as a subquery of int_as_of_date.
+    run_dbt(warehouse, ["compile", "--select", "dim_dates"])
+    compiled = (
+        dbt_target_dir() / "compiled/cem_warehouse/models/marts/semantic/dim_dates.sql"
+    ).read_text()
+    assert f"cast('{refreshed['as_of_date']}' as date)" in compiled
+    assert "select as_of_date from" not in compiled
