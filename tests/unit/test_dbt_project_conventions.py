@@ -8,7 +8,8 @@
 * every raw source: freshness declared on its load timestamp;
 * the headline metrics are semantic-layer metrics, and the dashboards are exposures;
 * a column a model refreshes in place without logging the row is read by none of the
-  models that read its change log.
+  models that read its change log;
+* an incremental fact's watermark is read through an index, not a scan of its table.
 """
 
 from __future__ import annotations
@@ -131,10 +132,11 @@ def test_columns_refreshed_without_a_log_entry_are_not_read_from_the_log(manifes
         for reader_name, reader in models.items():
             if name not in (reader["config"].get("change_log_producers") or []):
                 continue
-            # Neither a Jinja comment nor `as <column>`, which names a column of the reader's
-            # own (a fact's watermark column, source_loaded_at, from its own source), reads
-            # the producer's column.
+            # Neither a Jinja comment, nor the model's config (its own indexes), nor
+            # `as <column>`, which names a column of the reader's own (a fact's watermark
+            # column, source_loaded_at, from its own source), reads the producer's column.
             code = re.sub(r"\{#.*?#\}", "", reader["raw_code"], flags=re.DOTALL)
+            code = re.sub(r"\{\{\s*config\(.*?\n\s*\)\s*\}\}", "", code, flags=re.DOTALL)
             used = [
                 c for c in refreshed if re.search(rf"\b{c}\b", re.sub(rf"\bas\s+{c}\b", "", code))
             ]
@@ -144,3 +146,24 @@ def test_columns_refreshed_without_a_log_entry_are_not_read_from_the_log(manifes
     assert any(model["config"].get("change_log_refresh_only") for model in models.values()), (
         "no model refreshes columns in place: this test checks nothing"
     )
+
+
+def test_every_watermark_is_read_through_an_index(manifest):
+    """incremental_watermark() reads max(source_loaded_at) of the model's table at the start
+    of every build, nothing new included: without an index leading with that column it is a
+    scan of the whole table (0.4 s for the 2.5M invitations at 1M customers)."""
+    watermarked = {
+        name: model
+        for name, model in _models(manifest).items()
+        if "incremental_watermark()" in re.sub(r"\{#.*?#\}", "", model["raw_code"], flags=re.DOTALL)
+    }
+    assert len(watermarked) >= 5, f"too few watermarked models found: {sorted(watermarked)}"
+    unindexed = sorted(
+        name
+        for name, model in watermarked.items()
+        if not any(
+            index["columns"][0] == "source_loaded_at"
+            for index in model["config"].get("indexes") or []
+        )
+    )
+    assert not unindexed, f"watermarks read by a scan of the whole table: {unindexed}"

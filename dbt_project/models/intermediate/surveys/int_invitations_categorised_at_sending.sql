@@ -30,6 +30,9 @@
 {#- the models whose change log it reads -#}
 {%- set producers = ['int_customers_resolved_across_sources', 'fct_survey_responses'] %}
 
+{#- The index on source_loaded_at answers the watermark, max(source_loaded_at), read at the
+    start of every build (incremental_watermark): without it a scan of the 2.5M invitations
+    took 0.4 s of every build at 1M customers, nothing new included. -#}
 {{
     config(
         materialized='incremental',
@@ -50,6 +53,7 @@
         indexes=[
             {'columns': ['invitation_id'], 'unique': True},
             {'columns': ['customer_key']},
+            {'columns': ['source_loaded_at']},
         ],
     )
 }}

@@ -39,6 +39,7 @@
             {'columns': ['referral_id'], 'unique': True},
             {'columns': ['referrer_customer_key']},
             {'columns': ['referred_customer_key']},
+            {'columns': ['source_loaded_at']},
         ],
     )
 }}
