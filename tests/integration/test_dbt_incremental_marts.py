@@ -199,7 +199,15 @@ READING_MARTS = (
 
 # The marts whose rows their write triggers count for the audit (dbt post-hook
 # keep_row_count), in both generations: built, caught up or copied.
-KEPT_COUNT_MARTS = ("fct_orders", "fct_order_lines", "dim_customers_stored", "fct_survey_responses")
+KEPT_COUNT_MARTS = (
+    "fct_orders",
+    "fct_order_lines",
+    "dim_customers_stored",
+    "fct_survey_responses",
+    "fct_support_interactions",
+    "fct_customer_churn_stored",
+    "fct_customer_repurchase_stored",
+)
 
 
 def _assert_row_counts_kept(warehouse) -> None:

@@ -87,21 +87,29 @@ ROW_COUNT_TRIGGERS = (
 )
 
 
-def kept_row_count(conn: psycopg.Connection, schema: str, table: str) -> int | None:
-    """The rows of ``schema.table`` as its write triggers keep them (ops.kept_row_counts),
-    or None when it is not kept: no count recorded, or any of the three triggers missing
-    or disabled (a write they did not see could have changed the rows)."""
+def kept_row_counts(conn: psycopg.Connection, schema: str) -> dict[str, int]:
+    """The rows of every table of ``schema`` whose write triggers keep them
+    (ops.kept_row_counts), by table name, in one lookup. A table is left out when it is not
+    kept: no count recorded, or any of the three triggers missing or disabled (a write they
+    did not see could have changed the rows)."""
     if conn.execute("select to_regclass('ops.kept_row_counts')").fetchone()[0] is None:
-        return None  # a warehouse not bootstrapped since the table came in
-    relation = sql.Identifier(schema, table).as_string(conn)
-    row = conn.execute(
-        "select kept.row_count from ops.kept_row_counts as kept "
-        "where kept.counted_table = to_regclass(%s) "
+        return {}  # a warehouse not bootstrapped since the table came in
+    rows = conn.execute(
+        "select c.relname, kept.row_count from ops.kept_row_counts as kept "
+        "join pg_catalog.pg_class as c on c.oid = kept.counted_table "
+        "join pg_catalog.pg_namespace as n on n.oid = c.relnamespace "
+        "where n.nspname = %s "
         "and (select count(*) from pg_catalog.pg_trigger where tgrelid = kept.counted_table "
         "and tgenabled = 'O' and tgname = any(%s)) = %s",
-        (relation, list(ROW_COUNT_TRIGGERS), len(ROW_COUNT_TRIGGERS)),
-    ).fetchone()
-    return int(row[0]) if row else None
+        (schema, list(ROW_COUNT_TRIGGERS), len(ROW_COUNT_TRIGGERS)),
+    ).fetchall()
+    return {table: int(count) for table, count in rows}
+
+
+def kept_row_count(conn: psycopg.Connection, schema: str, table: str) -> int | None:
+    """The rows of ``schema.table`` as its write triggers keep them, or None when it is not
+    kept (:func:`kept_row_counts`)."""
+    return kept_row_counts(conn, schema).get(table)
 
 
 # The default of ``kept_rows`` below: the caller has not looked the count up.

@@ -25,6 +25,7 @@ from datetime import date
 import psycopg
 
 from cem_warehouse.errors import CemError
+from cem_warehouse.quality.catalog_answers import kept_row_counts
 from cem_warehouse.warehouse.bootstrap import READER_ROLE
 from cem_warehouse.warehouse.connection import connect
 from cem_warehouse.warehouse.settings import WarehouseLocation
@@ -139,11 +140,16 @@ def publish_marts(
             return _already_published(recent[0])
         # Exact counts of what is swapped in, for the publication record: the audit's, which
         # GX took on these very tables right before (only a build writes marts_build, and the
-        # transform DAG runs one at a time), and a count for each table it did not audit.
+        # transform DAG runs one at a time); for a table it did not audit, the count its write
+        # triggers keep (ops.kept_row_counts), else a count. These counts are taken under
+        # the publishers' lock, with nothing else running: a million-row scan is 60-80 ms.
         audited = (audit or {}).get("row_counts", {})
+        kept = kept_row_counts(conn, BUILD_SCHEMA)
         tables = {
             table: int(audited[table])
             if table in audited
+            else kept[table]
+            if table in kept
             else int(conn.execute(f'select count(*) from {BUILD_SCHEMA}."{table}"').fetchone()[0])
             for table in _tables(conn, BUILD_SCHEMA)
         }

@@ -40,6 +40,7 @@
             "{{ enforce_accepted_values('lifecycle_stage', ['new', 'active', 'at-risk', 'churned', 'won back']) }}",
             "{{ enforce_accepted_values('churn_rule', ['no purchase within threshold', 'explicit cancellation']) }}",
             "{{ enforce_between([{'column': 'threshold_days', 'min_value': 90}, {'column': 'last_csat_before_churn', 'min_value': 1, 'max_value': 5}, {'column': 'last_ltr_before_churn', 'min_value': 0, 'max_value': 10}]) }}",
+            "{{ keep_row_count() }}",
             "{{ analyze_when_stale() }}",
         ],
         indexes=[{'columns': ['customer_key'], 'unique': True}],

@@ -30,7 +30,7 @@
         change_log_key='customer_key',
         on_schema_change='fail',
         pre_hook=["set local work_mem = '256MB'", "{{ log_rebuilt_in_full() }}"],
-        post_hook="{{ analyze_when_stale() }}",
+        post_hook=["{{ keep_row_count() }}", "{{ analyze_when_stale() }}"],
         indexes=[
             {'columns': ['interaction_id'], 'unique': True},
             {'columns': ['case_id']},

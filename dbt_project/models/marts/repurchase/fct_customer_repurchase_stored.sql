@@ -28,6 +28,7 @@
         pre_hook="{{ log_rebuilt_in_full() }}",
         post_hook=[
             "{{ record_change_position() }}",
+            "{{ keep_row_count() }}",
             "{{ analyze_when_stale() }}",
         ],
         indexes=[{'columns': ['customer_key'], 'unique': True}],
