@@ -6,6 +6,7 @@ Each expectation's outcome is written to ``ops.dq_results`` for the batch.
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 import logging
@@ -103,6 +104,41 @@ def load_suite_definition(suite: str) -> dict:
     return json.loads(path.read_text())
 
 
+@functools.cache
+def _in_memory_context_class() -> type:
+    """GX's ephemeral (in-memory) data context, without the YAML copy of its whole project
+    config that it writes to an in-memory store after every change: adding the Data Docs
+    site, the data source, its table asset and its batch definition. Nothing reads that copy
+    back (the context works from the config objects themselves). Without it, the mart
+    audit's 15 suites, run one after another at 1M customers, took 0.58-0.96 s of CPU
+    instead of 0.79-1.14 s (nine runs each)."""
+    from great_expectations.data_context.data_context import EphemeralDataContext
+
+    class InMemoryDataContext(EphemeralDataContext):
+        def _save_project_config(self) -> None:
+            return None
+
+    return InMemoryDataContext
+
+
+def _in_memory_context():
+    """An in-memory GX context, set up as ``gx.get_context(mode="ephemeral")`` sets one up:
+    the same config, and made GX's current project (which GX objects fall back on)."""
+    from great_expectations.data_context.data_context.context_factory import project_manager
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+    )
+
+    context = _in_memory_context_class()(
+        project_config=DataContextConfig(
+            store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=True)
+        )
+    )
+    project_manager.set_project(context)
+    return context
+
+
 def _view(kind: str) -> dict:
     return {
         "module_name": "cem_warehouse.quality.gx_docs_views",
@@ -143,7 +179,7 @@ class SuiteRun:
         self._answered = list(answered)
         # Whether validate() reads the table (an expectation left for GX to count).
         self.reads_rows = bool(expectations)
-        self._context = gx.get_context(mode="ephemeral")
+        self._context = _in_memory_context()
         self._context.variables.progress_bars = {"globally": False}
         # Data Docs: one site per suite, so every entity's latest validation stays browsable.
         self._context.add_data_docs_site(
