@@ -141,8 +141,8 @@ def publish_marts(
         # Exact counts of what is swapped in, for the publication record: the audit's, which
         # GX took on these very tables right before (only a build writes marts_build, and the
         # transform DAG runs one at a time); for a table it did not audit, the count its write
-        # triggers keep (ops.kept_row_counts), else a count. These counts are taken under
-        # the publishers' lock, with nothing else running: a million-row scan is 60-80 ms.
+        # triggers keep (ops.kept_row_counts), else a count(*), which runs under the
+        # publishers' lock before the swap (58-82 ms per million-row mart at 1M customers).
         audited = (audit or {}).get("row_counts", {})
         kept = kept_row_counts(conn, BUILD_SCHEMA)
         tables = {
