@@ -31,8 +31,9 @@
 {%- set producers = ['int_customers_resolved_across_sources', 'fct_survey_responses'] %}
 
 {#- The index on source_loaded_at answers the watermark, max(source_loaded_at), read at the
-    start of every build (incremental_watermark): without it a scan of the 2.5M invitations
-    took 0.4 s of every build at 1M customers, nothing new included. -#}
+    start of every build (incremental_watermark): without it every build, nothing new
+    included, scanned the 2.5M invitations at 1M customers (0.27-0.63 s, with two parallel
+    workers). -#}
 {{
     config(
         materialized='incremental',
