@@ -35,6 +35,11 @@ def _models(manifest: dict) -> dict[str, dict]:
     }
 
 
+def _code_without_comments(model: dict) -> str:
+    """A model's Jinja and SQL, less its Jinja comments (which name what they explain)."""
+    return re.sub(r"\{#.*?#\}", "", model["raw_code"], flags=re.DOTALL)
+
+
 def test_every_model_and_column_is_described_and_has_a_primary_key(manifest):
     tested: dict[str, dict[str, set[str]]] = {}
     for node in manifest["nodes"].values():
@@ -135,7 +140,7 @@ def test_columns_refreshed_without_a_log_entry_are_not_read_from_the_log(manifes
             # Neither a Jinja comment, nor the model's config (its own indexes), nor
             # `as <column>`, which names a column of the reader's own (a fact's watermark
             # column, source_loaded_at, from its own source), reads the producer's column.
-            code = re.sub(r"\{#.*?#\}", "", reader["raw_code"], flags=re.DOTALL)
+            code = _code_without_comments(reader)
             code = re.sub(r"\{\{\s*config\(.*?\n\s*\)\s*\}\}", "", code, flags=re.DOTALL)
             used = [
                 c for c in refreshed if re.search(rf"\b{c}\b", re.sub(rf"\bas\s+{c}\b", "", code))
@@ -155,7 +160,7 @@ def test_every_watermark_is_read_through_an_index(manifest):
     watermarked = {
         name: model
         for name, model in _models(manifest).items()
-        if "incremental_watermark()" in re.sub(r"\{#.*?#\}", "", model["raw_code"], flags=re.DOTALL)
+        if "incremental_watermark()" in _code_without_comments(model)
     }
     assert len(watermarked) >= 5, f"too few watermarked models found: {sorted(watermarked)}"
     unindexed = sorted(
