@@ -201,4 +201,6 @@ final as (
 
 )
 
+-- int_customers_churn_assessed reads a customer's gaps together
 select * from final
+{{ stored_in_order_of(['customer_key', 'purchase_day_number']) }}

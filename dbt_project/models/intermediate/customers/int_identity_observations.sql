@@ -176,4 +176,7 @@ final as (
 
 )
 
+-- identity resolution reads an email's observations together, and an account's (which
+-- share their email)
 select * from final
+{{ stored_in_order_of(['customer_email']) }}
