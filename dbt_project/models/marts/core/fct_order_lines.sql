@@ -278,7 +278,4 @@ final as (
 
 )
 
--- int_order_lines_aggregated_to_customers reads a customer's lines together; an order's
--- stay together too
 select * from final
-{{ stored_in_order_of(['customer_key', 'order_id', 'line_number']) }}
