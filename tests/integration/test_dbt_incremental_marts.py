@@ -222,6 +222,31 @@ def _fail_to_catch_up(*args, **kwargs):
     raise psycopg.errors.LockNotAvailable("canceling statement due to lock timeout")
 
 
+# Tables a full build writes in the order their incremental readers look them up by
+# (macros/stored_in_order_of.sql): the key columns, in order.
+STORED_IN_READERS_ORDER = {
+    "staging.int_identity_observations": ["customer_email"],
+    "staging.int_purchase_gaps_assessed_for_churn": ["customer_key", "purchase_day_number"],
+}
+
+
+def _assert_stored_in_readers_order(warehouse) -> None:
+    """Each table's rows, read in their physical order (ctid), never step back in its key
+    order; nulls last, as ORDER BY puts them."""
+    with connect(warehouse) as conn:
+        for table, columns in STORED_IN_READERS_ORDER.items():
+            key = ", ".join(columns)
+            out_of_order, rows = conn.execute(
+                f"select count(*) filter (where row({key}) < previous "
+                f"or (previous_has_null and not row({key}) is null)), count(*) "
+                f"from (select {key}, lag(row({key})) over physical as previous, "
+                f"lag(not row({key}) is not null) over physical as previous_has_null "
+                f"from {table} window physical as (order by ctid)) as stored"
+            ).fetchone()
+            assert rows > 0, table
+            assert out_of_order == 0, f"{table}: {out_of_order} of {rows} rows out of order"
+
+
 def _assert_retired_generation_caught_up(warehouse, *, expect_all: bool) -> None:
     """What the last publication says it caught up in marts_build equals the published
     table row for row, and each reading mart took over the published table's log position."""
@@ -545,6 +570,7 @@ def test_incremental_builds_equal_a_full_refresh(stand_ins, tmp_path, monkeypatc
     # The first publication leaves marts_build a copy of every logging mart, so that the
     # next build continues incrementally instead of building them in full again.
     _assert_retired_generation_caught_up(warehouse, expect_all=True)
+    _assert_stored_in_readers_order(warehouse)
 
     late_order_id = None
     lifecycle = _lifecycle_inputs(warehouse)
