@@ -433,7 +433,14 @@
     set local enable_mergejoin to default;
     {%- endif %}
     {%- endif %}
-    delete from {{ temp }} where ctid in (select fresh_row from {{ unchanged }} where fresh_row is not null);
+    {#- The recomputed rows that change nothing leave the temporary table by an array of
+        their ctids, which a TID scan sorts: each page is read and written once. By `ctid in
+        (...)` they came in the hash join's order, one page fetch each, and a temporary table
+        larger than temp_buffers (8 MB) was read and written about once per row: after three
+        days' delta at 1M customers the purchase days' 139k unchanged rows took 402 ms
+        under auto_explain, and on a copy of their 189k rows (3.7k pages) 374-378 ms by
+        `in`, 46-47 ms by array (docs/operations/marts.md, "Stop 61"). -#}
+    delete from {{ temp }} where ctid = any(array(select fresh_row from {{ unchanged }} where fresh_row is not null));
     {%- endif %}
     {%- set replaced_rows -%}
         {%- if skip_unchanged and one_pass %}
