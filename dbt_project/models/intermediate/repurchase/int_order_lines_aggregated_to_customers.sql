@@ -56,7 +56,9 @@ purchased_lines as (
         and customer_key is not null
         and ordered_date <= {{ as_of_date() }}
         {%- if not changes.full %}
+        -- in key order (macros/change_log.sql, keys_in_order)
         and customer_key in (
+            {% call keys_in_order() -%}
             {{ changed_keys_since_last_build(changes) | indent(12) }}
 
             union
@@ -66,6 +68,7 @@ purchased_lines as (
             from {{ ref('fct_orders') }}
             where ordered_date > cast('{{ changes.previous_as_of }}' as date)
                 and ordered_date <= {{ as_of_date() }}
+            {%- endcall %}
         )
         {%- endif %}
 

@@ -53,7 +53,9 @@ purchases as (
         and customer_key is not null
         and ordered_date <= {{ as_of_date() }}
         {%- if not changes.full %}
+        -- in key order (macros/change_log.sql, keys_in_order)
         and customer_key in (
+            {% call keys_in_order() -%}
             {{ changed_keys_since_last_build(changes) | indent(12) }}
 
             union
@@ -62,6 +64,7 @@ purchases as (
             from orders
             where ordered_date > cast('{{ changes.previous_as_of }}' as date)
                 and ordered_date <= {{ as_of_date() }}
+            {%- endcall %}
         )
         {%- endif %}
 
