@@ -114,15 +114,14 @@
 {% endmacro %}
 
 
-{#- A select of `keys` (a select whose first column is key_value; or the body of a `call`
-    block), distinct and sorted, to
-    filter a column by with `in (...)`: the planner then joins the keys as they come
-    (`offset 0` keeps the subquery whole) and probes the column's index in key order, leaf
-    after leaf, and in a table stored in that order (the churn gaps) page after page. Given
-    the keys as they were, it hashed them to make them distinct and probed in the hash's
-    order, one leaf page fetched at random per key. After three days' delta at 1M customers
-    the eight models reading their customers this way took 6.5 s for their selects against
-    7.4 s, none slower (one at a time, in transactions rolled back; docs/operations/marts.md,
+{#- A select of `keys` (a select whose first column is key_value, or the body of a `call`
+    block), distinct and sorted, to filter a column by with `in (...)`. The planner then
+    joins the keys as they come (`offset 0` keeps the subquery whole) and probes the
+    column's index in key order: leaf after leaf, and in a table stored in that order (the
+    churn gaps) page after page. Given the keys as they were, it hashed them to make them
+    distinct and probed in the hash's order, one leaf page fetched at random per key. After three days' delta at 1M customers
+    the nine models reading their customers this way took 7.6 s for their selects against
+    9.0 s, none slower (each alone, two or three runs, rolled back; docs/operations/marts.md,
     "Stop 61"). -#}
 {% macro keys_in_order(keys=none) -%}
     select distinct key_value from (
