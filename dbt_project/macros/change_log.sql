@@ -304,15 +304,18 @@
         and the delete a fourth: at 1M customers, after three days' delta, their log took
         1.30 s and the delete 0.19 s at the head of the chain, where nothing else runs
         (docs/operations/marts.md, "Stop 61"). -#}
-    {%- if arg_dict.get('incremental_predicates') %}
-        {{ exceptions.raise_compiler_error("incremental_strategy delete_insert_logging_keys deletes by unique_key alone: it does not take incremental_predicates") }}
-    {%- endif %}
     {%- set key_list -%}
         cross join lateral (values {% for key in keys %}(cast({{ key }} as text)){{ ', ' if not loop.last }}{% endfor %}) as keyed (key_value)
     {%- endset %}
+    {#- The delete and insert dbt's delete+insert would run (get_delete_insert_merge_sql:
+        the target under the alias its incremental_predicates name), with the delete's keys
+        returned for the log. -#}
     with deleted as (
-        delete from {{ target }}
+        delete from {{ target }} as DBT_INTERNAL_DEST
         where {{ unique_key }} in (select {{ unique_key }} from {{ temp }})
+        {%- for predicate in arg_dict.get('incremental_predicates') or [] %}
+            and {{ predicate }}
+        {%- endfor %}
         returning {% for key in keys %}cast({{ key }} as text) as key_{{ loop.index }}{{ ', ' if not loop.last }}{% endfor %}
     )
     insert into ops.mart_key_changes (producer, key_value)
@@ -334,8 +337,9 @@
         {{ key_list }}
     ) as changed
     where changed.key_value is not null;
-    insert into {{ target }} ({{ get_quoted_csv(arg_dict['dest_columns'] | map(attribute='name')) }})
-    select {{ get_quoted_csv(arg_dict['dest_columns'] | map(attribute='name')) }} from {{ temp }}
+    {%- set columns = get_quoted_csv(arg_dict['dest_columns'] | map(attribute='name')) %}
+    insert into {{ target }} ({{ columns }})
+    select {{ columns }} from {{ temp }}
 {% endmacro %}
 
 
