@@ -206,6 +206,28 @@
 {%- endmacro %}
 
 
+{#- Whether the published generation of a mart being built may hold rows this one lacks:
+    the catch-up after the last publication did not record this table as caught up (or
+    copied whole). It failed, was skipped, or the process stopped before recording it; the
+    table is then a build behind the published one. After a recorded catch-up the two are
+    equal row for row (tests/integration/test_dbt_incremental_marts.py checks), so a model
+    can leave the published generation unread. False for any other relation. -#}
+{% macro behind_published_generation(relation) -%}
+    {%- if not execute or published_generation(relation) is none -%}
+        {{- return(false) -}}
+    {%- endif -%}
+    {%- set query -%}
+        select coalesce((
+            select (retired_generation ->> '{{ relation.identifier }}') ~ '^(caught up|copied in full)'
+            from ops.mart_publications
+            order by publication_id desc
+            limit 1
+        ), false)
+    {%- endset -%}
+    {{- return(not run_query(query).columns[0].values()[0]) -}}
+{%- endmacro %}
+
+
 {#- Strategy of a fact: drop the re-derived rows that change nothing, refresh in place the
     columns no reader uses of rows loaded again (change_log_refresh_only), log the old and
     new key of every row replaced, then delete+insert.

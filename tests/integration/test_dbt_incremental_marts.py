@@ -977,3 +977,85 @@ def test_order_lines_changed_back_after_a_failed_catch_up(stand_ins, tmp_path, m
                 f"{schema}.fct_order_lines still says the order delivered again is cancelled"
             )
     _assert_retired_generation_caught_up(warehouse, expect_all=True)
+
+
+def _give_crm_customer_email(stand_ins, customer_id: int, email: str) -> None:
+    """The CRM customer's email becomes ``email``, updated after every other CRM customer."""
+    store = CrmStore(stand_ins.crm_store)
+    customers = store.read("customers")
+    newest = pc.max(customers.column("updated_at")).as_py()
+    customer = customers.filter(pc.equal(customers.column("customer_id"), customer_id))
+    (row,) = customer.to_pylist()
+    row.update(email=email, updated_at=newest + timedelta(seconds=1))
+    store.write("customers", pa.Table.from_pylist([row], schema=customers.schema), "planted")
+    store.touch()
+
+
+def test_orders_keyed_back_after_a_failed_catch_up(stand_ins, tmp_path, monkeypatch):
+    """fct_orders re-derives an order a CRM change may have re-keyed only when its key now
+    differs from its key in either generation. A CRM customer takes an inferred customer's
+    email, is published with a catch-up that fails, then takes its own email back: the
+    generation being built never saw the move, so its orders of both emails already hold
+    the keys they have now, while the published generation holds the moved ones. Those
+    orders must be written all the same, including the ones keyed to the CRM customer only
+    in the published generation, so that the catch-up after the swap brings the retired
+    generation back in line."""
+    monkeypatch.setenv("CEM_HOME", str(tmp_path / "state"))
+    warehouse = stand_ins.warehouse
+    # an email no CRM customer has: its order gets an inferred key
+    inferred_email = "keyed.back@example.com"
+    _plant_newest_order_of(stand_ins, inferred_email)
+    stand_ins.ingest_all()
+    build_marts(warehouse, full_refresh=True)
+    with connect(warehouse) as conn:
+        customer_id, own_email = conn.execute(
+            "select identities.customer_id, identities.identifier "
+            "from staging.int_customers_resolved_across_sources as identities "
+            "where identities.identifier_type = 'email' and not identities.is_inferred "
+            "and exists (select from marts.fct_orders as o "
+            "where o.customer_email = identities.identifier) "
+            # no other CRM customer shares the email: without it, the email turns inferred
+            "and not exists (select from staging.int_identity_observations as o "
+            "where o.source = 'crm' and o.customer_email = identities.identifier "
+            "and o.customer_id <> identities.customer_id) "
+            "order by identities.customer_id limit 1"
+        ).fetchone()
+    keys_by_email = (
+        "select customer_email, array_agg(distinct customer_key) from {}.fct_orders "
+        "where customer_email = any(%s) group by 1"
+    )
+    emails = [own_email, inferred_email]
+
+    def keys_of_both_emails(schema: str) -> dict[str, list[str]]:
+        with connect(warehouse) as conn:
+            return dict(conn.execute(keys_by_email.format(schema), (emails,)).fetchall())
+
+    as_they_were = keys_of_both_emails("marts")
+    assert as_they_were[own_email] == [str(customer_id)]
+    assert as_they_were[inferred_email][0].startswith("inferred-")
+
+    # The CRM customer takes the inferred email (its own orders go to an inferred key);
+    # the catch-up after that build fails, so marts_build keeps the keys as they were.
+    _give_crm_customer_email(stand_ins, customer_id, inferred_email)
+    stand_ins.ingest_all()
+    with monkeypatch.context() as failing:
+        failing.setattr(
+            "cem_warehouse.transform.generations.catch_up_retired_generation", _fail_to_catch_up
+        )
+        publication = build_marts(warehouse)
+    assert "error" in publication.retired_generation
+    moved = keys_of_both_emails("marts")
+    assert moved[inferred_email] == [str(customer_id)]
+    assert moved[own_email][0].startswith("inferred-")
+    assert keys_of_both_emails("marts_build") == as_they_were
+
+    # Its own email back: every order has the key it had before the move, which the
+    # generation now being built holds already.
+    _give_crm_customer_email(stand_ins, customer_id, own_email)
+    stand_ins.ingest_all()
+    build_marts(warehouse)
+    for schema in ("marts", "marts_build"):
+        assert keys_of_both_emails(schema) == as_they_were, (
+            f"{schema}.fct_orders kept keys the CRM customer's email no longer gives"
+        )
+    _assert_retired_generation_caught_up(warehouse, expect_all=True)

@@ -148,6 +148,9 @@ emailless_orders as (
 
 ),
 
+{#- The published generation, read only while this table may be a build behind it
+    (macros/change_log.sql, behind_published_generation). -#}
+{%- set published_ahead = published_generation(this) if behind_published_generation(this) else none %}
 scope as (
 
     select order_id from changed_orders
@@ -163,6 +166,16 @@ scope as (
     select previous.order_id
     from {{ this }} as previous
     where previous.customer_key = any(array(select customer_key from crm_keys))
+    {%- if published_ahead is not none %}
+
+    union
+
+    -- while this table is a build behind: lines keyed to a CRM key only in the published
+    -- generation (a move this table never saw, undone since)
+    select published_line.order_id
+    from {{ published_ahead }} as published_line
+    where published_line.customer_key = any(array(select customer_key from crm_keys))
+    {%- endif %}
 
     union
 
