@@ -211,20 +211,7 @@ rekeyed_orders as (
     from (
         select
             rekey_suspects.*,
-            coalesce(
-                (
-                    select identities.customer_key
-                    from identities
-                    where identities.identifier_type = 'email'
-                        and identities.identifier = rekey_suspects.customer_email
-                ),
-                (
-                    select identities.customer_key
-                    from identities
-                    where identities.identifier_type = 'sales_account'
-                        and identities.identifier = rekey_suspects.sales_account_id
-                )
-            ) as current_key
+            {{ customer_key_looked_up('rekey_suspects.customer_email', 'rekey_suspects.sales_account_id') | indent(12) }} as current_key
         from rekey_suspects
         -- kept whole, so each suspect's key is looked up once for both tests
         offset 0
@@ -295,34 +282,26 @@ resolved as (
 
     select
         unresolved.*,
+        {%- if is_incremental() %}
+        {{ customer_key_looked_up('unresolved.customer_email', 'unresolved.sales_account_id') | indent(8) }} as customer_key
+        {%- else %}
         coalesce(by_email.customer_key, by_account.customer_key) as customer_key
+        {%- endif %}
 
     from unresolved
-    {#- Each candidate's two identifiers, by the unique index on (identifier_type,
-        identifier). Incrementally each is looked up in a lateral select, `offset 0` keeping
-        it from being pulled up into a join the planner may hash: with tens of thousands of
-        candidates it hashed every email and every account of identity resolution, a
-        million rows each, read through that index (2.9 s of a 6.1 s select after three
-        days at 1M customers; docs/operations/marts.md, "Stop 50"). The build in full
-        hashes them, as every order needs a key. -#}
+    {#- Each order's two identifiers, by the unique index on (identifier_type, identifier):
+        incrementally one lookup per candidate (customer_key_looked_up), in full a hash join
+        of each, as every order needs a key. -#}
+    {%- if not is_incremental() %}
     {%- for alias, identifier_type, identifier in [
         ('by_email', 'email', 'unresolved.customer_email'),
         ('by_account', 'sales_account', 'unresolved.sales_account_id'),
     ] %}
-    {%- if is_incremental() %}
-    left join lateral (
-        select identities.customer_key
-        from identities
-        where identities.identifier_type = '{{ identifier_type }}'
-            and identities.identifier = {{ identifier }}
-        offset 0
-    ) as {{ alias }} on true
-    {%- else %}
     left join identities as {{ alias }}
         on {{ alias }}.identifier_type = '{{ identifier_type }}'
         and {{ identifier }} = {{ alias }}.identifier
-    {%- endif %}
     {%- endfor %}
+    {%- endif %}
 
 ),
 
