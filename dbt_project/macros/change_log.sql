@@ -103,12 +103,16 @@
 
 
 {#- The log names of `producers` (model names; by default the model's
-    change_log_producers), as quoted SQL literals. -#}
+    change_log_producers), as quoted SQL literals. A name with a suffix, 'fct_orders#rows',
+    is that model's log of the unique keys of the rows a mart build wrote
+    (delete_insert_logging_keys). -#}
 {% macro producer_names(producers=none) %}
     {%- set producers = producers if producers is not none else config.require('change_log_producers') -%}
     {%- set names = [] -%}
     {%- for producer in producers -%}
-        {%- do names.append("'" ~ change_log_name(ref(producer)) ~ "'") -%}
+        {%- set model_and_log = producer.split('#') -%}
+        {%- set suffix = ('#' ~ model_and_log[1]) if model_and_log | length > 1 else '' -%}
+        {%- do names.append("'" ~ change_log_name(ref(model_and_log[0])) ~ suffix ~ "'") -%}
     {%- endfor -%}
     {{- return(names) -}}
 {% endmacro %}

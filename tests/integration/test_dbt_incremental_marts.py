@@ -193,6 +193,7 @@ READING_MARTS = (
     "dim_customers_stored",
     "fct_customer_churn_stored",
     "fct_customer_repurchase_stored",
+    "fct_order_lines",
     "fct_referrals",
     "fct_referrers",
 )
@@ -1027,7 +1028,15 @@ def test_orders_keyed_back_after_a_failed_catch_up(stand_ins, tmp_path, monkeypa
     emails = [own_email, inferred_email]
 
     def keys_of_both_emails(schema: str) -> dict[str, list[str]]:
+        """Their orders' keys, once each line has been checked to hold its order's key."""
         with connect(warehouse) as conn:
+            astray = conn.execute(
+                f"select count(*) from {schema}.fct_order_lines as line "
+                f"join {schema}.fct_orders as o on o.order_id = line.order_id "
+                "where o.customer_email = any(%s) and line.customer_key <> o.customer_key",
+                (emails,),
+            ).fetchone()[0]
+            assert astray == 0, f"{schema}: {astray} lines hold another key than their order"
             return dict(conn.execute(keys_by_email.format(schema), (emails,)).fetchall())
 
     as_they_were = keys_of_both_emails("marts")

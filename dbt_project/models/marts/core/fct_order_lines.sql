@@ -3,17 +3,17 @@
 
     * order_lines loaded after the watermark -> those lines;
     * a product loaded after it (tier, unit_cost) -> the lines of that product;
-    * fct_orders (customer_key, is_cancelled, ordered_at), already brought up to date in this
-      build: an order whose own row was loaded after the watermark -> those of its lines
-      that hold another customer_key, is_cancelled or order time than the order now has (a
-      refund or a status moving on changes none of them; a new line comes through the first
-      input);
-    * an order's customer_key can also move without the order changing (identity): then its
-      key, before or after, is a CRM customer loaded after the watermark or the current key
-      of such a customer's email (every order keyed to one, here or in fct_orders, is in
-      scope); or, for an email-less order, which follows its sales account's latest email,
-      a key before or after of a changed order. Of the stored lines of an order in scope,
-      only those holding other values than the order now has are re-derived (scope_lines).
+    * fct_orders (customer_key, is_cancelled, ordered_date, ordered_at), already brought up
+      to date in this build -> the lines of the orders fct_orders wrote since this table's
+      own last build that hold other values than their order now has. Every change of what
+      a line takes from its order, a re-keyed order's too, is a row fct_orders writes, and
+      its strategy logs the order_id of each (`fct_orders#rows`, the log the catch-up after
+      the swap copies from). This table reads that log from its own position, kept per
+      physical table like any reader's, so a generation a build behind reads both builds'
+      orders. Until stop 62 the scope was worked out from identity instead (every order
+      keyed, before or after, to a CRM customer loaded since the watermark, and the
+      email-less orders of changed orders' keys): after three days' delta at 1M customers
+      that read 128.8k stored lines to find 1,277 to re-derive.
 
     Its strategy, delete_insert_logging_keys, is delete+insert that also logs the customer
     key of every row it replaces and writes, so the per-customer intermediates recompute
@@ -25,15 +25,22 @@
     catch-up of the retired generation (docs/operations/marts.md, "Stop 39").
 -#}
 
+{#- the change logs it reads: fct_orders' own (its null key says it was rebuilt in full) and
+    the order_ids of the rows it wrote -#}
+{%- set producers = ['fct_orders', 'fct_orders#rows'] %}
+
 {{
     config(
         materialized='incremental',
         unique_key='order_line_id',
         incremental_strategy='delete_insert_logging_keys',
         change_log_key='customer_key',
+        change_log_producers=producers,
+        change_log_as_of=false,
         on_schema_change='fail',
         pre_hook=["set local work_mem = '256MB'", "{{ log_rebuilt_in_full() }}"],
         post_hook=[
+            "{{ record_change_position() }}",
             "{{ set_not_null('product_line') }}",
             "{{ enforce_between([{'column': 'quantity', 'min_value': 1}, {'column': 'line_revenue', 'min_value': 0}]) }}",
             "{{ analyze_when_stale() }}",
@@ -48,9 +55,7 @@
     )
 }}
 
--- depends_on: {{ ref('stg_crm__customers') }}
--- depends_on: {{ ref('stg_sales__orders') }}
--- depends_on: {{ ref('int_customers_resolved_across_sources') }}
+{%- set changes = change_log_state(producers) %}
 
 with
 
@@ -74,122 +79,20 @@ orders as not materialized (
 
 ),
 
-{% if is_incremental() %}
+{% if is_incremental() and not changes.full %}
 {%- set watermark = incremental_watermark() %}
 
--- Every lookup of the changed orders, keys and lines in a large table is one array of keys
--- (`= any(array(...))`), never a join or `in (select ...)`: an array is planned as a short
--- list, looked up by index, whatever the planner guesses the scope holds. With joins, raw's
--- statistics taken after a delta was loaded (an accurate 90k changed orders), times a
--- sampled 12 lines per order (there are 2.2), made it hash full scans of raw's 11.7M lines,
--- of this table (three) and of fct_orders (two): the select took 59.4 s for 77.7k lines,
--- and 1.8 s with arrays, at 1M customers (docs/operations/marts.md, "Stop 52").
-
-touched_crm_customers as (
-
-    select
-        cast(customer_id as text) as customer_key,
-        customer_email
-
-    from {{ ref('stg_crm__customers') }}
-    where loaded_at > {{ watermark }}
-
-),
-
--- Orders whose own row was loaded since: what a line takes from its order (customer_key,
--- is_cancelled, ordered_at) changes with that row, or with identity (crm_keys below). Not
--- fct_orders.source_loaded_at, which also follows the order's refunds: a refund changes
--- none of its lines, and refunds loaded after the newest line kept every refunded order in
--- scope until the next line load (135k orders and 295k lines in the build after a first
--- load at 1M customers: "Stop 40"). Raw's BRIN index on _loaded_at reads the newest pages.
-changed_orders as (
-
-    select order_id from {{ ref('stg_sales__orders') }} where loaded_at > {{ watermark }}
-
-),
-
--- Keys a CRM change touched: any order, with or without an email, may move to or from them.
-crm_keys as (
-
-    select customer_key from touched_crm_customers
-
-    union
-
-    select identities.customer_key
-    from {{ ref('int_customers_resolved_across_sources') }} as identities
-    where identities.customer_email = any(array(select customer_email from touched_crm_customers))
-
-),
-
--- Keys, before and after, of changed orders: only email-less orders (keyed by their sales
--- account's latest email) can move with them; an order with an email keeps its email's key.
-changed_order_keys as (
-
-    select orders.customer_key
-    from orders
-    where orders.order_id = any(array(select order_id from changed_orders))
-
-    union
-
-    select previous.customer_key
-    from {{ this }} as previous
-    where previous.order_id = any(array(select order_id from changed_orders))
-
-),
-
-emailless_orders as (
-
-    select
-        order_id,
-        customer_key
-
-    from orders
-    where customer_email is null
-
-),
-
-{#- The published generation, read only while this table may be a build behind it
-    (macros/change_log.sql, behind_published_generation). -#}
-{%- set published_ahead = published_generation(this) if behind_published_generation(this) else none %}
+-- The orders fct_orders wrote since this table last read its log, as one array of keys
+-- (`= any(array(...))`): looked up by index whatever the planner guesses the log holds.
+-- As joins, raw's statistics taken after a delta was loaded made it hash full scans of
+-- raw's 11.7M lines and of this table: the select took 59.4 s for 77.7k lines, and 1.8 s
+-- with arrays, at 1M customers (docs/operations/marts.md, "Stop 52").
 scope as (
 
-    select order_id from changed_orders
-
-    union
-
-    select orders.order_id
-    from orders
-    where orders.customer_key = any(array(select customer_key from crm_keys))
-
-    union
-
-    select previous.order_id
-    from {{ this }} as previous
-    where previous.customer_key = any(array(select customer_key from crm_keys))
-    {%- if published_ahead is not none %}
-
-    union
-
-    -- while this table is a build behind: lines keyed to a CRM key only in the published
-    -- generation (a move this table never saw, undone since)
-    select published_line.order_id
-    from {{ published_ahead }} as published_line
-    where published_line.customer_key = any(array(select customer_key from crm_keys))
-    {%- endif %}
-
-    union
-
-    select emailless_orders.order_id
-    from emailless_orders
-    where emailless_orders.customer_key = any(array(select customer_key from changed_order_keys))
-
-    union
-
-    select emailless_orders.order_id
-    from emailless_orders
-    inner join {{ this }} as previous
-        on emailless_orders.order_id = previous.order_id
-    where previous.customer_key = any(array(select customer_key from changed_order_keys))
+    select cast(key_value as bigint) as order_id
+    from (
+        {{ changed_keys_since_last_build(changes, ['fct_orders#rows']) | indent(8) }}
+    ) as written_orders
 
 ),
 
@@ -285,7 +188,7 @@ final as (
         on order_lines.order_id = orders.order_id
     left join products
         on order_lines.product_id = products.product_id
-    {% if is_incremental() -%}
+    {% if is_incremental() and not changes.full -%}
     where order_lines.order_line_id = any(array(select order_line_id from scope_lines))
     {%- endif %}
 
