@@ -1000,7 +1000,8 @@ def test_orders_keyed_back_after_a_failed_catch_up(stand_ins, tmp_path, monkeypa
     the keys they have now, while the published generation holds the moved ones. Those
     orders must be written all the same, including the ones keyed to the CRM customer only
     in the published generation, so that the catch-up after the swap brings the retired
-    generation back in line."""
+    generation back in line; and fct_order_lines, which follows the orders fct_orders
+    writes, must give each of their lines its order's key in both generations."""
     monkeypatch.setenv("CEM_HOME", str(tmp_path / "state"))
     warehouse = stand_ins.warehouse
     # an email no CRM customer has: its order gets an inferred key
