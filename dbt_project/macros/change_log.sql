@@ -210,15 +210,17 @@
 {%- endmacro %}
 
 
-{#- Whether the published generation of a mart being built may hold rows this one lacks:
-    the catch-up after the last publication did not record this table as caught up (or
-    copied whole). It failed, was skipped, or the process stopped before recording it; the
-    table is then a build behind the published one. After a recorded catch-up the two are
-    equal row for row (tests/integration/test_dbt_incremental_marts.py checks), so a model
-    can leave the published generation unread. False for any other relation. -#}
-{% macro behind_published_generation(relation) -%}
-    {%- if not execute or published_generation(relation) is none -%}
-        {{- return(false) -}}
+{#- The published generation of a mart being built (published_generation) while it may
+    hold rows this one lacks: the catch-up after the last publication did not record this
+    table as caught up (or copied whole). It failed, was skipped, or the process stopped
+    before recording it; the table is then a build behind the published one. None after a
+    recorded catch-up, when the two are equal row for row
+    (tests/integration/test_dbt_incremental_marts.py checks), so a model can leave the
+    published generation unread; none for any other relation. -#}
+{% macro published_generation_ahead(relation) -%}
+    {%- set published = published_generation(relation) if execute else none -%}
+    {%- if published is none -%}
+        {{- return(none) -}}
     {%- endif -%}
     {%- set query -%}
         select coalesce((
@@ -228,7 +230,7 @@
             limit 1
         ), false)
     {%- endset -%}
-    {{- return(not run_query(query).columns[0].values()[0]) -}}
+    {{- return(none if run_query(query).columns[0].values()[0] else published) -}}
 {%- endmacro %}
 
 

@@ -224,6 +224,17 @@ def _fail_to_catch_up(*args, **kwargs):
     raise psycopg.errors.LockNotAvailable("canceling statement due to lock timeout")
 
 
+def _build_with_a_failed_catch_up(monkeypatch, warehouse) -> None:
+    """An incremental build, published, whose catch-up of marts_build then fails: the next
+    build starts from the generation before the last one."""
+    with monkeypatch.context() as failing:
+        failing.setattr(
+            "cem_warehouse.transform.generations.catch_up_retired_generation", _fail_to_catch_up
+        )
+        publication = build_marts(warehouse)
+    assert "error" in publication.retired_generation
+
+
 # Tables a full build writes in the order their incremental readers look them up by
 # (macros/stored_in_order_of.sql): the key columns, in order.
 STORED_IN_READERS_ORDER = {
@@ -605,13 +616,7 @@ def test_incremental_builds_equal_a_full_refresh(stand_ins, tmp_path, monkeypatc
         if day == 2:
             # Bringing marts_build up to date fails after this publication: day 3's build
             # must catch up from the generation before the last one, on two deltas.
-            with monkeypatch.context() as failing:
-                failing.setattr(
-                    "cem_warehouse.transform.generations.catch_up_retired_generation",
-                    _fail_to_catch_up,
-                )
-                publication = build_marts(warehouse)
-            assert "error" in publication.retired_generation
+            _build_with_a_failed_catch_up(monkeypatch, warehouse)
         else:
             build_marts(warehouse)  # incremental, from the previous generation brought up to date
             # Every logging mart is brought up to date from the log.
@@ -958,12 +963,7 @@ def test_order_lines_changed_back_after_a_failed_catch_up(stand_ins, tmp_path, m
     build_marts(warehouse, full_refresh=True)
     order_id = _cancel_an_old_order(stand_ins.sales_db)
     stand_ins.ingest_all()
-    with monkeypatch.context() as failing:
-        failing.setattr(
-            "cem_warehouse.transform.generations.catch_up_retired_generation", _fail_to_catch_up
-        )
-        publication = build_marts(warehouse)
-    assert "error" in publication.retired_generation
+    _build_with_a_failed_catch_up(monkeypatch, warehouse)
     cancelled = "select bool_and(is_cancelled) from {}.fct_order_lines where order_id = %s"
     with connect(warehouse) as conn:
         assert conn.execute(cancelled.format("marts"), (order_id,)).fetchone() == (True,)
@@ -1048,12 +1048,7 @@ def test_orders_keyed_back_after_a_failed_catch_up(stand_ins, tmp_path, monkeypa
     # the catch-up after that build fails, so marts_build keeps the keys as they were.
     _give_crm_customer_email(stand_ins, customer_id, inferred_email)
     stand_ins.ingest_all()
-    with monkeypatch.context() as failing:
-        failing.setattr(
-            "cem_warehouse.transform.generations.catch_up_retired_generation", _fail_to_catch_up
-        )
-        publication = build_marts(warehouse)
-    assert "error" in publication.retired_generation
+    _build_with_a_failed_catch_up(monkeypatch, warehouse)
     moved = keys_of_both_emails("marts")
     assert moved[inferred_email] == [str(customer_id)]
     assert moved[own_email][0].startswith("inferred-")

@@ -157,8 +157,8 @@ touched_accounts as (
 ),
 
 {#- The published generation, read only while this table may be a build behind it
-    (macros/change_log.sql, behind_published_generation). -#}
-{%- set published_ahead = published_generation(this) if behind_published_generation(this) else none %}
+    (macros/change_log.sql, published_generation_ahead). -#}
+{%- set published_ahead = published_generation_ahead(this) %}
 -- Stored orders whose key may have moved: keyed by a touched email or customer, or
 -- email-less orders of a touched account; while this table is a build behind, also those
 -- keyed to a touched customer in the published generation (a move this table never saw).
