@@ -258,10 +258,13 @@
         deleting and inserting them again (six indexes) cost more than deriving them.
         A model whose every re-derived row is one loaded since its watermark, and stores
         that load time, can hold no such row (change_log_drop_unchanged=false skips the
-        comparison): the load time is later than every stored one. -#}
-    {%- if config.get('change_log_drop_unchanged', true) %}
+        comparison): the load time is later than every stored one. A condition on the
+        re-derived row (change_log_drop_unchanged={'where': ..., alias `fresh`}) keeps the
+        other rows replaced and logged even when equal. -#}
+    {%- set drop_unchanged = config.get('change_log_drop_unchanged', true) %}
+    {%- if drop_unchanged %}
     delete from {{ temp }} as fresh
-    where true
+    where {{ drop_unchanged.get('where', 'true') if drop_unchanged is mapping else 'true' }}
         {%- for relation in replaced %}
         and exists (
             select from {{ relation }} as kept

@@ -59,3 +59,69 @@
         {{- return(true) -}}
     {%- endif -%}
 {%- endmacro %}
+
+
+{#-
+    The watermark of a model whose rows do not carry their load time, kept in
+    ops.model_watermarks under the table's name and oid (change_log_reader): '-infinity' on a
+    build in full, and for a table with no watermark kept (a table a full refresh replaced).
+
+    Why a model would not carry it: a row loaded again unchanged for that model (an order
+    whose status changed, for the identity observations) must then be left alone. With the
+    load time stored in the row, such a row had to be rewritten for its new load time alone,
+    and the load time's index with it (docs/operations/marts.md, "Stop 63").
+
+    Only for a model built in one table (staging): the catch-up of a mart's two generations
+    copies rows, not this table.
+-#}
+{% macro kept_watermark() -%}
+    {%- if is_mart_build(this) -%}
+        {{ exceptions.raise_compiler_error("kept_watermark() is for models built in one table: " ~ this ~ " has two generations, and the catch-up does not copy the watermark") }}
+    {%- endif -%}
+    {%- if is_incremental() and execute -%}
+        {%- set query -%}
+            select cast(loaded_through as text) from ops.model_watermarks
+            where reader = {{ change_log_reader(this) }}
+        {%- endset -%}
+        {%- set rows = run_query(query).rows -%}
+        {%- if rows | length == 1 -%}
+            cast('{{ rows[0][0] }}' as timestamptz)
+        {%- else -%}
+            cast('-infinity' as timestamptz)
+        {%- endif -%}
+    {%- else -%}
+        cast('-infinity' as timestamptz)
+    {%- endif -%}
+{%- endmacro %}
+
+
+{#-
+    Post-hook of a model reading raw from kept_watermark(): the newest `loaded_at` among the
+    rows of `relations` (the staging models it reads since the watermark), or the watermark
+    itself when none is newer. Taken in the model's transaction, under the raw-publish gate
+    (wait_for_raw_publishes): a row committed later carries a newer `loaded_at`, and no row
+    the model could not see is stepped over. Rendered after the model ran, so on a build in
+    full it finds no watermark for the new table and reads every row's `loaded_at`, once.
+-#}
+{% macro keep_watermark(relations) -%}
+    {%- set watermark = kept_watermark() -%}
+    insert into ops.model_watermarks (reader, loaded_through, recorded_at)
+    select
+        {{ change_log_reader(this) }},
+        greatest(
+            {{ watermark }}
+            {%- for relation in relations %},
+            (select max(loaded_at) from {{ relation }} where loaded_at > {{ watermark }})
+            {%- endfor %}
+        ),
+        now()
+    on conflict (reader) do update set
+        loaded_through = excluded.loaded_through, recorded_at = excluded.recorded_at;
+    {#- the watermarks of tables a full refresh replaced (their oid is gone) -#}
+    delete from ops.model_watermarks as kept
+    where not exists (
+        select from pg_catalog.pg_class as reader
+        where cast(reader.oid as text) = split_part(kept.reader, '#', 2)
+            and reader.relname = split_part(kept.reader, '#', 1)
+    )
+{%- endmacro %}

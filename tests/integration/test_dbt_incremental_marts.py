@@ -980,14 +980,15 @@ def test_order_lines_changed_back_after_a_failed_catch_up(stand_ins, tmp_path, m
     _assert_retired_generation_caught_up(warehouse, expect_all=True)
 
 
-def _give_crm_customer_email(stand_ins, customer_id: int, email: str) -> None:
-    """The CRM customer's email becomes ``email``, updated after every other CRM customer."""
+def _update_crm_customer(stand_ins, customer_id: int, **fields) -> None:
+    """The CRM customer's ``fields`` take the values given, updated after every other CRM
+    customer."""
     store = CrmStore(stand_ins.crm_store)
     customers = store.read("customers")
     newest = pc.max(customers.column("updated_at")).as_py()
     customer = customers.filter(pc.equal(customers.column("customer_id"), customer_id))
     (row,) = customer.to_pylist()
-    row.update(email=email, updated_at=newest + timedelta(seconds=1))
+    row.update(**fields, updated_at=newest + timedelta(seconds=1))
     store.write("customers", pa.Table.from_pylist([row], schema=customers.schema), "planted")
     store.touch()
 
@@ -1046,7 +1047,7 @@ def test_orders_keyed_back_after_a_failed_catch_up(stand_ins, tmp_path, monkeypa
 
     # The CRM customer takes the inferred email (its own orders go to an inferred key);
     # the catch-up after that build fails, so marts_build keeps the keys as they were.
-    _give_crm_customer_email(stand_ins, customer_id, inferred_email)
+    _update_crm_customer(stand_ins, customer_id, email=inferred_email)
     stand_ins.ingest_all()
     _build_with_a_failed_catch_up(monkeypatch, warehouse)
     moved = keys_of_both_emails("marts")
@@ -1056,7 +1057,7 @@ def test_orders_keyed_back_after_a_failed_catch_up(stand_ins, tmp_path, monkeypa
 
     # Its own email back: every order has the key it had before the move, which the
     # generation now being built holds already.
-    _give_crm_customer_email(stand_ins, customer_id, own_email)
+    _update_crm_customer(stand_ins, customer_id, email=own_email)
     stand_ins.ingest_all()
     build_marts(warehouse)
     for schema in ("marts", "marts_build"):
@@ -1064,3 +1065,107 @@ def test_orders_keyed_back_after_a_failed_catch_up(stand_ins, tmp_path, monkeypa
             f"{schema}.fct_orders kept keys the CRM customer's email no longer gives"
         )
     _assert_retired_generation_caught_up(warehouse, expect_all=True)
+
+
+def test_observations_leave_a_record_loaded_again_unchanged(stand_ins, tmp_path, monkeypatch):
+    """int_identity_observations keeps its watermark in ops.model_watermarks, not in its
+    rows. An order loaded again for its status alone names the same email, account and time:
+    its observation stays as it is (not rewritten, not logged), so identity resolution does
+    not re-resolve it. A CRM record loaded again for its segment alone is still replaced and
+    logged (the churn gaps read CRM fields from the log). The watermark moves to the newest
+    record read, and a build with nothing new reads nothing again."""
+    monkeypatch.setenv("CEM_HOME", str(tmp_path / "state"))
+    warehouse = stand_ins.warehouse
+    stand_ins.ingest_all()
+    observations = "staging.int_identity_observations"
+    run_dbt(warehouse, ["run", "--select", "+int_identity_observations"])
+
+    sources = (
+        "stg_crm__customers",
+        "stg_sales__orders",
+        "stg_surveys__invitations",
+        "stg_surveys__responses",
+    )
+
+    def state(order_id: int, customer_id: int) -> dict:
+        with connect(warehouse) as conn:
+            (watermark,) = conn.execute(
+                "select loaded_through from ops.model_watermarks where reader like %s",
+                ("int_identity_observations#%",),
+            ).fetchone()
+            return {
+                "watermark": watermark,
+                "newest_loaded": conn.execute(
+                    "select greatest("
+                    + ", ".join(
+                        f"(select max(loaded_at) from staging.{source})" for source in sources
+                    )
+                    + ")"
+                ).fetchone()[0],
+                "order_row": conn.execute(
+                    f"select ctid::text from {observations} where observation_id = %s",
+                    (f"order:{order_id}",),
+                ).fetchone(),
+                "crm_row": conn.execute(
+                    f"select ctid::text from {observations} where observation_id = %s",
+                    (f"crm_customer:{customer_id}",),
+                ).fetchone(),
+                "last_change": conn.execute(
+                    "select coalesce(max(change_id), 0) from ops.mart_key_changes"
+                ).fetchone()[0],
+            }
+
+    def logged_since(change_id: int) -> set[str]:
+        with connect(warehouse) as conn:
+            return {
+                key
+                for (key,) in conn.execute(
+                    "select key_value from ops.mart_key_changes where change_id > %s "
+                    "and producer = %s",
+                    (change_id, observations),
+                )
+            }
+
+    crm_customer = CrmStore(stand_ins.crm_store).read("customers").slice(0, 1).to_pylist()[0]
+    customer_id = crm_customer["customer_id"]
+    other_segment = next(
+        s for s in ("consumer", "small_business", "enterprise") if s != crm_customer["segment"]
+    )
+    with connect(stand_ins.sales_db) as conn:
+        order_id, email, status = conn.execute(
+            "select order_id, lower(trim(customer_email)), status from orders "
+            "where customer_email is not null and status in ('placed', 'shipped', 'delivered') "
+            # another customer's: the CRM record's replacement logs its own email
+            "and lower(trim(customer_email)) <> lower(trim(%s)) order by order_id limit 1",
+            (crm_customer["email"],),
+        ).fetchone()
+    before = state(order_id, customer_id)
+    assert before["watermark"] == before["newest_loaded"], "the first build's watermark"
+
+    _set_order_status(
+        stand_ins.sales_db, order_id, "shipped" if status != "shipped" else "delivered"
+    )
+    _update_crm_customer(stand_ins, customer_id, segment=other_segment)
+    stand_ins.ingest_all()
+    run_dbt(warehouse, ["run", "--select", "int_identity_observations"])
+    after = state(order_id, customer_id)
+    assert after["newest_loaded"] > before["watermark"], "nothing was loaded again"
+    assert after["watermark"] == after["newest_loaded"], "the watermark did not move on"
+    assert after["order_row"] == before["order_row"], "the unchanged observation was rewritten"
+    logged = logged_since(before["last_change"])
+    assert f"email:{email}" not in logged, "the unchanged order's email was logged"
+    assert str(customer_id) in logged, "the CRM record loaded again was not logged"
+    assert after["crm_row"] != before["crm_row"], "the CRM record loaded again was not replaced"
+    _assert_per_customer_models_equal_a_full_recompute(
+        warehouse,
+        built_incrementally=True,
+        models={"int_identity_observations": PER_CUSTOMER_MODELS["int_identity_observations"]},
+        counted={},
+    )
+
+    # Nothing new: nothing read, replaced or logged again; the watermark stays.
+    run_dbt(warehouse, ["run", "--select", "int_identity_observations"])
+    again = state(order_id, customer_id)
+    assert again["watermark"] == after["watermark"]
+    assert again["crm_row"] == after["crm_row"], "a record read again below the watermark"
+    assert not logged_since(after["last_change"])

@@ -9,7 +9,8 @@
 * the headline metrics are semantic-layer metrics, and the dashboards are exposures;
 * a column a model refreshes in place without logging the row is read by none of the
   models that read its change log;
-* an incremental fact's watermark is read through an index, not a scan of its table.
+* an incremental fact's watermark is read through an index, not a scan of its table;
+* a watermark kept outside the model's table is kept from every staging model it reads.
 """
 
 from __future__ import annotations
@@ -172,3 +173,37 @@ def test_every_watermark_is_read_through_an_index(manifest):
         )
     )
     assert not unindexed, f"watermarks read by a scan of the whole table: {unindexed}"
+
+
+def test_every_kept_watermark_is_kept_from_every_source_read(manifest):
+    """A model reading raw from kept_watermark() records its next watermark in a post-hook,
+    keep_watermark([...]), from the staging models it reads. One left out of that list
+    holds the watermark back (its newest rows are read again, never skipped), so each model
+    must list exactly the staging models it depends on."""
+    kept = {
+        name: model
+        for name, model in _models(manifest).items()
+        if "kept_watermark()" in _code_without_comments(model)
+    }
+    assert kept, "no model keeps its watermark outside its table: this test checks nothing"
+    problems = []
+    for name, model in kept.items():
+        hooks = [hook["sql"] for hook in model["config"].get("post-hook") or []]
+        listed = {
+            found
+            for hook in hooks
+            if "keep_watermark(" in hook
+            for found in re.findall(r"ref\('(\w+)'\)", hook)
+        }
+        read = {
+            node.split(".")[-1]
+            for node in model["depends_on"]["nodes"]
+            if node.split(".")[-1].startswith("stg_")
+        }
+        if not any("keep_watermark(" in hook for hook in hooks):
+            problems.append(f"{name}: no keep_watermark post-hook")
+        elif listed != read:
+            problems.append(
+                f"{name}: keeps its watermark from {sorted(listed)}, reads {sorted(read)}"
+            )
+    assert not problems, problems

@@ -78,6 +78,14 @@ create table if not exists ops.mart_change_positions (
     as_of_date date,
     built_at timestamptz not null default now()
 );
+-- How far an incremental model has read raw, for a model whose rows do not carry their load
+-- time (dbt macros kept_watermark, keep_watermark): reader is the table's name#oid, so a
+-- table a full refresh replaced starts from nothing.
+create table if not exists ops.model_watermarks (
+    reader text primary key,
+    loaded_through timestamptz not null,
+    recorded_at timestamptz not null default now()
+);
 create table if not exists ops.source_cursors (
     source text not null,
     entity text not null,

@@ -5,51 +5,54 @@
     not the raw sources: its normalised emails are indexed, so a build can resolve only the
     emails and accounts whose records changed.
 
-    Incremental on the raw load time (incremental_watermark, under the raw-publish gate like
-    the facts): a record loaded again replaces its observation. The strategy logs the email
-    and account identifiers of the replaced and the new observation (macros/change_log.sql):
-    an order whose email changed from a to b touches both a and b. A CRM record also logs
-    its customer key, for the churn gaps (a cancellation date lives on the CRM record).
+    Incremental on the raw load time, under the raw-publish gate like the facts: it reads
+    the records loaded since its watermark, kept in ops.model_watermarks (kept_watermark;
+    its rows do not carry their load time), and a record loaded again replaces its
+    observation. The strategy logs the email and account identifiers of the replaced and
+    the new observation (macros/change_log.sql): an order whose email changed from a to b
+    touches both a and b. A CRM record also logs its customer key, for the churn gaps (a
+    cancellation date lives on the CRM record).
 
     A sales or survey record loaded again with the same email, account and time (an order
-    whose status changed) changes no identity: its observation only takes the new load time
-    (change_log_refresh_only), so identity resolution does not re-resolve its email and
-    account. A CRM record loaded again is always replaced and logged: the churn gaps,
-    fct_customer_churn_stored and dim_customers read its customer key from the log, for
-    the CRM fields observations do not carry (a cancellation date, a segment).
+    whose status changed) changes no identity: its observation is equal to the stored one
+    and is left as it is (change_log_drop_unchanged), so identity resolution does not
+    re-resolve its email and account. A CRM record loaded again is always replaced and
+    logged: the churn gaps, fct_customer_churn_stored and dim_customers read its customer
+    key from the log, for the CRM fields observations do not carry (a cancellation date, a
+    segment).
 
     Records without an email or account are kept: a record whose email was removed must
     still replace, and so remove, the observation that had it.
 -#}
 
-{#- change_log_drop_unchanged=false: every row it derives was loaded after its watermark
-    (the newest source_loaded_at it holds) and carries that load time, so none can equal a
-    stored row; the comparison found none of 83k after three days' delta at 1M customers,
-    in 0.7 s under auto_explain. -#}
+{#- Why the load time is not a column: stored, it made every record loaded again unchanged
+    an update of its row for the new load time, and of the load time's index. After three
+    days' delta at 1M customers that update (23k rows) took 1.35-1.55 s of the 4.4 s this
+    model's writes took, at the head of the build, where the other thread waits
+    (docs/operations/marts.md, "Stop 63"). -#}
 {{
     config(
         materialized='incremental',
         incremental_strategy='delete_insert_logging_keys',
         unique_key='observation_id',
         change_log_key=['email_identifier_id', 'account_identifier_id', 'crm_customer_key'],
-        change_log_refresh_only={'columns': ['source_loaded_at'], 'where': "fresh.source <> 'crm'"},
-        change_log_drop_unchanged=false,
+        change_log_drop_unchanged={'where': "fresh.source <> 'crm'"},
         on_schema_change='fail',
         pre_hook=["{{ wait_for_raw_publishes() }}", "{{ log_rebuilt_in_full() }}"],
         post_hook=[
             "{{ set_not_null('observation_id') }}",
             "{{ enforce_accepted_values('source', ['crm', 'sales', 'surveys']) }}",
+            "{{ keep_watermark([ref('stg_crm__customers'), ref('stg_sales__orders'), ref('stg_surveys__invitations'), ref('stg_surveys__responses')]) }}",
         ],
         indexes=[
             {'columns': ['observation_id'], 'unique': True},
             {'columns': ['customer_email']},
             {'columns': ['sales_account_id']},
-            {'columns': ['source_loaded_at']},
         ],
     )
 }}
 
-{%- set watermark = incremental_watermark() %}
+{%- set watermark = kept_watermark() %}
 
 with
 
@@ -100,8 +103,7 @@ observations as (
         is_archived,
         created_at,
         cast(null as bigint) as order_id,
-        created_at as seen_at,
-        loaded_at as source_loaded_at
+        created_at as seen_at
 
     from crm_customers
 
@@ -116,8 +118,7 @@ observations as (
         cast(null as boolean) as is_archived,
         cast(null as timestamptz) as created_at,
         order_id,
-        ordered_at as seen_at,
-        loaded_at as source_loaded_at
+        ordered_at as seen_at
 
     from orders
 
@@ -132,8 +133,7 @@ observations as (
         cast(null as boolean) as is_archived,
         cast(null as timestamptz) as created_at,
         cast(null as bigint) as order_id,
-        sent_at as seen_at,
-        loaded_at as source_loaded_at
+        sent_at as seen_at
 
     from invitations
 
@@ -148,8 +148,7 @@ observations as (
         cast(null as boolean) as is_archived,
         cast(null as timestamptz) as created_at,
         cast(null as bigint) as order_id,
-        coalesce(sent_at, responded_at) as seen_at,
-        loaded_at as source_loaded_at
+        coalesce(sent_at, responded_at) as seen_at
 
     from responses
 
@@ -169,8 +168,7 @@ final as (
         seen_at,
         'email:' || customer_email as email_identifier_id,
         'sales_account:' || sales_account_id as account_identifier_id,
-        cast(customer_id as text) as crm_customer_key,
-        source_loaded_at
+        cast(customer_id as text) as crm_customer_key
 
     from observations
 
