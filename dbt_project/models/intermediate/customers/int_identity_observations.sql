@@ -27,9 +27,9 @@
 
 {#- Why the load time is not a column: stored, it made every record loaded again unchanged
     an update of its row for the new load time, and of the load time's index. After three
-    days' delta at 1M customers that update (23k rows) took 1.35-1.55 s of the 4.4 s this
-    model's writes took, at the head of the build, where the other thread waits
-    (docs/operations/marts.md, "Stop 63"). -#}
+    days' delta at 1M customers that update (23k rows) took 1.29-2.38 s, and this model's
+    writes 3.43-5.07 s in all, against 2.66-3.68 s now, at the head of the build, where the
+    other thread waits (docs/operations/marts.md, "Stop 63"). -#}
 {{
     config(
         materialized='incremental',
