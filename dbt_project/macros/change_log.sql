@@ -49,6 +49,18 @@
 {%- endmacro %}
 
 
+{#- Deletes the rows of `table` whose `column` names a reader (change_log_reader) whose
+    table is gone: a full refresh replaced it, and the new table has an oid of its own. -#}
+{% macro forget_replaced_readers(table, column) -%}
+    delete from {{ table }} as kept
+    where not exists (
+        select from pg_catalog.pg_class as reader
+        where cast(reader.oid as text) = split_part(kept.{{ column }}, '#', 2)
+            and reader.relname = split_part(kept.{{ column }}, '#', 1)
+    )
+{%- endmacro %}
+
+
 {#- How far {{ this }} has read the log of `producers` (model names) and whether it must
     rebuild everything. Read when the model runs; the same answer in its SQL, strategy and
     hooks, since the producers ran before it (dbt's order) and nothing else writes the log.
@@ -596,12 +608,7 @@
     on conflict (consumer) do update set
         change_id = excluded.change_id, as_of_date = excluded.as_of_date, built_at = excluded.built_at;
     {#- positions of tables a full refresh replaced (their oid is gone) hold nothing back -#}
-    delete from ops.mart_change_positions as position
-    where not exists (
-        select from pg_catalog.pg_class as reader
-        where cast(reader.oid as text) = split_part(position.consumer, '#', 2)
-            and reader.relname = split_part(position.consumer, '#', 1)
-    );
+    {{ forget_replaced_readers('ops.mart_change_positions', 'consumer') }};
     {#- ...but never what the last publication has not yet been caught up with: after the
         swap, the retired generation is brought up to the published one from these entries
         (cem_warehouse.transform.generations). -#}

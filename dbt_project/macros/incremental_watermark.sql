@@ -118,10 +118,5 @@
     on conflict (reader) do update set
         loaded_through = excluded.loaded_through, recorded_at = excluded.recorded_at;
     {#- the watermarks of tables a full refresh replaced (their oid is gone) -#}
-    delete from ops.model_watermarks as kept
-    where not exists (
-        select from pg_catalog.pg_class as reader
-        where cast(reader.oid as text) = split_part(kept.reader, '#', 2)
-            and reader.relname = split_part(kept.reader, '#', 1)
-    )
+    {{ forget_replaced_readers('ops.model_watermarks', 'reader') }}
 {%- endmacro %}

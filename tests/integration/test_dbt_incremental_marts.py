@@ -1073,7 +1073,8 @@ def test_observations_leave_a_record_loaded_again_unchanged(stand_ins, tmp_path,
     its observation stays as it is (not rewritten, not logged), so identity resolution does
     not re-resolve it. A CRM record loaded again for its segment alone is still replaced and
     logged (the churn gaps read CRM fields from the log). The watermark moves to the newest
-    record read, and a build with nothing new reads nothing again."""
+    record read, a build with nothing new reads nothing again, and a full refresh starts
+    the new table's watermark afresh."""
     monkeypatch.setenv("CEM_HOME", str(tmp_path / "state"))
     warehouse = stand_ins.warehouse
     stand_ins.ingest_all()
@@ -1169,3 +1170,14 @@ def test_observations_leave_a_record_loaded_again_unchanged(stand_ins, tmp_path,
     assert again["watermark"] == after["watermark"]
     assert again["crm_row"] == after["crm_row"], "a record read again below the watermark"
     assert not logged_since(after["last_change"])
+
+    # A full refresh replaces the table: the old table's watermark goes, the new one's is
+    # the newest record, and it is the only one kept.
+    run_dbt(warehouse, ["run", "--full-refresh", "--select", "int_identity_observations"])
+    with connect(warehouse) as conn:
+        kept = conn.execute(
+            "select reader, loaded_through from ops.model_watermarks where reader like %s",
+            ("int_identity_observations#%",),
+        ).fetchall()
+        (oid,) = conn.execute(f"select cast(cast('{observations}' as regclass) as oid)").fetchone()
+    assert kept == [(f"int_identity_observations#{oid}", again["newest_loaded"])], kept
