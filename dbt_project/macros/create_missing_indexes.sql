@@ -19,16 +19,7 @@
         if not exists (
             select
             from pg_catalog.pg_index as existing
-            where existing.indrelid = cast('{{ this.include(database=false) }}' as regclass)
-                and existing.indisunique = {{ 'true' if unique else 'false' }}
-                and existing.indpred is null
-                and existing.indnkeyatts = {{ columns | length }}
-                {%- for column in columns %}
-                and existing.indkey[{{ loop.index0 }}] = (
-                    select attnum from pg_catalog.pg_attribute
-                    where attrelid = existing.indrelid and attname = '{{ column }}'
-                )
-                {%- endfor %}
+            where {{ index_is_on_columns('existing', columns, unique) }}
         ) then
             create {{ 'unique ' if unique }}index on {{ this }} ({{ columns | join(', ') }});
         end if;
@@ -36,6 +27,54 @@
     $create_missing_index$;
     {%- endfor -%}
     {%- endif -%}
+{%- endmacro %}
+
+
+{#- A condition on a pg_index row: an index of this model's table on exactly `columns`, in
+    that order, unique or not as `unique` says, not partial. -#}
+{% macro index_is_on_columns(index, columns, unique) -%}
+    {{ index }}.indrelid = cast('{{ this.include(database=false) }}' as regclass)
+                and {{ index }}.indisunique = {{ 'true' if unique else 'false' }}
+                and {{ index }}.indpred is null
+                and {{ index }}.indnkeyatts = {{ columns | length }}
+                {%- for column in columns %}
+                and {{ index }}.indkey[{{ loop.index0 }}] = (
+                    select attnum from pg_catalog.pg_attribute
+                    where attrelid = {{ index }}.indrelid and attname = '{{ column }}'
+                )
+                {%- endfor %}
+{%- endmacro %}
+
+
+{#- Post-hook of an incremental model whose config replaced an index by a wider one that
+    starts with the same columns: drops the old index (non-unique, on exactly `columns`)
+    from a table built before the change. create_missing_indexes adds the new index but
+    never drops one, and the old one would cost every write and serve no reader. Each
+    table, the catch-up's copies included, loses it at its own next build. -#}
+{% macro drop_superseded_index(columns) -%}
+    {%- for index in config.get('indexes') or [] %}
+    {%- if index['columns'] == columns and not index.get('unique', false) %}
+    {{ exceptions.raise_compiler_error(
+        "drop_superseded_index(" ~ columns ~ ") in " ~ this ~ ": the model still declares "
+        ~ "that index; remove it from `indexes` or remove the post-hook."
+    ) }}
+    {%- endif %}
+    {%- endfor %}
+    {%- if execute and is_incremental() %}
+    do $drop_superseded_index$
+    declare
+        superseded regclass;
+    begin
+        for superseded in
+            select existing.indexrelid
+            from pg_catalog.pg_index as existing
+            where {{ index_is_on_columns('existing', columns, false) }}
+        loop
+            execute format('drop index %s', superseded);
+        end loop;
+    end
+    $drop_superseded_index$
+    {%- endif %}
 {%- endmacro %}
 
 

@@ -418,3 +418,34 @@ def test_incremental_models_get_the_indexes_they_declare_without_a_full_refresh(
     with connect(stand_ins.warehouse) as conn:
         assert _index_definitions(conn, observations) == declared, "declared indexes back"
         assert _open_gap_indexes(conn) == built_in_full, "one partial index, on the new table too"
+
+
+def test_an_index_replaced_by_a_wider_one_goes_at_the_next_build_without_a_full_refresh(
+    stand_ins, tmp_path, monkeypatch
+):
+    """fct_order_lines' plain customer_key index became one that also carries the columns
+    int_order_lines_aggregated_to_customers reads (stop 64). A table built before has the
+    plain one: its next incremental build creates the new index (create_missing_indexes)
+    and drops the old (drop_superseded_index), so no write keeps an index no reader uses."""
+    monkeypatch.setenv("CEM_HOME", str(tmp_path / "state"))
+    stand_ins.ingest_all()
+    lines = "marts_build.fct_order_lines"
+    wider = "(customer_key, product_line, ordered_date, tier, is_cancelled)"
+    run_dbt(stand_ins.warehouse, ["run", "--select", "+fct_order_lines"])
+    with connect(stand_ins.warehouse) as conn:
+        declared = _index_definitions(conn, lines)
+        assert sum(wider in definition for definition in declared) == 1, declared
+        assert not any("(customer_key)" in definition for definition in declared), declared
+        # the table as a build before stop 64 left it
+        (index,) = conn.execute(
+            "select indexrelid::regclass::text from pg_index where indrelid = %s::regclass "
+            "and pg_get_indexdef(indexrelid) like %s",
+            (lines, f"%{wider}"),
+        ).fetchone()
+        conn.execute(f"drop index {index}")
+        conn.execute(f"create index on {lines} (customer_key)")
+        conn.commit()
+
+    run_dbt(stand_ins.warehouse, ["run", "--select", "fct_order_lines"])
+    with connect(stand_ins.warehouse) as conn:
+        assert _index_definitions(conn, lines) == declared

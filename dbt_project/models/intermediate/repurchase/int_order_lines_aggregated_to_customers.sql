@@ -43,6 +43,9 @@ order_lines as not materialized (
 
 ),
 
+-- Only columns of fct_order_lines' customer_key index, which carries them so that an
+-- incremental build reads the lines in scope from the index alone (fct_order_lines.sql):
+-- a column read here and not in that index sends it back to the table's pages.
 purchased_lines as (
 
     select
