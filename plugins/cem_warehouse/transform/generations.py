@@ -466,13 +466,15 @@ def _vacuum_for_index_only_scans(
     sets those marks, and the marts are rarely vacuumed otherwise: autovacuum, where the
     server runs it, waits for a fifth of a table to change. A table created by a full
     build or copied whole has none.
+
     int_order_lines_aggregated_to_customers reads fct_order_lines that way (its index
     carries the columns read): with the marks missing its select fetched all 444k of its
     lines from the table after three days' delta at 1M customers and took 2.97-4.58 s,
-    against 1.53-1.82 s with them (docs/operations/marts.md, "Stop 64"). Vacuumed here, the table the next
-    build writes starts with every page marked but those the catch-up changed; the VACUUM
-    reads only the pages changed since the last one (0.16 s after three days' catch-up,
-    1.7 s for a whole copy). Runs outside a transaction, as VACUUM must, once the
+    against 1.53-1.82 s with them (docs/operations/marts.md, "Stop 64"). Vacuumed here,
+    the table the next build writes starts with every page marked but those the catch-up
+    changed. The VACUUM reads only the pages changed since the last one: 0.11-0.16 s after
+    a build's catch-up, 1.8-3.6 s for a table never vacuumed (a copy, a full build's
+    table when it first retires). Runs outside a transaction, as VACUUM must, once the
     publishers' lock is released: a publication swapping the schemas meanwhile would only
     have the other generation's table vacuumed, which changes no row. A failure costs
     reading speed, not marts: it is reported in the outcome and the publication stands."""

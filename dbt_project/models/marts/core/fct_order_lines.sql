@@ -29,7 +29,7 @@
     reads, so that model reads a customer's lines from the index alone (an index-only scan)
     instead of from about one table page per line: a customer's lines lie all over the
     1.4 GB table. After three days' delta at 1M customers its select took 1.53 s instead of
-    6.99 s (433k lines of 33.8k customers). The index is 392 MB against the plain one's
+    6.99 s (about 433k lines of 33-34k customers). The index is 392 MB against the plain one's
     95 MB, takes 16.7 s to build against 10.2-10.7 s, and the build's writes of lines
     maintain it (docs/operations/marts.md, "Stop 64"). drop_superseded_index removes the
     plain index from a table built before. An index-only scan skips the table only on
