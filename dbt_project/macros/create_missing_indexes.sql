@@ -8,10 +8,17 @@
     indexes named after the copy (cem_warehouse.transform.generations). A table and a view
     are built from scratch with their indexes: nothing to do. A unique index refused by
     duplicate rows fails the build with PostgreSQL's message naming the duplicated key.
+
+    It also drops an index the config no longer declares when a declared one starts with
+    its columns: a plain, non-partial index on a leading part of a declared index serves
+    no lookup the declared one does not, and costs every write. So an index widened in a
+    model's config (`fct_order_lines.customer_key`, stop 64) is replaced at the next build
+    without a full refresh. Unique, partial and expression indexes are never dropped.
 -#}
 {% macro create_missing_indexes() -%}
     {%- if execute and config.get('materialized') == 'incremental' and is_incremental() -%}
-    {%- for index in config.get('indexes') or [] -%}
+    {%- set declared = config.get('indexes') or [] -%}
+    {%- for index in declared -%}
     {%- set columns = index['columns'] -%}
     {%- set unique = index.get('unique', false) %}
     do $create_missing_index$
@@ -25,6 +32,32 @@
         end if;
     end
     $create_missing_index$;
+    {%- endfor -%}
+    {%- set declared_columns = declared | map(attribute='columns') | list -%}
+    {%- set superseded = [] -%}
+    {%- for index in declared -%}
+    {%- for length in range(1, index['columns'] | length) -%}
+    {%- set prefix = index['columns'][:length] -%}
+    {%- if prefix not in declared_columns and prefix not in superseded -%}
+    {%- do superseded.append(prefix) -%}
+    {%- endif -%}
+    {%- endfor -%}
+    {%- endfor -%}
+    {%- for columns in superseded %}
+    do $drop_superseded_index$
+    declare
+        superseded regclass;
+    begin
+        for superseded in
+            select existing.indexrelid
+            from pg_catalog.pg_index as existing
+            where {{ index_is_on_columns('existing', columns, false) }}
+                and existing.indexprs is null
+        loop
+            execute format('drop index %s', superseded);
+        end loop;
+    end
+    $drop_superseded_index$;
     {%- endfor -%}
     {%- endif -%}
 {%- endmacro %}
@@ -43,38 +76,6 @@
                     where attrelid = {{ index }}.indrelid and attname = '{{ column }}'
                 )
                 {%- endfor %}
-{%- endmacro %}
-
-
-{#- Post-hook of an incremental model whose config replaced an index by a wider one that
-    starts with the same columns: drops the old index (non-unique, on exactly `columns`)
-    from a table built before the change. create_missing_indexes adds the new index but
-    never drops one, and the old one would cost every write and serve no reader. Each
-    table, the catch-up's copies included, loses it at its own next build. -#}
-{% macro drop_superseded_index(columns) -%}
-    {%- for index in config.get('indexes') or [] %}
-    {%- if index['columns'] == columns and not index.get('unique', false) %}
-    {{ exceptions.raise_compiler_error(
-        "drop_superseded_index(" ~ columns ~ ") in " ~ this ~ ": the model still declares "
-        ~ "that index; remove it from `indexes` or remove the post-hook."
-    ) }}
-    {%- endif %}
-    {%- endfor %}
-    {%- if execute and is_incremental() %}
-    do $drop_superseded_index$
-    declare
-        superseded regclass;
-    begin
-        for superseded in
-            select existing.indexrelid
-            from pg_catalog.pg_index as existing
-            where {{ index_is_on_columns('existing', columns, false) }}
-        loop
-            execute format('drop index %s', superseded);
-        end loop;
-    end
-    $drop_superseded_index$
-    {%- endif %}
 {%- endmacro %}
 
 

@@ -425,8 +425,8 @@ def test_an_index_replaced_by_a_wider_one_goes_at_the_next_build_without_a_full_
 ):
     """fct_order_lines' plain customer_key index became one that also carries the columns
     int_order_lines_aggregated_to_customers reads (stop 64). A table built before has the
-    plain one: its next incremental build creates the new index (create_missing_indexes)
-    and drops the old (drop_superseded_index), so no write keeps an index no reader uses."""
+    plain one: its next incremental build creates the new index and drops the old
+    (create_missing_indexes), so no write keeps an index no reader uses."""
     monkeypatch.setenv("CEM_HOME", str(tmp_path / "state"))
     stand_ins.ingest_all()
     lines = "marts_build.fct_order_lines"

@@ -31,8 +31,8 @@
     1.4 GB table. After three days' delta at 1M customers its select took 1.53 s instead of
     6.99 s (about 433k lines of 33-34k customers). The index is 392 MB against the plain one's
     95 MB, takes 16.7 s to build against 10.2-10.7 s, and the build's writes of lines
-    maintain it (docs/operations/marts.md, "Stop 64"). drop_superseded_index removes the
-    plain index from a table built before. An index-only scan skips the table only on
+    maintain it (docs/operations/marts.md, "Stop 64"). create_missing_indexes replaces the
+    plain index on a table built before. An index-only scan skips the table only on
     pages VACUUM marked all-visible: `vacuum_after_catch_up` has the publication vacuum
     the retired table once it is caught up (cem_warehouse.transform.generations). -#}
 
@@ -57,7 +57,6 @@
             "{{ enforce_between([{'column': 'quantity', 'min_value': 1}, {'column': 'line_revenue', 'min_value': 0}]) }}",
             "{{ analyze_when_stale() }}",
             "{{ keep_row_count() }}",
-            "{{ drop_superseded_index(['customer_key']) }}",
         ],
         indexes=[
             {'columns': ['order_line_id'], 'unique': True},
