@@ -420,6 +420,53 @@ def test_incremental_models_get_the_indexes_they_declare_without_a_full_refresh(
         assert _open_gap_indexes(conn) == built_in_full, "one partial index, on the new table too"
 
 
+def test_the_purchase_days_key_is_one_unique_index_on_their_grain_and_an_old_one_goes(
+    stand_ins, tmp_path, monkeypatch
+):
+    """The purchase days and the churn gaps keep one index each, unique on their grain
+    (customer_key, purchase_date): it enforces the key (enforced_primary_key with
+    `columns`) and serves the lookups by customer. Until stop 65 each also had a unique
+    index on the text purchase_day_id and a plain one on customer_key, both made by dbt. A
+    table built then loses both at its next incremental build (create_missing_indexes);
+    an index named by hand stays. Without the grain's index the key test fails."""
+    monkeypatch.setenv("CEM_HOME", str(tmp_path / "state"))
+    stand_ins.ingest_all()
+    tables = [
+        "staging.int_orders_aggregated_to_purchase_days",
+        "staging.int_purchase_gaps_assessed_for_churn",
+    ]
+    selected = ["int_orders_aggregated_to_purchase_days", "int_purchase_gaps_assessed_for_churn"]
+    run_dbt(stand_ins.warehouse, ["build", "--select", "+int_purchase_gaps_assessed_for_churn"])
+    declared = {}
+    with connect(stand_ins.warehouse) as conn:
+        for number, table in enumerate(tables):
+            declared[table] = _index_definitions(conn, table)
+            plain = [d for d in declared[table] if " WHERE " not in d]
+            assert plain == [
+                f"CREATE UNIQUE INDEX ON {table} USING btree (customer_key, purchase_date)"
+            ]
+            # the table as a build before stop 65 left it: dbt's md5-named indexes, and one by hand
+            (grain,) = conn.execute(
+                "select indexrelid::regclass::text from pg_index where indrelid = %s::regclass "
+                "and indisunique",
+                (table,),
+            ).fetchone()
+            conn.execute(f"drop index {grain}")
+            conn.execute(f'create unique index "{"a" * 31}{number}" on {table} (purchase_day_id)')
+            conn.execute(f'create index "{"b" * 31}{number}" on {table} (customer_key)')
+            conn.execute(f"create index kept_by_hand_{number} on {table} (purchase_day_id)")
+        conn.commit()
+
+    with pytest.raises(CemError, match="enforced_primary_key"):
+        run_dbt(stand_ins.warehouse, ["test", "--select", *selected])
+
+    run_dbt(stand_ins.warehouse, ["build", "--select", *selected])
+    with connect(stand_ins.warehouse) as conn:
+        for table in tables:
+            by_hand = f"CREATE INDEX ON {table} USING btree (purchase_day_id)"
+            assert _index_definitions(conn, table) == sorted([*declared[table], by_hand])
+
+
 def test_an_index_replaced_by_a_wider_one_goes_at_the_next_build_without_a_full_refresh(
     stand_ins, tmp_path, monkeypatch
 ):

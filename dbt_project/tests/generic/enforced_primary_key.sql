@@ -12,14 +12,25 @@
     or invent a row, and outputs a column of that table unchanged: then the view's keys
     are a subset of that column's, and the catalog check above runs on that column. A
     view the planner cannot prove that for fails, saying so: test it with primary_key.
--#}
-{% test enforced_primary_key(model, column_name) %}
 
-{%- set checked = {'relation': model ~ '', 'column': column_name, 'problem': none} -%}
+    On a model instead of a column, with `columns`, it checks a key of several columns (the
+    grain, as `customer_key` and `purchase_date` of the purchase days) the same way: a
+    unique index on exactly those columns, all NOT NULL. A view's key of several columns is
+    not checked: test it with primary_key.
+-#}
+{% test enforced_primary_key(model, column_name=none, columns=none) %}
+
+{%- set key_columns = (columns or [column_name]) | sort -%}
+{%- set checked = {'relation': model ~ '', 'column': key_columns | join(', '), 'problem': none} -%}
 {%- if execute -%}
     {%- set kind = run_query("select relkind from pg_catalog.pg_class where oid = to_regclass('" ~ model ~ "')") -%}
     {%- if kind.rows | length == 1 and kind.rows[0][0] == 'v' -%}
-        {%- do checked.update(projected_key_of_view(model, column_name)) -%}
+        {%- if key_columns | length == 1 -%}
+            {%- do checked.update(projected_key_of_view(model, key_columns[0])) -%}
+            {%- set key_columns = [checked.column] -%}
+        {%- else -%}
+            {%- do checked.update({'problem': model ~ ' is a view: its key of several columns is not checked in the catalog; test it with primary_key'}) -%}
+        {%- endif -%}
     {%- endif -%}
 {%- endif %}
 
@@ -72,24 +83,24 @@ unique_index_columns as (
 enforcing as (
 
     select enforced_by from key_constraint_columns
-    where columns = array['{{ checked.column }}']::name[]
+    where columns = array['{{ key_columns | join("', '") }}']::name[]
 
     union all
 
     select enforced_by from unique_index_columns
-    where columns = array['{{ checked.column }}']::name[]
+    where columns = array['{{ key_columns | join("', '") }}']::name[]
         and all_not_null
 
 )
 
 select
-    '{{ column_name }}' as column_name,
+    '{{ key_columns | join(', ') }}' as column_name,
     {%- if checked.problem %}
     '{{ checked.problem | replace("'", "''") }}' as problem
     {%- else %}
     case
         when (select relation_id from relation) is null then 'the relation does not exist'
-        else 'no PRIMARY KEY on {{ checked.relation }}.{{ checked.column }} alone, and no unique index on it with the column NOT NULL'
+        else 'no PRIMARY KEY on {{ checked.relation }} ({{ checked.column }}) alone, and no unique index on exactly that with every column NOT NULL'
     end as problem
 
 where not exists (select from enforcing)

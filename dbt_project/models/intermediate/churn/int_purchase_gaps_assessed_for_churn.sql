@@ -26,6 +26,9 @@
     customers it recomputed, for int_customers_churn_assessed.
 -#}
 
+{#- One index, unique on the grain (customer_key, purchase_date), as for the purchase days:
+    a unique index on the text purchase_day_id was most of an insert's cost ("Stop 56"). -#}
+
 {#- the models whose change log it reads -#}
 {%- set producers = ['int_orders_aggregated_to_purchase_days', 'int_identity_observations'] %}
 
@@ -42,11 +45,11 @@
         on_schema_change='fail',
         post_hook=[
             "{{ record_change_position() }}",
-            "{{ set_not_null(['purchase_day_id', 'customer_key', 'threshold_days']) }}",
+            "{{ set_not_null(['purchase_day_id', 'customer_key', 'purchase_date', 'threshold_days']) }}",
             "{{ enforce_accepted_values('churn_rule', ['no purchase within threshold', 'explicit cancellation']) }}",
             "{{ create_index_if_missing('open_gaps_by_due_date', '(purchase_date + threshold_days)', 'is_last_purchase_day and not is_churned') }}",
         ],
-        indexes=[{'columns': ['purchase_day_id'], 'unique': True}, {'columns': ['customer_key']}],
+        indexes=[{'columns': ['customer_key', 'purchase_date'], 'unique': True}],
     )
 }}
 
