@@ -20,13 +20,15 @@
 -#}
 {% test enforced_primary_key(model, column_name=none, columns=none) %}
 
-{%- set key_columns = (columns or [column_name]) | sort -%}
+{%- set tested = columns or [column_name] -%}
+{%- set key_columns = tested | sort -%}
 {%- set checked = {'relation': model ~ '', 'column': key_columns | join(', '), 'problem': none} -%}
 {%- if execute -%}
     {%- set kind = run_query("select relkind from pg_catalog.pg_class where oid = to_regclass('" ~ model ~ "')") -%}
     {%- if kind.rows | length == 1 and kind.rows[0][0] == 'v' -%}
         {%- if key_columns | length == 1 -%}
             {%- do checked.update(projected_key_of_view(model, key_columns[0])) -%}
+            {#- the view's column is the table column it passes through -#}
             {%- set key_columns = [checked.column] -%}
         {%- else -%}
             {%- do checked.update({'problem': model ~ ' is a view: its key of several columns is not checked in the catalog; test it with primary_key'}) -%}
@@ -94,7 +96,7 @@ enforcing as (
 )
 
 select
-    '{{ key_columns | join(', ') }}' as column_name,
+    '{{ tested | join(', ') }}' as column_name,
     {%- if checked.problem %}
     '{{ checked.problem | replace("'", "''") }}' as problem
     {%- else %}
