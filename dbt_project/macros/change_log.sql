@@ -589,7 +589,7 @@
 
 
 {#- Post-hook of a per-customer model: how far it has read, in the transaction of its rows.
-    The log is then trimmed of what every reader built in the last 90 days has read. -#}
+    The log is trimmed elsewhere (trim_change_log). -#}
 {% macro record_change_position(producers=none) -%}
     {#- The same newest entry the build read up to: the producers ran before this model. -#}
     insert into ops.mart_change_positions (consumer, change_id, as_of_date, built_at)
@@ -608,14 +608,27 @@
     on conflict (consumer) do update set
         change_id = excluded.change_id, as_of_date = excluded.as_of_date, built_at = excluded.built_at;
     {#- positions of tables a full refresh replaced (their oid is gone) hold nothing back -#}
-    {{ forget_replaced_readers('ops.mart_change_positions', 'consumer') }};
-    {#- ...but never what the last publication has not yet been caught up with: after the
-        swap, the retired generation is brought up to the published one from these entries
-        (cem_warehouse.transform.generations). -#}
+    {{ forget_replaced_readers('ops.mart_change_positions', 'consumer') }}
+{%- endmacro %}
+
+
+{#- Post-hook of int_orders_changed_since_last_build, the first model of a build on the
+    thread that waits while identity resolution runs: the log loses what every reader built
+    in the last 90 days has read... -#}
+{#- Until stop 65 every reader's record_change_position trimmed it, so the first of them,
+    identity resolution, deleted the whole last build's log at the head of the chain, where
+    the other thread has nothing to do: 538k rows in 0.72 s after three days' delta at 1M
+    customers (docs/operations/marts.md, "Stop 65"). No reader has moved when this runs, so
+    it deletes what that first reader did. A build selecting only some models may not run
+    it: the log then waits for the next whole build. -#}
+{% macro trim_change_log() -%}
     delete from ops.mart_key_changes
     where change_id <= (
         select min(change_id) from ops.mart_change_positions
         where built_at >= now() - interval '90 days'
     )
+        {#- ...but never what the last publication has not yet been caught up with: after
+            the swap, the retired generation is brought up to the published one from these
+            entries (cem_warehouse.transform.generations). -#}
         and change_id <= (select coalesce(max(change_log_id), 0) from ops.mart_publications)
 {%- endmacro %}

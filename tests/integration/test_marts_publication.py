@@ -415,6 +415,37 @@ def test_readers_see_the_last_good_marts_until_an_audited_build_is_swapped_in(
     assert "run `cem marts build --full-refresh` again" in status
 
 
+def test_the_change_log_loses_what_every_reader_read_beside_the_head_of_the_chain(
+    stand_ins, tmp_path, monkeypatch
+):
+    """The mart change log is trimmed by the post-hook of int_orders_changed_since_last_build,
+    the first model of a build on the thread that waits for identity resolution (stop 65;
+    until then the first reader trimmed it, at the head of the chain). Everything every
+    reader has read, up to the last publication's catch-up, goes; the rest stays."""
+    monkeypatch.setenv("CEM_HOME", str(tmp_path / "state"))
+    stand_ins.ingest_all()
+    build_marts(stand_ins.warehouse)
+    generate_next_day(stand_ins.targets)
+    stand_ins.ingest_all()
+    build_marts(stand_ins.warehouse)
+    counted = (
+        "select count(*) filter (where change_id <= %(bound)s), "
+        "count(*) filter (where change_id > %(bound)s) from ops.mart_key_changes"
+    )
+    with connect(stand_ins.warehouse) as conn:
+        (bound,) = conn.execute(
+            "select least((select min(change_id) from ops.mart_change_positions "
+            "where built_at >= now() - interval '90 days'), "
+            "(select max(change_log_id) from ops.mart_publications))"
+        ).fetchone()
+        read_by_all, unread = conn.execute(counted, {"bound": bound}).fetchone()
+    assert read_by_all > 0 and unread > 0, (read_by_all, unread)
+
+    run_dbt(stand_ins.warehouse, ["run", "--select", "int_orders_changed_since_last_build"])
+    with connect(stand_ins.warehouse) as conn:
+        assert conn.execute(counted, {"bound": bound}).fetchone() == (0, unread)
+
+
 def test_a_catch_up_failing_on_one_mart_leaves_every_retired_mart_as_it_was(
     stand_ins, tmp_path, monkeypatch, caplog
 ):

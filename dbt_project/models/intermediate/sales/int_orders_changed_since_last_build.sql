@@ -19,12 +19,15 @@
     every raw row loaded after it ran carries a later _loaded_at than every row it read.
     fct_orders re-derives exactly these orders, so its watermark (the newest source_loaded_at
     it holds) cannot step over a row loaded between the two models: the next build takes it.
+
+    Its post-hook also trims the mart change log (macros/change_log.sql, trim_change_log):
+    it runs beside the identity observations, not on the chain after them.
 -#}
 
 {{
     config(
         pre_hook=["{{ wait_for_raw_publishes(reads_by_watermark=true) }}", "set local work_mem = '256MB'"],
-        post_hook=["{{ set_not_null('order_id') }}", "{{ record_changed_orders_handoff() }}"],
+        post_hook=["{{ set_not_null('order_id') }}", "{{ record_changed_orders_handoff() }}", "{{ trim_change_log() }}"],
         indexes=[{'columns': ['order_id'], 'unique': True}],
     )
 }}
