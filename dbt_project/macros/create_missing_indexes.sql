@@ -51,23 +51,9 @@
     {%- endif -%}
     {%- endfor -%}
     {%- endfor -%}
-    {%- for columns in superseded %}
-    do $drop_superseded_index$
-    declare
-        superseded regclass;
-    begin
-        for superseded in
-            select existing.indexrelid
-            from pg_catalog.pg_index as existing
-            where {{ index_is_on_columns('existing', columns, false) }}
-                and existing.indexprs is null
-        loop
-            execute format('drop index %s', superseded);
-        end loop;
-    end
-    $drop_superseded_index$;
-    {%- endfor %}
-    do $drop_undeclared_dbt_index$
+    {#- One pass drops both kinds: an undeclared index that dbt made (its md5 name), or a
+        plain one on a leading part of a declared index (any name). -#}
+    do $drop_undeclared_index$
     declare
         undeclared regclass;
     begin
@@ -77,17 +63,22 @@
             inner join pg_catalog.pg_class as index_class
                 on index_class.oid = existing.indexrelid
             where existing.indrelid = cast('{{ this.include(database=false) }}' as regclass)
-                and index_class.relname ~ '^[0-9a-f]{32}$'
                 and existing.indpred is null
                 and existing.indexprs is null
                 {%- for index in declared %}
                 and not ({{ index_is_on_columns('existing', index['columns'], index.get('unique', false)) | indent(16) }})
                 {%- endfor %}
+                and (
+                    index_class.relname ~ '^[0-9a-f]{32}$'
+                    {%- for columns in superseded %}
+                    or ({{ index_is_on_columns('existing', columns, false) | indent(20) }})
+                    {%- endfor %}
+                )
         loop
             execute format('drop index %s', undeclared);
         end loop;
     end
-    $drop_undeclared_dbt_index$;
+    $drop_undeclared_index$;
     {%- endif -%}
 {%- endmacro %}
 
