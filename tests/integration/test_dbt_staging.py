@@ -57,7 +57,12 @@ def test_staging_builds_keeps_every_row_and_normalises_emails(stand_ins, tmp_pat
     run_dbt(stand_ins.warehouse, ["build"])  # raises on any failed model, data test or unit test
 
     target = tmp_path / "state" / "dbt" / "target"
-    results = json.loads((target / "run_results.json").read_text())["results"]
+    run_results = json.loads((target / "run_results.json").read_text())
+    results = run_results["results"]
+    # The manifest the catch-up reads is the one this build's run ended with: written once,
+    # at the end, by the same invocation as the results (transform/dbt_manifest_once.py).
+    manifest = json.loads((target / "manifest.json").read_text())
+    assert manifest["metadata"]["invocation_id"] == run_results["metadata"]["invocation_id"]
     # Exposures (the dashboards) are listed by `dbt build` as no-ops.
     assert not [
         (r["unique_id"], r["status"])
@@ -74,7 +79,6 @@ def test_staging_builds_keeps_every_row_and_normalises_emails(stand_ins, tmp_pat
     staging_unit_tests = [u for u in passed if u.startswith("unit_test.cem_warehouse.stg_")]
     assert len(staging_unit_tests) >= 6
     # A plain `dbt build` runs every unit test (production builds leave them out).
-    manifest = json.loads((target / "manifest.json").read_text())
     assert {u for u in passed if u.startswith("unit_test.")} == set(manifest["unit_tests"])
 
     # Every raw table declares freshness on _loaded_at, and a fresh load passes it.

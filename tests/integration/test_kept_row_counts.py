@@ -8,7 +8,12 @@ import threading
 import psycopg
 import pytest
 
-from cem_warehouse.quality.catalog_answers import catalog_answer, kept_row_count
+from cem_warehouse.quality.catalog_answers import (
+    catalog_answer,
+    kept_row_count,
+    kept_row_counts,
+    rows_of_views_over_one_table,
+)
 from cem_warehouse.warehouse.bootstrap import bootstrap
 from cem_warehouse.warehouse.connection import connect
 
@@ -186,4 +191,38 @@ def test_a_count_is_stored_by_its_table_s_name_for_a_dump_and_restore(fresh_data
         restored = conn.execute("select counted_table::oid from ops.kept_row_counts").fetchone()[0]
         assert restored == conn.execute("select 'public.facts'::regclass::oid").fetchone()[0]
         assert restored != old_oid
+        conn.rollback()
+
+
+def test_a_view_of_one_whole_table_has_its_count_and_no_other_view_does(fresh_database):
+    _facts(fresh_database, 500)
+    with connect(fresh_database) as conn:
+        conn.execute("create table public.other (id int primary key)")
+        conn.execute("insert into public.other values (1), (2)")
+        conn.execute("create table public.one_row (as_of date)")
+        conn.execute("insert into public.one_row values ('2026-01-01')")
+        views = {
+            # what the per-customer marts are: one table, as-of columns added by subquery
+            "facts_as_of": "select id, (select as_of from public.one_row) - date '2025-12-01' "
+            "as days, (select as_of from public.one_row) as as_of_date from public.facts",
+            "facts_filtered": "select id from public.facts where id > 10",
+            "facts_joined": "select f.id from public.facts f join public.other o using (id)",
+            "facts_summed": "select count(*) as n from public.facts",
+            "facts_distinct": "select distinct id % 7 as bucket from public.facts",
+            "facts_limited": "select id from public.facts limit 3",
+            "other_unkept": "select id from public.other",
+        }
+        for name, body in views.items():
+            conn.execute(f"create view public.{name} as {body}")
+        counts = kept_row_counts(conn, "public")
+        assert counts == {"facts": 500}
+        answered = rows_of_views_over_one_table(conn, "public", [*views, "facts"], counts)
+        assert answered == {"facts_as_of": 500}
+        assert answered["facts_as_of"] == conn.execute(
+            "select count(*) from public.facts_as_of"
+        ).fetchone()[0]
+        # a view of another schema's table is not answered from this schema's counts
+        conn.execute("create schema elsewhere")
+        conn.execute("create view elsewhere.facts_view as select id from public.facts")
+        assert rows_of_views_over_one_table(conn, "elsewhere", ["facts_view"], counts) == {}
         conn.rollback()

@@ -13,7 +13,7 @@ from dbt.adapters.base.connections import BaseConnectionManager
 from dbt.graph.queue import GraphQueue
 
 from cem_warehouse.errors import CemError
-from cem_warehouse.transform import dbt_connections, dbt_schedule
+from cem_warehouse.transform import dbt_connections, dbt_manifest_once, dbt_schedule
 from cem_warehouse.transform.dbt import dbt_threads
 
 
@@ -137,3 +137,32 @@ def test_a_dbt_whose_connection_manager_changed_keeps_closing_connections(monkey
     assert dbt_connections.keep_connections_open() is False
     assert BaseConnectionManager.release is original
     assert "opens a connection per node" in capsys.readouterr().err
+
+
+def test_a_build_writes_its_manifest_when_it_ends_not_after_parsing_too(monkeypatch) -> None:
+    # (a build's manifest is the one its run ended with: tests/integration/test_dbt_staging.py)
+    import dbt.parser.manifest as parser
+    import dbt.task.runnable as runnable
+
+    original = parser.write_manifest
+    monkeypatch.setattr(parser, "write_manifest", original)  # put back after the test
+    for command in ("parse", "docs", "compile", "ls", ""):
+        assert dbt_manifest_once.write_manifest_at_the_end_only(command) is False
+        assert parser.write_manifest is original
+    assert dbt_manifest_once.write_manifest_at_the_end_only("build") is True
+    written: list[str] = []
+    monkeypatch.setattr(parser.Manifest, "write", lambda self, path: written.append(path))
+    parser.write_manifest(parser.Manifest(), "target")
+    assert written == [], "the write after parsing still happens"
+    assert runnable.write_manifest is original, "the run's write at its end was replaced too"
+    # once replaced, a second call changes nothing
+    assert dbt_manifest_once.write_manifest_at_the_end_only("run") is False
+    assert dbt_schedule._command(["build", "--vars", "{}", "--exclude", "x"]) == "build"
+
+
+def test_a_dbt_whose_manifest_writes_changed_writes_both_copies(monkeypatch, capsys) -> None:
+    import dbt.task.runnable as runnable
+
+    monkeypatch.delattr(runnable, "write_manifest")
+    assert dbt_manifest_once.write_manifest_at_the_end_only("build") is False
+    assert "writes the manifest twice" in capsys.readouterr().err

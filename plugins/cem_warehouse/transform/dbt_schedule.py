@@ -23,7 +23,8 @@ Which nodes run, and after what, is dbt's own graph, unchanged; only the order a
 nodes that are ready at once differs.
 
 The same entry point keeps each thread's connection open from one node to the next
-(cem_warehouse.transform.dbt_connections), where dbt would open one per node.
+(cem_warehouse.transform.dbt_connections), where dbt would open one per node, and has a
+build write its manifest once, at its end (cem_warehouse.transform.dbt_manifest_once).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import networkx as nx
 
 from cem_warehouse.transform.dbt import dbt_target_dir, dbt_threads
 from cem_warehouse.transform.dbt_connections import keep_connections_open
+from cem_warehouse.transform.dbt_manifest_once import write_manifest_at_the_end_only
 
 # What a node counts when the previous run timed no node of its type (models, tests, ...);
 # an untimed node of a timed type counts the median of its type.
@@ -117,10 +119,16 @@ def install(target_dir: Path, threads: int) -> bool:
     return True
 
 
+def _command(arguments: list[str]) -> str:
+    """dbt's subcommand among its CLI ``arguments`` (the first that is not an option)."""
+    return next((argument for argument in arguments if not argument.startswith("-")), "")
+
+
 def main() -> None:
     # run_dbt's --target-path: where the previous run left its timings.
     install(dbt_target_dir(), dbt_threads())
     keep_connections_open()
+    write_manifest_at_the_end_only(_command(sys.argv[1:]))
     from dbt.cli.main import cli
 
     sys.argv = ["dbt", *sys.argv[1:]]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import date
@@ -25,7 +26,7 @@ from datetime import date
 import psycopg
 
 from cem_warehouse.errors import CemError
-from cem_warehouse.quality.catalog_answers import kept_row_counts
+from cem_warehouse.quality.catalog_answers import kept_row_counts, rows_of_views_over_one_table
 from cem_warehouse.warehouse.bootstrap import READER_ROLE
 from cem_warehouse.warehouse.connection import connect
 from cem_warehouse.warehouse.settings import WarehouseLocation
@@ -141,15 +142,23 @@ def publish_marts(
         # Exact counts of what is swapped in, for the publication record: the audit's, which
         # GX took on these very tables right before (only a build writes marts_build, and the
         # transform DAG runs one at a time); for a table it did not audit, the count its write
-        # triggers keep (ops.kept_row_counts), else a count(*), which runs under the
-        # publishers' lock before the swap (58-82 ms per million-row mart at 1M customers).
+        # triggers keep (ops.kept_row_counts), for a view that is one such table with columns
+        # added the table's, else a count(*), which runs under the publishers' lock before
+        # the swap (58-82 ms per million-row mart at 1M customers).
         audited = (audit or {}).get("row_counts", {})
         known = {**kept_row_counts(conn, BUILD_SCHEMA), **{t: int(n) for t, n in audited.items()}}
+        marts = _tables(conn, BUILD_SCHEMA)
+        # a view that is one stored table with columns added has that table's count
+        known.update(
+            rows_of_views_over_one_table(
+                conn, BUILD_SCHEMA, [mart for mart in marts if mart not in known], known
+            )
+        )
         tables = {
             table: known[table]
             if table in known
             else int(conn.execute(f'select count(*) from {BUILD_SCHEMA}."{table}"').fetchone()[0])
-            for table in _tables(conn, BUILD_SCHEMA)
+            for table in marts
         }
         if _schema_exists(conn, PUBLISHED_SCHEMA):
             conn.execute(f"alter schema {PUBLISHED_SCHEMA} rename to {_RETIRING_SCHEMA}")
@@ -181,10 +190,19 @@ def publish_marts(
                 built,
             ),
         ).fetchone()
+    # The change log's VACUUM runs beside the catch-up rather than after it: each waits on
+    # the disk and on its own locks, not on the other, and the catch-up reads only rows no
+    # trim has deleted (0.22-0.53 s after each one-day build at 1M customers).
+    vacuum = threading.Thread(
+        target=_vacuum_change_log, args=(location,), name="change-log-vacuum", daemon=True
+    )
+    vacuum.start()
     started = time.perf_counter()
-    retired = _catch_up_retired_generation(location, publication_id, change_log_id)
-    catch_up_seconds = round(time.perf_counter() - started, 2)
-    _vacuum_change_log(location)
+    try:
+        retired = _catch_up_retired_generation(location, publication_id, change_log_id)
+    finally:
+        catch_up_seconds = round(time.perf_counter() - started, 2)
+        vacuum.join()
     return Publication(
         publication_id=publication_id,
         as_of_date=as_of,
