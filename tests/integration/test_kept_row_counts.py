@@ -218,9 +218,10 @@ def test_a_view_of_one_whole_table_has_its_count_and_no_other_view_does(fresh_da
         assert counts == {"facts": 500}
         answered = rows_of_views_over_one_table(conn, "public", [*views, "facts"], counts)
         assert answered == {"facts_as_of": 500}
-        assert answered["facts_as_of"] == conn.execute(
-            "select count(*) from public.facts_as_of"
-        ).fetchone()[0]
+        assert (
+            answered["facts_as_of"]
+            == conn.execute("select count(*) from public.facts_as_of").fetchone()[0]
+        )
         # a view of another schema's table is not answered from this schema's counts
         conn.execute("create schema elsewhere")
         conn.execute("create view elsewhere.facts_view as select id from public.facts")
