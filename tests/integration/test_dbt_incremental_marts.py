@@ -351,6 +351,8 @@ COUNTED_MODELS = {
     "int_purchase_days_counted_by_cohort_month": ("intermediate/repurchase", "staging"),
     "int_churn_events_counted_by_month": ("intermediate/churn", "staging"),
     "int_invitations_counted_by_sent_month": ("intermediate/surveys", "staging"),
+    "int_invitations_counted_by_day": ("intermediate/surveys", "staging"),
+    "int_customers_counted_by_loyalty_category": ("intermediate/customers", "staging"),
 }
 KEPT_BY_TRIGGERS = "counts kept by the triggers on"
 
