@@ -59,8 +59,8 @@ def test_staging_builds_keeps_every_row_and_normalises_emails(stand_ins, tmp_pat
     target = tmp_path / "state" / "dbt" / "target"
     run_results = json.loads((target / "run_results.json").read_text())
     results = run_results["results"]
-    # The manifest the catch-up reads is the one this build's run ended with: written once,
-    # at the end, by the same invocation as the results (transform/dbt_manifest_once.py).
+    # The manifest the catch-up reads is this build's, written when its run ended (the
+    # write after parsing is skipped: transform/dbt_manifest_once.py).
     manifest = json.loads((target / "manifest.json").read_text())
     assert manifest["metadata"]["invocation_id"] == run_results["metadata"]["invocation_id"]
     # Exposures (the dashboards) are listed by `dbt build` as no-ops.

@@ -139,7 +139,9 @@ def test_a_dbt_whose_connection_manager_changed_keeps_closing_connections(monkey
     assert "opens a connection per node" in capsys.readouterr().err
 
 
-def test_a_build_writes_its_manifest_when_it_ends_not_after_parsing_too(monkeypatch) -> None:
+def test_a_build_writes_its_manifest_when_it_ends_not_after_parsing_too(
+    monkeypatch, tmp_path
+) -> None:
     # (a build's manifest is the one its run ended with: tests/integration/test_dbt_staging.py)
     import dbt.parser.manifest as parser
     import dbt.task.runnable as runnable
@@ -152,8 +154,9 @@ def test_a_build_writes_its_manifest_when_it_ends_not_after_parsing_too(monkeypa
     assert dbt_manifest_once.write_manifest_at_the_end_only("build") is True
     written: list[str] = []
     monkeypatch.setattr(parser.Manifest, "write", lambda self, path: written.append(path))
-    parser.write_manifest(parser.Manifest(), "target")
+    parser.write_manifest(parser.Manifest(), str(tmp_path))
     assert written == [], "the write after parsing still happens"
+    assert not list(tmp_path.iterdir()), "the write after parsing still happens"
     assert runnable.write_manifest is original, "the run's write at its end was replaced too"
     # once replaced, a second call changes nothing
     assert dbt_manifest_once.write_manifest_at_the_end_only("run") is False

@@ -8,9 +8,9 @@
 
     Kept by the invitations' own writes (macros/counted_by_triggers.sql), like the monthly
     cells: the advocacy mart sums these cells instead of reading all 2.5M invitations on
-    every build (0.6-0.8 s of its 0.9-1.2 s at 1M customers; docs/operations/marts.md,
-    "Stop 66"). Counted in full when the table is built, or when the invitations' table was
-    replaced since.
+    every build (0.65 s of its 0.89-1.03 s at 1M customers in stop 55's measurement;
+    docs/operations/marts.md, "Stop 66"). Counted in full when the table is built, or when
+    the invitations' table was replaced since.
 -#}
 
 {%- set producer = 'int_invitations_categorised_at_sending' %}

@@ -27,7 +27,7 @@
 
 {#- Both parts read cells their producers' writes keep (macros/counted_by_triggers.sql):
     counting int_customers_advocate_behaviours (1M rows) and the invitations (2.5M) took
-    this mart 0.9-1.2 s of every build at 1M customers, on the build's last stretch
+    this mart 0.72-1.10 s of every build at 1M customers, on the build's last stretch
     (docs/operations/marts.md, "Stop 66"). -#}
 
 with
