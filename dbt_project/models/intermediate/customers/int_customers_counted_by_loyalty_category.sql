@@ -9,9 +9,9 @@
     statement triggers add the cells of the rows each build inserts and take away those of
     the rows it deletes, so the advocacy mart reads four cells instead of counting a million
     customers on every build (0.38 s of its 0.89-1.03 s at 1M customers in stop 55's
-    measurement; docs/operations/marts.md, "Stop 66"). Counted in full when the table is built, or when the behaviours' table was
-    replaced since. Every measure is a count or a sum that is never null, so a cell can be
-    added to and taken from.
+    measurement; docs/operations/marts.md, "Stop 66"). Counted in full when the table is
+    built, or when the behaviours' table was replaced since. Every measure is a count or a
+    sum that is never null, so a cell can be added to and taken from.
 -#}
 
 {%- set producer = 'int_customers_advocate_behaviours' %}
