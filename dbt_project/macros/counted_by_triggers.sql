@@ -22,8 +22,9 @@
       it with `counted_rows(counting, ref(producer))`: in full over the producer when the
       table is built, and no rows at all when the producer's triggers have kept it (its
       build then costs nothing);
-    * has the post-hook `keep_counts_by_triggers()`, which replaces the trigger function
-      after every build and creates the triggers where they are missing.
+    * has the post-hook `keep_counts_by_triggers()`, which marks the cell key and the
+      measures NOT NULL, replaces the trigger function after every build and creates the
+      triggers where they are missing.
 
     When the producer's table was replaced (a --full-refresh of it alone drops its triggers)
     the next build finds no triggers and recounts in full. A cell that a delete would take
@@ -114,8 +115,10 @@ where false
 {% endmacro %}
 
 
-{#- Post-hook: the trigger function (replaced after every build) and the producer's four
-    statement triggers (insert, delete, update, truncate), created when missing. -#}
+{#- Post-hook: the cell key and every measure NOT NULL (a null measure would make its cell
+    null for good: the triggers add to it and take from it), the trigger function (replaced
+    after every build) and the producer's four statement triggers (insert, delete, update,
+    truncate), created when missing. -#}
 {% macro keep_counts_by_triggers() -%}
     {%- set producer = counted_producer() -%}
     {%- set key = config.require('unique_key') -%}
@@ -123,6 +126,10 @@ where false
     {%- set function = adapter.quote(this.schema) ~ '.' ~ adapter.quote(this.identifier ~ '__keep') -%}
     {%- set prefix = counts_trigger_prefix() -%}
     {%- set counting_sql = config.require('counted_select') -%}
+{#- (while dbt parses, config holds no values yet) -#}
+{%- if execute %}
+{{ set_not_null([key] + measures) }};
+{%- endif %}
 create or replace function {{ function }}() returns trigger
 language plpgsql as $keep$
 declare

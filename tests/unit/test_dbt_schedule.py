@@ -169,3 +169,9 @@ def test_a_dbt_whose_manifest_writes_changed_writes_both_copies(monkeypatch, cap
     monkeypatch.delattr(runnable, "write_manifest")
     assert dbt_manifest_once.write_manifest_at_the_end_only("build") is False
     assert "writes the manifest twice" in capsys.readouterr().err
+
+
+def test_a_dbt_whose_queue_changed_runs_in_its_own_order(monkeypatch, capsys, tmp_path) -> None:
+    monkeypatch.delattr(GraphQueue, "_get_scores")
+    assert dbt_schedule.install(tmp_path, 2) is False
+    assert "runs in dbt's own order" in capsys.readouterr().err

@@ -46,6 +46,17 @@ def dbt_environment(location: WarehouseLocation) -> dict[str, str]:
 UNIT_TESTS_SELECTOR = "resource_type:unit_test"
 
 
+def say_dbt_changed(changed: str, consequence: str, module: str) -> None:
+    """Say, on dbt's stderr (run_dbt keeps it with the rest of dbt's output), that a change
+    this project makes to dbt's internals found ``changed`` different in this dbt version,
+    and what the build does without it (``consequence``): slower, never different."""
+    print(
+        f"cem_warehouse: dbt's {changed} changed, so {consequence} "
+        f"({module} needs updating for this dbt version)",
+        file=sys.stderr,
+    )
+
+
 def dbt_executable() -> str:
     candidate = Path(sys.executable).with_name("dbt")
     return str(candidate) if candidate.exists() else "dbt"

@@ -24,7 +24,7 @@ of the run.
 
 from __future__ import annotations
 
-import sys
+from cem_warehouse.transform.dbt import say_dbt_changed
 
 # Undo, on a connection kept open, what a node may have left in its session.
 _SESSION_RESET = "discard temp; reset all"
@@ -46,13 +46,7 @@ def keep_connections_open() -> bool:
         callable(getattr(BaseConnectionManager, name, None))
         for name in ("release", "get_if_exists", "_rollback")
     ):
-        # On dbt's stderr, which run_dbt keeps with the rest of dbt's output.
-        print(
-            "cem_warehouse: dbt's connection manager changed, so this build opens a connection "
-            "per node (cem_warehouse.transform.dbt_connections needs updating for this dbt "
-            "version)",
-            file=sys.stderr,
-        )
+        say_dbt_changed("connection manager", "this build opens a connection per node", __name__)
         return False
 
     def release_keeping_the_connection(self) -> None:

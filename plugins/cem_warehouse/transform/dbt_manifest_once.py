@@ -18,7 +18,7 @@ leaves the previous run's results; no publication follows a failed build.
 
 from __future__ import annotations
 
-import sys
+from cem_warehouse.transform.dbt import say_dbt_changed
 
 # dbt commands whose run ends by writing the manifest (dbt's GraphRunnableTask.run).
 WRITTEN_AT_THE_END = frozenset({"build", "run"})
@@ -42,12 +42,7 @@ def write_manifest_at_the_end_only(command: str) -> bool:
     # calls the parser module's. Only the latter is replaced.
     ends_with_write = getattr(runnable, "write_manifest", None)
     if not (callable(getattr(parser, "write_manifest", None)) and callable(ends_with_write)):
-        print(
-            "cem_warehouse: dbt's manifest writes changed, so this build writes the manifest "
-            "twice (cem_warehouse.transform.dbt_manifest_once needs updating for this dbt "
-            "version)",
-            file=sys.stderr,
-        )
+        say_dbt_changed("manifest writes", "this build writes the manifest twice", __name__)
         return False
     if ends_with_write is not parser.write_manifest:
         return False  # already replaced in this process

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import networkx as nx
 
-from cem_warehouse.transform.dbt import dbt_target_dir, dbt_threads
+from cem_warehouse.transform.dbt import dbt_target_dir, dbt_threads, say_dbt_changed
 from cem_warehouse.transform.dbt_connections import keep_connections_open
 from cem_warehouse.transform.dbt_manifest_once import write_manifest_at_the_end_only
 
@@ -91,12 +91,7 @@ def install(target_dir: Path, threads: int) -> bool:
         return False
     original_get = getattr(GraphQueue, "get", None)
     if not (callable(getattr(GraphQueue, "_get_scores", None)) and callable(original_get)):
-        # On dbt's stderr, which run_dbt keeps with the rest of dbt's output.
-        print(
-            "cem_warehouse: dbt's GraphQueue changed, so this build runs in dbt's own order "
-            "(cem_warehouse.transform.dbt_schedule needs updating for this dbt version)",
-            file=sys.stderr,
-        )
+        say_dbt_changed("GraphQueue", "this build runs in dbt's own order", __name__)
         return False
     seconds = previous_node_seconds(target_dir)
 

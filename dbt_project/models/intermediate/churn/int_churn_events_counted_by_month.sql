@@ -79,7 +79,7 @@ where event_month is not null
         on_schema_change='fail',
         post_hook=[
             "{{ keep_counts_by_triggers() }}",
-            "{{ set_not_null(['churn_event_cell_id', 'event_kind', 'event_month', 'events', 'cancellations']) }}",
+            "{{ set_not_null(['event_kind', 'event_month']) }}",
             "{{ enforce_accepted_values('event_kind', ['first purchase', 'churn', 'win-back']) }}",
         ],
         indexes=[{'columns': ['churn_event_cell_id'], 'unique': True}],

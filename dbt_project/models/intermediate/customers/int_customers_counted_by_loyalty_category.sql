@@ -43,10 +43,7 @@ group by loyalty_category
         counted_measures=['customers', 'buyers', 'repeat_customers', 'multi_line_customers', 'customers_with_product_lines', 'additional_product_lines', 'referrers', 'churned_customers', 'revenue', 'gross_margin'],
         counted_select=counting,
         on_schema_change='fail',
-        post_hook=[
-            "{{ keep_counts_by_triggers() }}",
-            "{{ set_not_null(['loyalty_category', 'customers', 'buyers', 'repeat_customers', 'multi_line_customers', 'customers_with_product_lines', 'additional_product_lines', 'referrers', 'churned_customers', 'revenue', 'gross_margin']) }}",
-        ],
+        post_hook="{{ keep_counts_by_triggers() }}",
         indexes=[{'columns': ['loyalty_category'], 'unique': True}],
     )
 }}

@@ -35,7 +35,7 @@ group by first_purchase_month, active_month
         on_schema_change='fail',
         post_hook=[
             "{{ keep_counts_by_triggers() }}",
-            "{{ set_not_null(['cohort_activity_cell_id', 'cohort_month', 'activity_month', 'active_customers']) }}",
+            "{{ set_not_null(['cohort_month', 'activity_month']) }}",
         ],
         indexes=[{'columns': ['cohort_activity_cell_id'], 'unique': True}],
     )

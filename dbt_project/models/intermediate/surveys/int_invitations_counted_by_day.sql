@@ -42,7 +42,7 @@ group by sent_date, first_responded_date, loyalty_category_at_sending
         on_schema_change='fail',
         post_hook=[
             "{{ keep_counts_by_triggers() }}",
-            "{{ set_not_null(['invitation_day_cell_id', 'loyalty_category_at_sending', 'invitations']) }}",
+            "{{ set_not_null('loyalty_category_at_sending') }}",
         ],
         indexes=[{'columns': ['invitation_day_cell_id'], 'unique': True}],
     )

@@ -40,7 +40,7 @@ group by {{ month_start('sent_date') }}, survey_id, touchpoint, loyalty_category
         on_schema_change='fail',
         post_hook=[
             "{{ keep_counts_by_triggers() }}",
-            "{{ set_not_null(['invitation_cell_id', 'survey_id', 'touchpoint', 'loyalty_category_at_sending', 'invitations', 'answered_invitations']) }}",
+            "{{ set_not_null(['survey_id', 'touchpoint', 'loyalty_category_at_sending']) }}",
         ],
         indexes=[{'columns': ['invitation_cell_id'], 'unique': True}],
     )
