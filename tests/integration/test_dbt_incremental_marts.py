@@ -32,6 +32,7 @@ from cem_warehouse.quality.catalog_answers import kept_row_count
 from cem_warehouse.sources.crm import CrmStore
 from cem_warehouse.sources.generator.params import DEFAULT_PARAMS
 from cem_warehouse.sources.generator.run import generate_next_day
+from cem_warehouse.sources.surveys import LandingWriter
 from cem_warehouse.transform.dbt import dbt_target_dir, run_dbt
 from cem_warehouse.transform.marts import build_marts
 from cem_warehouse.warehouse.connection import connect
@@ -560,6 +561,146 @@ def _plant_shared_case(stand_ins) -> SharedCase:
     return SharedCase(case_id, owner, owner_email, other, contacts + 1)
 
 
+class CaseOnlySurvey(NamedTuple):
+    case_id: int
+    customer_id: int
+    last_contact_id: int  # the case's last contact when the survey came
+    response_id: int
+
+
+def _write_survey_files(stand_ins, name: str, invitation: dict, response: dict) -> None:
+    """One invitation and its response, as a file of each in the survey landing folder,
+    under the newest export date there."""
+    landing = LandingWriter(str(stand_ins.landing))
+    export = sorted(
+        path.rsplit("export_date=", 1)[1].split("/", 1)[0] for path in landing.files("responses")
+    )[-1]
+    timestamp = pa.timestamp("us", tz="UTC")
+    invitations = pa.schema(
+        [
+            ("invitation_id", pa.int64()),
+            ("survey_id", pa.string()),
+            ("touchpoint", pa.string()),
+            ("respondent_email", pa.string()),
+            ("related_order_id", pa.int64()),
+            ("related_case_id", pa.int64()),
+            ("related_interaction_id", pa.int64()),
+            ("sent_at", timestamp),
+        ]
+    )
+    scores = ("ltr", "csat", "ces", "overall_satisfaction", "choose_again")
+    items = ("buy_different_products", "expand_use", "switch_to_competitor", "renew")
+    responses = pa.schema(
+        [
+            ("response_id", pa.int64()),
+            ("invitation_id", pa.int64()),
+            ("survey_id", pa.string()),
+            ("touchpoint", pa.string()),
+            ("respondent_email", pa.string()),
+            *[(score, pa.int64()) for score in scores + items],
+            ("comment", pa.string()),
+            ("sent_at", timestamp),
+            ("responded_at", timestamp),
+        ]
+    )
+    landing.write(
+        "invitations", pa.Table.from_pylist([invitation], schema=invitations), export, name, "csv"
+    )
+    landing.write(
+        "responses", pa.Table.from_pylist([response], schema=responses), export, name, "csv"
+    )
+
+
+def _plant_case_only_survey(stand_ins) -> CaseOnlySurvey:
+    """A post-support survey whose invitation names its case but not the contact (a survey
+    tool that knows tickets, not calls): it counts for the case's last contact. A contact
+    added to the case later (_plant_contact) becomes the last, and the survey moves to it."""
+    with connect(stand_ins.warehouse) as conn:
+        case_id, customer_id, email, last_contact_id, started_at = conn.execute(
+            "select contacts.case_id, contacts.customer_id, customers.customer_email, "
+            "contacts.interaction_id, contacts.started_at "
+            "from marts.fct_support_interactions as contacts "
+            "inner join staging.stg_crm__customers as customers "
+            "on customers.customer_id = contacts.customer_id "
+            "where contacts.is_last_contact_of_case and not contacts.has_post_contact_survey "
+            "and contacts.case_status not in ('open', 'reopened') "
+            "and customers.customer_email is not null "
+            "order by contacts.case_id limit 1"
+        ).fetchone()
+    sent_at = started_at + timedelta(hours=2)
+    response_id = 900_000_001  # far above the generator's counters
+    _write_survey_files(
+        stand_ins,
+        "planted-case-only",
+        {
+            "invitation_id": 900_000_001,
+            "survey_id": "ps-v2",
+            "touchpoint": "post_support",
+            "respondent_email": email,
+            "related_case_id": case_id,
+            "sent_at": sent_at,
+        },
+        {
+            "response_id": response_id,
+            "invitation_id": 900_000_001,
+            "survey_id": "ps-v2",
+            "touchpoint": "post_support",
+            "respondent_email": email,
+            "ltr": 9,
+            "csat": 5,
+            "ces": 6,
+            "sent_at": sent_at,
+            "responded_at": sent_at + timedelta(hours=1),
+        },
+    )
+    return CaseOnlySurvey(case_id, customer_id, last_contact_id, response_id)
+
+
+def _plant_contact(
+    stand_ins, interaction_id: int, case_id: int | None, customer_id: int, started_at
+) -> None:
+    """A contact of ``customer_id`` on ``case_id`` (None: a contact without a case), shaped
+    like a generated one, updated after every contact so far."""
+    store = CrmStore(stand_ins.crm_store)
+    interactions = store.read("interactions")
+    newest = pc.max(interactions.column("updated_at")).as_py()
+    contact = interactions.slice(0, 1).to_pylist()[0]
+    contact.update(
+        interaction_id=interaction_id,
+        case_id=case_id,
+        customer_id=customer_id,
+        started_at=started_at,
+        ended_at=started_at + timedelta(minutes=5),
+        created_at=newest + timedelta(seconds=1),
+        updated_at=newest + timedelta(seconds=1),
+    )
+    store.write(
+        "interactions", pa.Table.from_pylist([contact], schema=interactions.schema), "planted"
+    )
+    store.touch()
+
+
+def _post_contact_surveys(conn, case_id: int) -> dict[int, tuple[bool, int | None]]:
+    """The case's contacts: whether each is its last, and the survey it is followed by."""
+    return {
+        interaction_id: (is_last, response_id)
+        for interaction_id, is_last, response_id in conn.execute(
+            "select interaction_id, is_last_contact_of_case, post_contact_response_id "
+            "from marts.fct_support_interactions where case_id = %s",
+            (case_id,),
+        )
+    }
+
+
+def _numbers_of_contacts_without_a_case(conn) -> dict[int, int]:
+    return dict(
+        conn.execute(
+            "select interaction_id, contact_number from marts.fct_support_interactions "
+            "where case_id is null"
+        ).fetchall()
+    )
+
+
 def _case_owner_and_contacts(conn, case_id: int) -> tuple[str, int]:
     return conn.execute(
         "select customer_key, contact_count from staging.int_support_cases_followed_up "
@@ -605,15 +746,40 @@ def test_incremental_builds_equal_a_full_refresh(stand_ins, tmp_path, monkeypatc
         generate_next_day(stand_ins.targets, params=BUSY_DAY)
         if day == 1:
             shared_case = _plant_shared_case(stand_ins)
+            case_only_survey = _plant_case_only_survey(stand_ins)
+            with connect(warehouse) as conn:
+                newest_contact = conn.execute(
+                    "select max(started_at) from marts.fct_support_interactions"
+                ).fetchone()[0]
+            # contacts without a case are numbered together: a first one now, an earlier
+            # one on day 3 (renumbering it)
+            _plant_contact(
+                stand_ins, 900_000_101, None, case_only_survey.customer_id, newest_contact
+            )
             cancelled_order_id = _cancel_an_old_order(stand_ins.sales_db)
             referral_id, referred_first_order_id = _cancel_a_referred_customers_first_order(
                 warehouse, stand_ins.sales_db, besides=cancelled_order_id
             )
         if day == 2:
+            # a later contact on the case-only survey's case: the survey moves to it
+            _plant_contact(
+                stand_ins,
+                900_000_102,
+                case_only_survey.case_id,
+                case_only_survey.customer_id,
+                newest_contact + timedelta(hours=1),
+            )
             late_order_id = _plant_late_earlier_order(stand_ins)
             owner_order_id = _plant_newest_order_of(stand_ins, shared_case.owner_email)
         if day == 3:  # not on day 2: re-deriving its orders would mask missed identity changes
             _change_a_product_cost(stand_ins.sales_db)
+            _plant_contact(
+                stand_ins,
+                900_000_103,
+                None,
+                case_only_survey.customer_id,
+                newest_contact - timedelta(hours=1),
+            )
         stand_ins.ingest_all()
         if day == 2:
             # Bringing marts_build up to date fails after this publication: day 3's build
@@ -623,6 +789,25 @@ def test_incremental_builds_equal_a_full_refresh(stand_ins, tmp_path, monkeypatc
             build_marts(warehouse)  # incremental, from the previous generation brought up to date
             # Every logging mart is brought up to date from the log.
             _assert_retired_generation_caught_up(warehouse, expect_all=True)
+        with connect(warehouse) as conn:
+            contacts = _post_contact_surveys(conn, case_only_survey.case_id)
+            caseless = _numbers_of_contacts_without_a_case(conn)
+        # The case-only survey follows the case's last contact, whichever that is today (the
+        # planted one from day 2 on, unless a generated one came later); the contacts
+        # without a case are numbered in the order they were made, across days.
+        followed = [
+            contact
+            for contact, (_, survey) in contacts.items()
+            if survey == case_only_survey.response_id
+        ]
+        last = [contact for contact, (is_last, _) in contacts.items() if is_last]
+        assert followed == last and len(last) == 1, (day, contacts)
+        assert (900_000_102 in contacts) == (day >= 2), (day, contacts)
+        if day == 2:
+            assert last[0] != case_only_survey.last_contact_id, "the survey did not move"
+        assert caseless.get(900_000_101) == (1 if day < 3 else 2), (day, caseless)
+        if day == 3:
+            assert caseless.get(900_000_103) == 1, caseless
         if day == 1:
             # The planted contact moved its case to the other customer, with both contacts.
             with connect(warehouse) as conn:

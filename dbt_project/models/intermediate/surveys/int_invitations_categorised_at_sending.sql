@@ -125,7 +125,12 @@ scope as (
 
 {% endif -%}
 
--- An invitation answered several times counts once, from its first answer.
+-- An invitation answered several times counts once, from its first answer. The responses
+-- come from fct_survey_responses, built before this model from the same rows (one per
+-- response), through its invitation index: raw's responses have none, and an incremental
+-- build scanned all of them (0.6-0.7 s with nothing new at 1M customers,
+-- docs/operations/marts.md, "Stop 67"). Its source_loaded_at is the later of the
+-- response's load and its invitation's, and the invitation's load counts below anyway.
 first_responses as (
 
     select
@@ -133,12 +138,12 @@ first_responses as (
         count(*) as response_count,
         min(responded_date) as first_responded_date,
         min(responded_at) as first_responded_at,
-        max(loaded_at) as last_loaded_at
+        max(source_loaded_at) as last_loaded_at
 
-    from responses
+    from {{ ref('fct_survey_responses') }}
     where invitation_id is not null
         {%- if incremental %}
-        and invitation_id in (select invitation_id from scope)
+        and invitation_id = any(array(select invitation_id from scope))
         {%- endif %}
     group by 1
 

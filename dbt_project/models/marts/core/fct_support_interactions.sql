@@ -80,7 +80,7 @@ changed_responses as (
 
 ),
 
-scope_cases as (
+scope_cases as materialized (
 
     select case_id from interactions where loaded_at > {{ watermark }}
 
@@ -108,6 +108,55 @@ scope_cases as (
 
 ),
 
+-- The contacts of the cases in scope, found without a scan of raw's contacts, which have no
+-- index on their case: every contact loaded up to the watermark is stored with the case it
+-- had then, and one whose case changed since was loaded again, so the stored contacts of
+-- those cases (through this table's case index; the contacts without a case are one
+-- partition) and the contacts loaded since hold them all. Read by raw's primary key, then
+-- kept by their case now. Before, the cases were matched against every raw contact, and
+-- their cases and post-contact surveys hashed whole: 0.8 s of every build at 1M customers,
+-- nothing new included (docs/operations/marts.md, "Stop 67").
+interactions_in_scope as (
+
+    select interactions.*
+    from interactions
+    where interactions.interaction_id = any(array(
+        select previous.interaction_id
+        from {{ this }} as previous
+        where previous.case_id = any(array(select case_id from scope_cases where case_id is not null))
+
+        union
+
+        select previous.interaction_id
+        from {{ this }} as previous
+        where previous.case_id is null
+            and exists (select from scope_cases where case_id is null)
+
+        union
+
+        select interaction_id from interactions where loaded_at > {{ watermark }}
+    ))
+        and (
+            interactions.case_id = any(array(select case_id from scope_cases where case_id is not null))
+            or (interactions.case_id is null and exists (select from scope_cases where case_id is null))
+        )
+
+),
+
+-- the responses that can follow a contact in scope: naming it, or naming only its case
+responses_in_scope as (
+
+    select * from survey_responses
+    where related_interaction_id = any(array(select interaction_id from interactions_in_scope))
+
+    union
+
+    select * from survey_responses
+    where related_interaction_id is null
+        and related_case_id = any(array(select case_id from scope_cases where case_id is not null))
+
+),
+
 {% endif %}
 
 numbered_interactions as (
@@ -123,11 +172,12 @@ numbered_interactions as (
             order by interactions.started_at desc, interactions.interaction_id desc
         ) as contact_number_from_last
 
-    from interactions
     {% if is_incremental() -%}
-    where interactions.case_id in (select case_id from scope_cases)
-        or (interactions.case_id is null and exists (select from scope_cases where case_id is null))
-    {% endif %}
+    from interactions_in_scope as interactions
+    {%- else -%}
+    from interactions
+    {%- endif %}
+
 ),
 
 -- A post-support survey names the contact it follows (related_interaction_id); one that
@@ -142,7 +192,11 @@ post_contact_responses as (
         survey_responses.responded_at,
         survey_responses.source_loaded_at
 
+    {% if is_incremental() -%}
+    from responses_in_scope as survey_responses
+    {%- else -%}
     from survey_responses
+    {%- endif %}
     left join numbered_interactions as last_contacts
         on survey_responses.related_case_id = last_contacts.case_id
         and last_contacts.contact_number_from_last = 1
@@ -192,6 +246,10 @@ final as (
     from numbered_interactions
     left join support_cases
         on numbered_interactions.case_id = support_cases.case_id
+        {%- if is_incremental() %}
+        -- by raw's primary key, not a hash of every case
+        and support_cases.case_id = any(array(select case_id from scope_cases where case_id is not null))
+        {%- endif %}
     left join post_contact_responses
         on numbered_interactions.interaction_id = post_contact_responses.interaction_id
 
