@@ -127,10 +127,11 @@ scope as (
 
 -- An invitation answered several times counts once, from its first answer. The responses
 -- come from fct_survey_responses, built before this model from the same rows (one per
--- response), through its invitation index: raw's responses have none, and an incremental
--- build scanned all of them (0.6-0.7 s with nothing new at 1M customers,
--- docs/operations/marts.md, "Stop 67"). Its source_loaded_at is the later of the
--- response's load and its invitation's, and the invitation's load counts below anyway.
+-- response), through its invitation index: raw's responses have none, and every build
+-- with new invitations or responses scanned all of them. At 1M customers the select of a
+-- one-day delta took 0.35 s that way and 0.12-0.15 s now (docs/operations/marts.md,
+-- "Stop 67"). Its source_loaded_at is the later of the response's load and its
+-- invitation's, and the invitation's load counts below anyway.
 first_responses as (
 
     select
