@@ -29,6 +29,7 @@ from cem_warehouse import paths
 from cem_warehouse.cli import main
 from cem_warehouse.errors import CemError
 from cem_warehouse.quality.catalog_answers import kept_row_count
+from cem_warehouse.sources.contracts import BY_SOURCE, SURVEY_FOLDERS
 from cem_warehouse.sources.crm import CrmStore
 from cem_warehouse.sources.generator.params import DEFAULT_PARAMS
 from cem_warehouse.sources.generator.run import generate_next_day
@@ -568,47 +569,27 @@ class CaseOnlySurvey(NamedTuple):
     response_id: int
 
 
-def _write_survey_files(stand_ins, name: str, invitation: dict, response: dict) -> None:
-    """One invitation and its response, as a file of each in the survey landing folder,
-    under the newest export date there."""
+def _write_survey_files(stand_ins, name: str, rows: dict[str, dict]) -> None:
+    """One record per survey entity (contract name -> its values, the others null), each
+    as a file in the survey landing folder under the newest export date there, with the
+    columns its source contract declares."""
+    arrow_types = {
+        "bigint": pa.int64(),
+        "integer": pa.int64(),
+        "text": pa.string(),
+        "timestamptz": pa.timestamp("us", tz="UTC"),
+    }
+    contracts = {contract.entity: contract for contract in BY_SOURCE["surveys"]}
     landing = LandingWriter(str(stand_ins.landing))
     export = sorted(
         path.rsplit("export_date=", 1)[1].split("/", 1)[0] for path in landing.files("responses")
     )[-1]
-    timestamp = pa.timestamp("us", tz="UTC")
-    invitations = pa.schema(
-        [
-            ("invitation_id", pa.int64()),
-            ("survey_id", pa.string()),
-            ("touchpoint", pa.string()),
-            ("respondent_email", pa.string()),
-            ("related_order_id", pa.int64()),
-            ("related_case_id", pa.int64()),
-            ("related_interaction_id", pa.int64()),
-            ("sent_at", timestamp),
-        ]
-    )
-    scores = ("ltr", "csat", "ces", "overall_satisfaction", "choose_again")
-    items = ("buy_different_products", "expand_use", "switch_to_competitor", "renew")
-    responses = pa.schema(
-        [
-            ("response_id", pa.int64()),
-            ("invitation_id", pa.int64()),
-            ("survey_id", pa.string()),
-            ("touchpoint", pa.string()),
-            ("respondent_email", pa.string()),
-            *[(score, pa.int64()) for score in scores + items],
-            ("comment", pa.string()),
-            ("sent_at", timestamp),
-            ("responded_at", timestamp),
-        ]
-    )
-    landing.write(
-        "invitations", pa.Table.from_pylist([invitation], schema=invitations), export, name, "csv"
-    )
-    landing.write(
-        "responses", pa.Table.from_pylist([response], schema=responses), export, name, "csv"
-    )
+    for entity, row in rows.items():
+        schema = pa.schema(
+            [(column.name, arrow_types[column.type]) for column in contracts[entity].columns]
+        )
+        table = pa.Table.from_pylist([row], schema=schema)
+        landing.write(SURVEY_FOLDERS[entity], table, export, name, "csv")
 
 
 def _plant_case_only_survey(stand_ins) -> CaseOnlySurvey:
@@ -633,24 +614,26 @@ def _plant_case_only_survey(stand_ins) -> CaseOnlySurvey:
         stand_ins,
         "planted-case-only",
         {
-            "invitation_id": 900_000_001,
-            "survey_id": "ps-v2",
-            "touchpoint": "post_support",
-            "respondent_email": email,
-            "related_case_id": case_id,
-            "sent_at": sent_at,
-        },
-        {
-            "response_id": response_id,
-            "invitation_id": 900_000_001,
-            "survey_id": "ps-v2",
-            "touchpoint": "post_support",
-            "respondent_email": email,
-            "ltr": 9,
-            "csat": 5,
-            "ces": 6,
-            "sent_at": sent_at,
-            "responded_at": sent_at + timedelta(hours=1),
+            "invitations": {
+                "invitation_id": 900_000_001,
+                "survey_id": "ps-v2",
+                "touchpoint": "post_support",
+                "respondent_email": email,
+                "related_case_id": case_id,
+                "sent_at": sent_at,
+            },
+            "survey_responses": {
+                "response_id": response_id,
+                "invitation_id": 900_000_001,
+                "survey_id": "ps-v2",
+                "touchpoint": "post_support",
+                "respondent_email": email,
+                "ltr": 9,
+                "csat": 5,
+                "ces": 6,
+                "sent_at": sent_at,
+                "responded_at": sent_at + timedelta(hours=1),
+            },
         },
     )
     return CaseOnlySurvey(case_id, customer_id, last_contact_id, response_id)
