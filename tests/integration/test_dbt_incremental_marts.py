@@ -29,7 +29,7 @@ from cem_warehouse import paths
 from cem_warehouse.cli import main
 from cem_warehouse.errors import CemError
 from cem_warehouse.quality.catalog_answers import kept_row_count
-from cem_warehouse.sources.contracts import BY_SOURCE, SURVEY_FOLDERS
+from cem_warehouse.sources.contracts import BY_SOURCE, SOURCE_FILE, SURVEY_FOLDERS
 from cem_warehouse.sources.crm import CrmStore
 from cem_warehouse.sources.generator.params import DEFAULT_PARAMS
 from cem_warehouse.sources.generator.run import generate_next_day
@@ -586,7 +586,11 @@ def _write_survey_files(stand_ins, name: str, rows: dict[str, dict]) -> None:
     )[-1]
     for entity, row in rows.items():
         schema = pa.schema(
-            [(column.name, arrow_types[column.type]) for column in contracts[entity].columns]
+            [
+                (column.name, arrow_types[column.type])
+                for column in contracts[entity].columns
+                if column.name != SOURCE_FILE.name  # the loader's, not the export's
+            ]
         )
         table = pa.Table.from_pylist([row], schema=schema)
         landing.write(SURVEY_FOLDERS[entity], table, export, name, "csv")
