@@ -3,8 +3,10 @@
 The sources get several ``--next-day`` deltas (new customers, some arriving in sales a day
 before the CRM, refunds of old orders, CRM updates and archives, late survey files), plus
 an order placed before the customer's first one but loaded late, a product whose cost
-changed, an old order cancelled, and a support case that a contact makes shared by two
-customers, one of whom buys the next day. After each delta the marts are built
+changed, an old order cancelled, a support case that a contact makes shared by two
+customers, one of whom buys the next day, a post-support survey naming only its case (it
+follows the case's last contact, and moves to a contact added the next day), and contacts
+without a case, numbered together across days. After each delta the marts are built
 incrementally and published; under write-audit-publish a build starts from the previous
 generation, which the publication brought up to the published one from the change log
 (checked: equal, row for row), or, where that failed (made to fail after day 2), from the
@@ -781,7 +783,7 @@ def test_incremental_builds_equal_a_full_refresh(stand_ins, tmp_path, monkeypatc
             caseless = _numbers_of_contacts_without_a_case(conn)
         # The case-only survey follows the case's last contact, whichever that is today (the
         # planted one from day 2 on, unless a generated one came later); the contacts
-        # without a case are numbered in the order they were made, across days.
+        # without a case are numbered in the order they started, across days.
         followed = [
             contact
             for contact, (_, survey) in contacts.items()
