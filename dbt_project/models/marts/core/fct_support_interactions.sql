@@ -80,9 +80,16 @@ changed_responses as (
 
 ),
 
+-- read once: the cases in scope and the contacts in scope both start from them
+loaded_interactions as materialized (
+
+    select interaction_id, case_id from interactions where loaded_at > {{ watermark }}
+
+),
+
 scope_cases as materialized (
 
-    select case_id from interactions where loaded_at > {{ watermark }}
+    select case_id from loaded_interactions
 
     union
 
@@ -134,7 +141,7 @@ interactions_in_scope as (
 
         union
 
-        select interaction_id from interactions where loaded_at > {{ watermark }}
+        select interaction_id from loaded_interactions
     ))
         and (
             interactions.case_id = any(array(select case_id from scope_cases where case_id is not null))
