@@ -579,7 +579,8 @@ def _reexport_naming_the_contact(stand_ins, survey: CaseOnlySurvey) -> None:
     response must follow the invitation, though nothing of its own was loaded again."""
     _write_survey_files(
         stand_ins,
-        "planted-case-only-corrected",
+        # a file's path is its rows' version: this one sorts after the first export's
+        "planted-d3-case-only",
         {"invitations": {**survey.invitation, "related_interaction_id": survey.last_contact_id}},
     )
 
@@ -639,7 +640,7 @@ def _plant_case_only_survey(stand_ins) -> CaseOnlySurvey:
     }
     _write_survey_files(
         stand_ins,
-        "planted-case-only",
+        "planted-d1-case-only",
         {
             "invitations": invitation,
             "survey_responses": {
