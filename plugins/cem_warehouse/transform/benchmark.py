@@ -41,6 +41,7 @@ from cem_warehouse.machine_load import load_between, sample
 from cem_warehouse.sources.contracts import BY_SOURCE
 from cem_warehouse.transform.dbt import dbt_target_dir
 from cem_warehouse.transform.publish import Publication
+from cem_warehouse.transform.run_profile import longest_path_of_models, thread_use
 from cem_warehouse.warehouse.connection import connect, describe_server
 from cem_warehouse.warehouse.settings import WarehouseLocation
 
@@ -114,8 +115,10 @@ def _ingest(warehouse: WarehouseLocation, sales_db: WarehouseLocation, work: Pat
 
 def _run_results(publication: Publication | None = None) -> dict:
     """Per-model seconds (models only) and the total of tests, from dbt's run_results.json;
-    with the build's ``publication``, where the rest of the build went (its phase_seconds)."""
+    the longest path of models and the threads' idle seconds (run_profile); with the
+    build's ``publication``, where the rest of the build went (its phase_seconds)."""
     results = json.loads((dbt_target_dir() / "run_results.json").read_text())
+    manifest = json.loads((dbt_target_dir() / "manifest.json").read_text())
     models: dict[str, float] = {}
     tests = 0.0
     for result in results["results"]:
@@ -139,6 +142,8 @@ def _run_results(publication: Publication | None = None) -> dict:
         "dbt_elapsed_seconds": round(results.get("elapsed_time", 0.0), 2),
         "models_seconds": ordered,
         "tests_seconds_total": round(tests, 2),
+        "longest_path_of_models": longest_path_of_models(results, manifest),
+        "thread_use": thread_use(results),
     }
 
 
