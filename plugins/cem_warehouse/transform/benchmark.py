@@ -118,7 +118,10 @@ def _run_results(publication: Publication | None = None) -> dict:
     the longest path of models and the threads' idle seconds (run_profile); with the
     build's ``publication``, where the rest of the build went (its phase_seconds)."""
     results = json.loads((dbt_target_dir() / "run_results.json").read_text())
-    manifest = json.loads((dbt_target_dir() / "manifest.json").read_text())
+    manifest_file = dbt_target_dir() / "manifest.json"
+    # dbt writes its manifest when a build ends (dbt_manifest_once); without it the path
+    # is unknown, and the figures already measured still print
+    manifest = json.loads(manifest_file.read_text()) if manifest_file.exists() else None
     models: dict[str, float] = {}
     tests = 0.0
     for result in results["results"]:
@@ -142,7 +145,9 @@ def _run_results(publication: Publication | None = None) -> dict:
         "dbt_elapsed_seconds": round(results.get("elapsed_time", 0.0), 2),
         "models_seconds": ordered,
         "tests_seconds_total": round(tests, 2),
-        "longest_path_of_models": longest_path_of_models(results, manifest),
+        "longest_path_of_models": (
+            longest_path_of_models(results, manifest) if manifest is not None else None
+        ),
         "thread_use": thread_use(results),
     }
 
