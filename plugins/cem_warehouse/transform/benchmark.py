@@ -7,7 +7,8 @@ more after a second delta (the steady state of a warehouse in service), one afte
 days at once as make about 1% new data (the size the goal gives a day), and one after one
 more day whose load is followed by an ANALYZE of raw, as the ingestion does every few
 weeks in service (``analyze_raw``). Prints JSON figures (seconds, per-model timings from
-dbt's run_results.json, each build's steps outside dbt's models: dbt's process, the
+dbt's run_results.json, each build's longest path of models and its threads' idle
+seconds (run_profile), each build's steps outside dbt's models: dbt's process, the
 audit, the publication and its catch-up, the incremental / full ratio and the goals, the
 rows each delta brought into raw and their share of it, and per step how busy the
 machine's cores were, how much it waited on the disk, and the CPU seconds of the bench's
