@@ -78,3 +78,24 @@ def test_idle_thread_seconds_are_the_span_on_every_thread_less_what_the_nodes_to
 def test_a_run_without_models_has_an_empty_profile():
     assert longest_path_of_models({"results": []}, {"nodes": {}}) == {"seconds": 0.0, "models": {}}
     assert thread_use({"results": []})["idle_seconds"] == 0.0
+
+
+def test_the_benchmark_prints_the_path_with_a_manifest_and_null_without(monkeypatch, tmp_path):
+    import json
+
+    from cem_warehouse.transform import benchmark
+
+    monkeypatch.setattr(benchmark, "dbt_target_dir", lambda: tmp_path)
+    (tmp_path / "run_results.json").write_text(json.dumps(RUN_RESULTS))
+    (tmp_path / "manifest.json").write_text(json.dumps(MANIFEST))
+
+    with_manifest = benchmark._run_results()
+    assert with_manifest["longest_path_of_models"]["seconds"] == 7.0
+    assert with_manifest["thread_use"]["idle_seconds"] == 4.5
+
+    # dbt writes its manifest when a build ends: a build without one still prints the rest
+    (tmp_path / "manifest.json").unlink()
+    without_manifest = benchmark._run_results()
+    assert without_manifest["longest_path_of_models"] is None
+    assert without_manifest["thread_use"] == with_manifest["thread_use"]
+    assert without_manifest["models_seconds"] == with_manifest["models_seconds"]
