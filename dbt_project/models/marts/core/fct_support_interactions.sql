@@ -67,6 +67,10 @@ survey_responses as not materialized (
 
 {% if is_incremental() %}
 {%- set watermark = incremental_watermark() %}
+{#- the cases in scope as an array, which PostgreSQL looks up by index, and whether the
+    contacts without a case (one partition) are in scope: each read below -#}
+{%- set scope_case_ids = 'array(select case_id from scope_cases where case_id is not null)' %}
+{%- set caseless_in_scope = 'exists (select from scope_cases where case_id is null)' %}
 
 changed_responses as (
 
@@ -130,22 +134,22 @@ interactions_in_scope as (
     where interactions.interaction_id = any(array(
         select previous.interaction_id
         from {{ this }} as previous
-        where previous.case_id = any(array(select case_id from scope_cases where case_id is not null))
+        where previous.case_id = any({{ scope_case_ids }})
 
         union
 
         select previous.interaction_id
         from {{ this }} as previous
         where previous.case_id is null
-            and exists (select from scope_cases where case_id is null)
+            and {{ caseless_in_scope }}
 
         union
 
         select interaction_id from loaded_interactions
     ))
         and (
-            interactions.case_id = any(array(select case_id from scope_cases where case_id is not null))
-            or (interactions.case_id is null and exists (select from scope_cases where case_id is null))
+            interactions.case_id = any({{ scope_case_ids }})
+            or (interactions.case_id is null and {{ caseless_in_scope }})
         )
 
 ),
@@ -160,7 +164,7 @@ responses_in_scope as (
 
     select * from survey_responses
     where related_interaction_id is null
-        and related_case_id = any(array(select case_id from scope_cases where case_id is not null))
+        and related_case_id = any({{ scope_case_ids }})
 
 ),
 
@@ -255,7 +259,7 @@ final as (
         on numbered_interactions.case_id = support_cases.case_id
         {%- if is_incremental() %}
         -- by raw's primary key, not a hash of every case
-        and support_cases.case_id = any(array(select case_id from scope_cases where case_id is not null))
+        and support_cases.case_id = any({{ scope_case_ids }})
         {%- endif %}
     left join post_contact_responses
         on numbered_interactions.interaction_id = post_contact_responses.interaction_id
