@@ -1378,3 +1378,82 @@ def test_observations_leave_a_record_loaded_again_unchanged(stand_ins, tmp_path,
         ).fetchall()
         (oid,) = conn.execute(f"select cast(cast('{observations}' as regclass) as oid)").fetchone()
     assert kept == [(f"int_identity_observations#{oid}", again["newest_loaded"])], kept
+
+
+def test_added_records_that_change_no_identifier_are_not_resolved_again(
+    stand_ins, tmp_path, monkeypatch
+):
+    """A new order of an account, naming the account's latest email and placed after the
+    first time the account and the email were seen, changes neither: identity observations
+    do not log them, so identity resolution does not read their observations again. A new
+    order naming another email moves the account's latest email, one placed before the
+    first time an account or email was seen moves that time, and a new account has no row
+    yet: all of them are logged, and identity resolution still equals a full recompute."""
+    monkeypatch.setenv("CEM_HOME", str(tmp_path / "state"))
+    warehouse = stand_ins.warehouse
+    stand_ins.ingest_all()
+    resolution = "staging.int_customers_resolved_across_sources"
+    run_dbt(warehouse, ["run", "--select", "+int_customers_resolved_across_sources"])
+    with connect(warehouse) as conn:
+        # accounts whose latest email sales has seen: a new order naming it is no news
+        accounts = conn.execute(
+            f"select account.identifier, account.customer_email, "
+            f"least(account.first_seen_at, email.first_seen_at) "
+            f"from {resolution} as account "
+            f"join {resolution} as email "
+            f"on email.customer_identifier_id = 'email:' || account.customer_email "
+            f"where account.identifier_type = 'sales_account' and email.is_seen_in_sales "
+            f"order by account.identifier limit 3"
+        ).fetchall()
+        (last_change,) = conn.execute(
+            "select coalesce(max(change_id), 0) from ops.mart_key_changes"
+        ).fetchone()
+    (quiet_account, quiet_email, _), (moved_account, moved_from, _), early = accounts
+    early_account, early_email, early_first_seen = early
+    assert moved_from != quiet_email, "two accounts of one email: pick others"
+    with connect(stand_ins.sales_db) as conn:
+        newest = conn.execute("select max(ordered_at) from orders").fetchone()[0]
+        now = _after_every_order_update(conn)
+    planted = [
+        (900_000_011, quiet_account, quiet_email, newest),
+        # the account's latest email is now the quiet account's
+        (900_000_012, moved_account, quiet_email, newest),
+        (900_000_013, early_account, early_email, early_first_seen - timedelta(days=1)),
+        (900_000_014, "SA-NEW-ACCOUNT", quiet_email, newest),
+    ]
+    for order_id, account, email, ordered_at in planted:
+        _plant_order(stand_ins, order_id, account, email, ordered_at, now)
+    stand_ins.ingest_all()
+    run_dbt(warehouse, ["run", "--select", "int_identity_observations"])
+    with connect(warehouse) as conn:
+        logged = {
+            key
+            for (key,) in conn.execute(
+                "select key_value from ops.mart_key_changes where change_id > %s "
+                "and producer = 'staging.int_identity_observations'",
+                (last_change,),
+            )
+        }
+    assert f"sales_account:{quiet_account}" not in logged, logged
+    assert f"email:{quiet_email}" not in logged, logged
+    assert f"sales_account:{moved_account}" in logged, logged
+    assert {f"sales_account:{early_account}", f"email:{early_email}"} <= logged, logged
+    assert "sales_account:SA-NEW-ACCOUNT" in logged, logged
+
+    run_dbt(warehouse, ["run", "--select", "int_customers_resolved_across_sources"])
+    with connect(warehouse) as conn:
+        keys = dict(
+            conn.execute(
+                f"select identifier, customer_key from {resolution} "
+                "where customer_identifier_id = any(%s)",
+                ([f"sales_account:{moved_account}", f"email:{quiet_email}"],),
+            ).fetchall()
+        )
+    assert keys[moved_account] == keys[quiet_email], "the account did not follow its new email"
+    identity = ("int_identity_observations", "int_customers_resolved_across_sources")
+    _assert_per_customer_models_equal_a_full_recompute(
+        warehouse,
+        built_incrementally=True,
+        models={model: PER_CUSTOMER_MODELS[model] for model in identity},
+        counted={},
+    )

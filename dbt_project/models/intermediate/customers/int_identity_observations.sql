@@ -23,6 +23,18 @@
 
     Records without an email or account are kept: a record whose email was removed must
     still replace, and so remove, the observation that had it.
+
+    A new sales or survey record that cannot change how its email or account resolves is
+    not logged for that identifier (change_log_skip_added, macros/change_log.sql); identity
+    resolution, the only model reading those keys, then leaves it alone instead of reading
+    every observation of it again. Identity resolution keeps, per email, whether sales and
+    surveys have seen it and the earliest time any source did, and per account its latest
+    email and earliest order: an added order or survey record of an email already seen by
+    its source, no earlier than that email's first time, changes nothing of the email; an
+    added order of an account, no earlier than its first, that names no email or the
+    account's latest one, changes nothing of the account. A new CRM record, a record
+    replaced (its old values may be what identity resolution kept), and an identifier
+    identity resolution has no row of are always logged.
 -#}
 
 {#- Why the load time is not a column: stored, it made every record loaded again unchanged
@@ -37,6 +49,14 @@
         unique_key='observation_id',
         change_log_key=['email_identifier_id', 'account_identifier_id', 'crm_customer_key'],
         change_log_drop_unchanged={'where': "fresh.source <> 'crm'"},
+        change_log_skip_added={
+            'reader': 'int_customers_resolved_across_sources',
+            'reader_key': 'customer_identifier_id',
+            'keys': {
+                'email_identifier_id': "fresh.source <> 'crm' and (case fresh.source when 'sales' then reader.is_seen_in_sales else reader.is_seen_in_surveys end) and (fresh.seen_at is null or fresh.seen_at >= reader.first_seen_at)",
+                'account_identifier_id': "(fresh.customer_email is null or fresh.customer_email = reader.customer_email) and (fresh.seen_at is null or fresh.seen_at >= reader.first_seen_at)",
+            },
+        },
         on_schema_change='fail',
         pre_hook=["{{ wait_for_raw_publishes() }}", "{{ log_rebuilt_in_full() }}"],
         post_hook=[
