@@ -179,10 +179,16 @@
 {%- endmacro %}
 
 
+{#- The names of an incremental strategy's arg_dict['dest_columns'], unquoted. -#}
+{% macro dest_columns_names(dest_columns) -%}
+    {{- return(dest_columns | map(attribute='name') | map('replace', '"', '') | list) -}}
+{%- endmacro %}
+
+
 {#- A condition: rows `kept` and `fresh` (aliases) hold the same value, null included, in
     every one of `dest_columns` (an incremental strategy's arg_dict['dest_columns']). -#}
 {% macro rows_are_equal(kept, fresh, dest_columns) -%}
-    {%- set names = dest_columns | map(attribute='name') | map('replace', '"', '') | list -%}
+    {%- set names = dest_columns_names(dest_columns) -%}
     ({% for c in names %}{{ kept }}.{{ adapter.quote(c) }}{{ ', ' if not loop.last }}{% endfor %})
         is not distinct from
         ({% for c in names %}{{ fresh }}.{{ adapter.quote(c) }}{{ ', ' if not loop.last }}{% endfor %})
@@ -350,18 +356,23 @@
     {%- set key_list -%}
         cross join lateral (values {% for key in keys %}(cast({{ key }} as text)){{ ', ' if not loop.last }}{% endfor %}) as keyed (key_value)
     {%- endset %}
-    {#- Rows added, not replaced, that cannot change what the one reader of some keys
-        stored for them (config change_log_skip_added): those keys are not logged for them.
-        {'reader': a model in this model's schema, 'reader_key': its unique key, 'keys':
-        {change_log_key: a condition on the added row (alias `fresh`) and the reader's
-        stored row of that key (alias `reader`), true when the row cannot change it}}.
+    {#- Keys that one reader alone reads, left unlogged where a row cannot change that
+        reader's row of them (config change_log_skip_added): {'reader': a model in this
+        model's schema, 'reader_key': its unique key, 'keys': {change_log_key: a condition
+        on an added row (alias `fresh`) and the reader's stored row of that key (alias
+        `reader`), true when the added row cannot change it}}.
+        * An added row (no stored row replaced) is not logged for a key when the reader
+          has a row of that key and the condition holds.
+        * A replaced row is logged for it (its old values may be what the reader kept),
+          unless it equals its new version in every column: the model replaces such rows
+          for its other keys (a CRM record loaded again for its segment is logged by
+          customer key, for the churn gaps), and they change nothing the reader reads.
         Sound only when the reader is the only model reading those keys, derives its row
-        of a key from this model's rows of that key alone, and a row added can only move
-        its stored row in ways the condition rules out: a replaced row is always logged
-        (its old values may be what the reader stored), and a reader with no row of the
-        key, or no table, gets every key. Identity resolution is such a reader: after three
-        days' delta at 1M customers it re-derived 91,762 identifiers, reading every
-        observation of each, to change 15,254 (docs/operations/marts.md, "Stop 69"). -#}
+        of a key from this model's rows of that key alone, and the condition rules out
+        every way an added row could move that row. Identity resolution is such a reader:
+        after three days' delta at 1M customers it re-derived 91,762 identifiers, reading
+        every observation of each, to change 15,254 (docs/operations/marts.md,
+        "Stop 69"). -#}
     {%- set skip_added = config.get('change_log_skip_added') if published is none else none %}
     {%- set skip_reader = none %}
     {%- if skip_added %}
@@ -373,6 +384,16 @@
     {#- The delete and insert dbt's delete+insert would run (get_delete_insert_merge_sql:
         the target under the alias its incremental_predicates name), with the delete's keys
         returned for the log. -#}
+    {%- if skip_reader is not none %}
+    {%- set compared = dest_columns_names(arg_dict['dest_columns']) %}
+    {#- a replaced row equal to its new version in every column (a CRM record loaded again
+        for a field observations do not carry) changes no reader's row either -#}
+    {%- set same_as_replaced -%}
+        ({% for c in compared %}replaced.{{ adapter.quote('replaced__' ~ c) }}{{ ', ' if not loop.last }}{% endfor %})
+            is not distinct from
+            ({% for c in compared %}fresh.{{ adapter.quote(c) }}{{ ', ' if not loop.last }}{% endfor %})
+    {%- endset %}
+    {%- endif %}
     with deleted as (
         delete from {{ target }} as DBT_INTERNAL_DEST
         where {{ unique_key }} in (select {{ unique_key }} from {{ temp }})
@@ -380,14 +401,29 @@
             and {{ predicate }}
         {%- endfor %}
         returning {% for key in keys %}cast({{ key }} as text) as key_{{ loop.index }}{{ ', ' if not loop.last }}{% endfor %}
-        {%- if skip_reader is not none %}, {{ unique_key }} as replaced_row_key{% endif %}
+        {%- if skip_reader is not none %},
+            {{ unique_key }} as replaced_row_key,
+            {% for c in compared %}{{ adapter.quote(c) }} as {{ adapter.quote('replaced__' ~ c) }}{{ ', ' if not loop.last }}{% endfor %}
+        {%- endif %}
     )
     insert into ops.mart_key_changes (producer, key_value)
     select '{{ change_log_name(target) }}', changed.key_value
     from (
         select keyed.key_value
+        {%- if skip_reader is not none %}
+        from deleted as replaced
+        left join {{ temp }} as fresh
+            on fresh.{{ unique_key }} = replaced.replaced_row_key
+        cross join lateral (values
+            {%- for key in keys %}
+            (replaced.key_{{ loop.index }}, {{ ('fresh.' ~ unique_key ~ ' is not null and ' ~ same_as_replaced) if key in skip_added['keys'] else 'false' }}){{ ',' if not loop.last }}
+            {%- endfor %}
+        ) as keyed (key_value, cannot_change_reader)
+        where not keyed.cannot_change_reader
+        {%- else %}
         from deleted
         cross join lateral (values {% for key in keys %}(deleted.key_{{ loop.index }}){{ ', ' if not loop.last }}{% endfor %}) as keyed (key_value)
+        {%- endif %}
         {%- if published is not none %}
         union
         select keyed.key_value
@@ -407,11 +443,14 @@
             (
                 cast(fresh.{{ key }} as text),
                 {%- if unchanging %}
-                replaced.replaced_row_key is null and exists (
-                    select from {{ skip_reader }} as reader
-                    where reader.{{ skip_added['reader_key'] }} = cast(fresh.{{ key }} as text)
-                        and ({{ unchanging }})
-                )
+                case
+                    when replaced.replaced_row_key is null then exists (
+                        select from {{ skip_reader }} as reader
+                        where reader.{{ skip_added['reader_key'] }} = cast(fresh.{{ key }} as text)
+                            and ({{ unchanging }})
+                    )
+                    else {{ same_as_replaced | indent(8) }}
+                end
                 {%- else %}
                 false
                 {%- endif %}

@@ -1384,11 +1384,13 @@ def test_added_records_that_change_no_identifier_are_not_resolved_again(
     stand_ins, tmp_path, monkeypatch
 ):
     """A new order of an account, naming the account's latest email and placed after the
-    first time the account and the email were seen, changes neither: identity observations
-    do not log them, so identity resolution does not read their observations again. A new
-    order naming another email moves the account's latest email, one placed before the
-    first time an account or email was seen moves that time, and a new account has no row
-    yet: all of them are logged, and identity resolution still equals a full recompute."""
+    first time the account and the email were seen, changes neither, nor does a CRM record
+    loaded again for its segment: identity observations do not log those emails and
+    accounts (the CRM record's customer key still is), so identity resolution does not read
+    their observations again. A new order naming another email moves the account's latest
+    email, one placed before the first time an account or email was seen moves that time,
+    a new account has no row yet, and a CRM record's new email moves the old and the new
+    one: all of them are logged, and identity resolution still equals a full recompute."""
     monkeypatch.setenv("CEM_HOME", str(tmp_path / "state"))
     warehouse = stand_ins.warehouse
     stand_ins.ingest_all()
@@ -1423,6 +1425,14 @@ def test_added_records_that_change_no_identifier_are_not_resolved_again(
     ]
     for order_id, account, email, ordered_at in planted:
         _plant_order(stand_ins, order_id, account, email, ordered_at, now)
+    crm = CrmStore(stand_ins.crm_store).read("customers").slice(0, 2).to_pylist()
+    (resegmented, readdressed) = crm
+    other_segment = next(
+        s for s in ("consumer", "small_business", "enterprise") if s != resegmented["segment"]
+    )
+    _update_crm_customer(stand_ins, resegmented["customer_id"], segment=other_segment)
+    new_address = f"moved-{readdressed['customer_id']}@example.com"
+    _update_crm_customer(stand_ins, readdressed["customer_id"], email=new_address)
     stand_ins.ingest_all()
     run_dbt(warehouse, ["run", "--select", "int_identity_observations"])
     with connect(warehouse) as conn:
@@ -1439,6 +1449,13 @@ def test_added_records_that_change_no_identifier_are_not_resolved_again(
     assert f"sales_account:{moved_account}" in logged, logged
     assert {f"sales_account:{early_account}", f"email:{early_email}"} <= logged, logged
     assert "sales_account:SA-NEW-ACCOUNT" in logged, logged
+    assert str(resegmented["customer_id"]) in logged, "the CRM record loaded again"
+    assert f"email:{_normalized(resegmented['email'])}" not in logged, logged
+    assert {
+        str(readdressed["customer_id"]),
+        f"email:{_normalized(readdressed['email'])}",
+        f"email:{new_address}",
+    } <= logged, logged
 
     run_dbt(warehouse, ["run", "--select", "int_customers_resolved_across_sources"])
     with connect(warehouse) as conn:
@@ -1457,3 +1474,8 @@ def test_added_records_that_change_no_identifier_are_not_resolved_again(
         models={model: PER_CUSTOMER_MODELS[model] for model in identity},
         counted={},
     )
+
+
+def _normalized(email: str) -> str:
+    """An email as identity observations store it (macros/normalize_email.sql)."""
+    return email.strip().lower()

@@ -32,8 +32,10 @@
     email and earliest order: an added order or survey record of an email already seen by
     its source, no earlier than that email's first time, changes nothing of the email; an
     added order of an account, no earlier than its first, that names no email or the
-    account's latest one, changes nothing of the account. A new CRM record, a record
-    replaced (its old values may be what identity resolution kept), and an identifier
+    account's latest one, changes nothing of the account. A CRM record loaded again for a
+    field observations do not carry (its segment) is replaced and logged by customer key,
+    but not by email: its observation is the same. A new CRM record, a record replaced with
+    other values (its old ones may be what identity resolution kept), and an identifier
     identity resolution has no row of are always logged.
 -#}
 
