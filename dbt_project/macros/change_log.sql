@@ -373,9 +373,12 @@
         after three days' delta at 1M customers it re-derived 91,762 identifiers, reading
         every observation of each, to change 15,254 (docs/operations/marts.md,
         "Stop 69"). -#}
-    {%- set skip_added = config.get('change_log_skip_added') if published is none else none %}
+    {%- set skip_added = config.get('change_log_skip_added') %}
     {%- set skip_reader = none %}
     {%- if skip_added %}
+        {%- if is_mart_build(target) %}
+            {{ exceptions.raise_compiler_error("change_log_skip_added is for a model with one generation: a row new to the generation of a mart being built may be in the published one, which its readers computed from") }}
+        {%- endif %}
         {%- if unique_key is not string %}
             {{ exceptions.raise_compiler_error("change_log_skip_added tells added rows from replaced ones by unique_key: it needs a unique_key of one column") }}
         {%- endif %}
