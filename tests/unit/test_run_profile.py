@@ -90,6 +90,15 @@ def test_the_benchmark_prints_the_path_with_a_manifest_and_null_without(monkeypa
     (tmp_path / "manifest.json").write_text(json.dumps(MANIFEST))
 
     with_manifest = benchmark._run_results()
+    # per model by name, slowest first; the test's seconds summed apart
+    assert list(with_manifest["models_seconds"].items()) == [
+        ("c", 5.0),
+        ("b", 2.0),
+        ("a", 1.0),
+        ("d", 1.0),
+        ("skipped", 0.0),
+    ]
+    assert with_manifest["tests_seconds_total"] == 0.5
     assert with_manifest["longest_path_of_models"]["seconds"] == 7.0
     assert with_manifest["thread_use"]["idle_seconds"] == 4.5
 

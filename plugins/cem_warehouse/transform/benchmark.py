@@ -41,6 +41,7 @@ from rich.console import Console
 from cem_warehouse.machine_load import load_between, sample
 from cem_warehouse.sources.contracts import BY_SOURCE
 from cem_warehouse.transform.dbt import dbt_target_dir
+from cem_warehouse.transform.dbt_schedule import node_seconds
 from cem_warehouse.transform.publish import Publication
 from cem_warehouse.transform.run_profile import longest_path_of_models, thread_use
 from cem_warehouse.warehouse.connection import connect, describe_server
@@ -123,14 +124,13 @@ def _run_results(publication: Publication | None = None) -> dict:
     # dbt writes its manifest when a build ends (dbt_manifest_once); without it the path
     # is unknown, and the figures already measured still print
     manifest = json.loads(manifest_file.read_text()) if manifest_file.exists() else None
-    models: dict[str, float] = {}
-    tests = 0.0
-    for result in results["results"]:
-        kind, name = result["unique_id"].split(".")[0], result["unique_id"].split(".")[-1]
-        if kind == "model":
-            models[name] = round(result["execution_time"], 2)
-        else:
-            tests += result["execution_time"]
+    seconds = node_seconds(results)
+    models = {
+        node.split(".")[-1]: round(taken, 2)
+        for node, taken in seconds.items()
+        if node.startswith("model.")
+    }
+    tests = sum(taken for node, taken in seconds.items() if not node.startswith("model."))
     ordered = dict(sorted(models.items(), key=lambda item: -item[1]))
     return {
         **(

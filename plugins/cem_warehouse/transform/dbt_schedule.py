@@ -46,15 +46,19 @@ from cem_warehouse.transform.dbt_manifest_once import write_manifest_at_the_end_
 UNTIMED_NODE_SECONDS = 1.0
 
 
+def node_seconds(run_results: dict) -> dict[str, float]:
+    """Seconds each node took, by unique_id, from a parsed run_results.json."""
+    return {
+        r["unique_id"]: float(r["execution_time"])
+        for r in run_results.get("results", [])
+        if r.get("execution_time") is not None
+    }
+
+
 def previous_node_seconds(target_dir: Path) -> dict[str, float]:
     """Seconds each node took in the last dbt run that wrote ``target_dir``; {} when unknown."""
     try:
-        results = json.loads((target_dir / "run_results.json").read_text())
-        return {
-            r["unique_id"]: float(r["execution_time"])
-            for r in results.get("results", [])
-            if r.get("execution_time") is not None
-        }
+        return node_seconds(json.loads((target_dir / "run_results.json").read_text()))
     except (OSError, ValueError, KeyError, TypeError):
         return {}
 

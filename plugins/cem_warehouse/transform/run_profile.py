@@ -20,15 +20,7 @@ from datetime import datetime
 
 import networkx as nx
 
-from cem_warehouse.transform.dbt_schedule import longest_remaining_seconds
-
-
-def _model_seconds(run_results: dict) -> dict[str, float]:
-    return {
-        result["unique_id"]: float(result["execution_time"])
-        for result in run_results.get("results", [])
-        if result["unique_id"].startswith("model.") and result.get("execution_time") is not None
-    }
+from cem_warehouse.transform.dbt_schedule import longest_remaining_seconds, node_seconds
 
 
 def longest_path_of_models(run_results: dict, manifest: dict) -> dict:
@@ -37,7 +29,11 @@ def longest_path_of_models(run_results: dict, manifest: dict) -> dict:
 
     Tests are left out: in ``dbt build`` a model's tests also hold back its children, so the
     build's true longest path is at least this long."""
-    seconds = _model_seconds(run_results)
+    seconds = {
+        node: taken
+        for node, taken in node_seconds(run_results).items()
+        if node.startswith("model.")
+    }
     graph = nx.DiGraph()
     graph.add_nodes_from(seconds)
     for model in seconds:
