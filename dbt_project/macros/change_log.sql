@@ -186,10 +186,12 @@
 
 
 {#- A condition: rows `kept` and `fresh` (aliases) hold the same value, null included, in
-    every one of `dest_columns` (an incremental strategy's arg_dict['dest_columns']). -#}
-{% macro rows_are_equal(kept, fresh, dest_columns) -%}
+    every one of `dest_columns` (an incremental strategy's arg_dict['dest_columns']).
+    `kept_prefix` names kept's columns when they were returned under other names (a
+    delete's RETURNING, change_log_skip_added). -#}
+{% macro rows_are_equal(kept, fresh, dest_columns, kept_prefix='') -%}
     {%- set names = dest_columns_names(dest_columns) -%}
-    ({% for c in names %}{{ kept }}.{{ adapter.quote(c) }}{{ ', ' if not loop.last }}{% endfor %})
+    ({% for c in names %}{{ kept }}.{{ adapter.quote(kept_prefix ~ c) }}{{ ', ' if not loop.last }}{% endfor %})
         is not distinct from
         ({% for c in names %}{{ fresh }}.{{ adapter.quote(c) }}{{ ', ' if not loop.last }}{% endfor %})
 {%- endmacro %}
@@ -387,16 +389,9 @@
     {#- The delete and insert dbt's delete+insert would run (get_delete_insert_merge_sql:
         the target under the alias its incremental_predicates name), with the delete's keys
         returned for the log. -#}
-    {%- if skip_reader is not none %}
-    {%- set compared = dest_columns_names(arg_dict['dest_columns']) %}
     {#- a replaced row equal to its new version in every column (a CRM record loaded again
         for a field observations do not carry) changes no reader's row either -#}
-    {%- set same_as_replaced -%}
-        ({% for c in compared %}replaced.{{ adapter.quote('replaced__' ~ c) }}{{ ', ' if not loop.last }}{% endfor %})
-            is not distinct from
-            ({% for c in compared %}fresh.{{ adapter.quote(c) }}{{ ', ' if not loop.last }}{% endfor %})
-    {%- endset %}
-    {%- endif %}
+    {%- set same_as_replaced = rows_are_equal('replaced', 'fresh', arg_dict['dest_columns'], kept_prefix='replaced__') %}
     with deleted as (
         delete from {{ target }} as DBT_INTERNAL_DEST
         where {{ unique_key }} in (select {{ unique_key }} from {{ temp }})
@@ -406,7 +401,7 @@
         returning {% for key in keys %}cast({{ key }} as text) as key_{{ loop.index }}{{ ', ' if not loop.last }}{% endfor %}
         {%- if skip_reader is not none %},
             {{ unique_key }} as replaced_row_key,
-            {% for c in compared %}{{ adapter.quote(c) }} as {{ adapter.quote('replaced__' ~ c) }}{{ ', ' if not loop.last }}{% endfor %}
+            {% for c in dest_columns_names(arg_dict['dest_columns']) %}{{ adapter.quote(c) }} as {{ adapter.quote('replaced__' ~ c) }}{{ ', ' if not loop.last }}{% endfor %}
         {%- endif %}
     )
     insert into ops.mart_key_changes (producer, key_value)
@@ -415,11 +410,12 @@
         select keyed.key_value
         {%- if skip_reader is not none %}
         from deleted as replaced
-        left join {{ temp }} as fresh
+        {#- every deleted row has its new version: the delete takes the temp table's keys #}
+        inner join {{ temp }} as fresh
             on fresh.{{ unique_key }} = replaced.replaced_row_key
         cross join lateral (values
             {%- for key in keys %}
-            (replaced.key_{{ loop.index }}, {{ ('fresh.' ~ unique_key ~ ' is not null and ' ~ same_as_replaced) if key in skip_added['keys'] else 'false' }}){{ ',' if not loop.last }}
+            (replaced.key_{{ loop.index }}, {{ same_as_replaced if key in skip_added['keys'] else 'false' }}){{ ',' if not loop.last }}
             {%- endfor %}
         ) as keyed (key_value, cannot_change_reader)
         where not keyed.cannot_change_reader
