@@ -1,7 +1,15 @@
 {#- A customer's lifecycle stage as of `as_of` (a date expression), from the dates that
-    decide it (int_customers_churn_assessed describes the rules), read from the columns of
-    those names unless others are given. One definition for the stage a build writes and
-    for finding the stored stages a moved as-of date changes. -#}
+    decide it, read from the columns of those names unless others are given. The first
+    rule that holds:
+    1. churned  - churned (int_purchase_gaps_assessed_for_churn);
+    2. new      - first purchase at most lifecycle_new_days (90) days before `as_of`;
+    3. won back - won back by a purchase at most lifecycle_won_back_days (90) days before;
+    4. at-risk  - more than half their churn threshold since the last purchase;
+    5. active   - everyone else.
+    Customers without a purchase are 'prospect' in dim_customers.
+    Worked out at read time by the views fct_customer_churn and dim_customers, from the
+    dates fct_customer_churn_stored keeps and their generation's as-of date: it moves with
+    the date alone, and stored it made every build rewrite the customers it moved. -#}
 {% macro lifecycle_stage(
     as_of,
     is_churned='is_churned',

@@ -327,8 +327,9 @@ PER_CUSTOMER_MODELS = {
     "int_orders_aggregated_to_purchase_days": ("intermediate/repurchase", "staging"),
     "int_order_lines_aggregated_to_customers": ("intermediate/repurchase", "staging"),
     "int_purchase_gaps_assessed_for_churn": ("intermediate/churn", "staging"),
-    # churn and lifecycle per customer, from the churn gaps' and the responses' logs and
-    # the stages the moving as-of date changes
+    # churn per customer and the dates its lifecycle stage is decided from, from the churn
+    # gaps' and the responses' logs (the stage itself moves with the as-of date alone: the
+    # views work it out, _lifecycle_inputs)
     "int_customers_churn_assessed": ("intermediate/churn", "staging"),
     # per support case, from the contacts', purchase days' and churn gaps' logs and what
     # the moving as-of date lets in (contacts, resolutions, ended follow-up windows)
@@ -336,7 +337,7 @@ PER_CUSTOMER_MODELS = {
     # per invitation, from the responses' and identity resolution's logs
     "int_invitations_categorised_at_sending": ("intermediate/surveys", "staging"),
     # marts: built in marts_build, published (swapped into marts) by then
-    # dim_customers is a view adding the lifecycle stage of fct_customer_churn_stored
+    # dim_customers is a view adding the lifecycle stage from fct_customer_churn_stored's dates
     "dim_customers_stored": ("marts/core", "marts"),
     # the stored parts of the per-customer marts whose views add the as-of columns
     "fct_customer_repurchase_stored": ("marts/repurchase", "marts"),
@@ -465,14 +466,15 @@ def _assert_per_customer_models_equal_a_full_recompute(
 
 
 def _lifecycle_inputs(warehouse) -> dict[str, tuple]:
-    """Each assessed customer's lifecycle stage and the stored facts it is decided from."""
+    """Each assessed customer's lifecycle stage, as the published view works it out, and
+    the stored facts it is decided from."""
     with connect(warehouse) as conn:
         return {
             key: rest
             for key, *rest in conn.execute(
                 "select customer_key, lifecycle_stage, is_churned, threshold_days, "
                 "first_purchase_date, last_purchase_date, won_back_date "
-                "from staging.int_customers_churn_assessed"
+                "from marts.fct_customer_churn"
             )
         }
 
@@ -890,8 +892,8 @@ def test_incremental_builds_equal_a_full_refresh(stand_ins, tmp_path, monkeypatc
         ).fetchone()[0]
 
     # The days moved some customer's stage with nothing else changing (a customer turning
-    # at-risk, or ceasing to be new): the full-recompute comparison above covered the stage
-    # comparison, not only the customers the logs name.
+    # at-risk, or ceasing to be new): the published view moved it with no stored row of the
+    # customer rewritten, and every stored row still equalled a full recompute.
     print(f"stages moved by the as-of date alone: {len(moved_by_the_date)}")
     assert moved_by_the_date, "no stage changed by the as-of date alone: the data misses that case"
     # Refunds of orders loaded before arrived later; the late earlier order renumbered.

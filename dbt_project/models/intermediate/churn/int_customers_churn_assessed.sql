@@ -1,22 +1,25 @@
 {#-
     One row per customer with a purchase as of the as-of date: churn as of that date, win
-    back, the last CSAT and LTR before churning, and the lifecycle stage. dim_customers takes
-    the lifecycle stage from here, so this model must not read dim_customers.
+    back, the last CSAT and LTR before churning, and the dates the lifecycle stage is decided
+    from. dim_customers takes those from here (through fct_customer_churn_stored), so this
+    model must not read dim_customers.
 
-    Lifecycle stage, as of the as-of date, the first rule that holds (macro lifecycle_stage):
-    1. churned  - churned (int_purchase_gaps_assessed_for_churn);
-    2. new      - first purchase at most lifecycle_new_days (90) days ago;
-    3. won back - won back by a purchase at most lifecycle_won_back_days (90) days ago;
-    4. at-risk  - more than half their churn threshold since the last purchase;
-    5. active   - everyone else.
-    Customers without a purchase are 'prospect' in dim_customers.
+    No lifecycle stage: it moves with the as-of date alone (a customer turning at-risk, or
+    ceasing to be new, with nothing else changed), so the views fct_customer_churn and
+    dim_customers work it out from the stored dates at read time (macro lifecycle_stage).
+    Stored here, about 4.2k customers a day at 1M customers were recomputed, replaced and
+    logged for their stage alone, and with them their rows in fct_customer_churn_stored
+    (both generations) and the advocate behaviours' scope; finding them scanned every row
+    of this table on each build, on the longest chain of models (docs/operations/marts.md,
+    "Stop 70").
 
     Incremental by customer (macros/change_log.sql): a build recomputes the customers whose
     purchase gaps were recomputed (which covers churns the moving as-of date brought, see
-    there), whose survey responses changed, and whose stored lifecycle stage differs from
-    the stage their stored dates give at the new as-of date. Nothing else here depends on
-    the as-of date: the days since the last purchase are computed by fct_customer_churn.
-    It logs the customers it replaced for dim_customers.
+    there) and those whose survey responses changed. Nothing else here depends on the as-of
+    date: the days since the last purchase and the lifecycle stage are the views'. The as-of
+    date moving back rebuilds the purchase gaps in full, and with them this model
+    (change_log_as_of=false: its rows follow the gaps, not the date). It logs the customers
+    it replaced for fct_customer_churn_stored and the advocate behaviours.
 -#}
 
 {#- the models whose change log it reads -#}
@@ -31,12 +34,12 @@
         change_log_skip_unchanged=true,
         change_log_replaced_key='customer_key',
         change_log_producers=producers,
+        change_log_as_of=false,
         on_schema_change='fail',
         pre_hook="set local work_mem = '256MB'",
         post_hook=[
             "{{ record_change_position() }}",
-            "{{ set_not_null(['customer_key', 'lifecycle_stage']) }}",
-            "{{ enforce_accepted_values('lifecycle_stage', ['new', 'active', 'at-risk', 'churned', 'won back']) }}",
+            "{{ set_not_null(['customer_key', 'is_churned', 'first_purchase_date', 'last_purchase_date', 'threshold_days']) }}",
         ],
         indexes=[{'columns': ['customer_key'], 'unique': True}],
     )
@@ -50,14 +53,6 @@ with
 customers_in_scope as materialized (
 
     {{ changed_keys_since_last_build(changes) | indent(4) }}
-
-    union
-
-    -- stages the moved as-of date changes (new, won back, at-risk and active turn over on
-    -- dates stored here; a churn comes through the purchase gaps)
-    select customer_key
-    from {{ this }}
-    where lifecycle_stage <> {{ lifecycle_stage(as_of_date()) }}
 
 ),
 
@@ -201,7 +196,6 @@ final as (
     select
         customer_key,
         churn_rule,
-        {{ lifecycle_stage(as_of_date()) }} as lifecycle_stage,
         last_nps_category_before_churn,
         threshold_days,
         median_gap_days,

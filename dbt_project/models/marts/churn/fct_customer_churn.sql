@@ -4,10 +4,11 @@
     int_customers_churn_assessed.
 
     A view: fct_customer_churn_stored keeps the columns that change with the customer's
-    purchases, responses and CRM record, and this adds the days since the last purchase and
-    the as-of date, which move for every customer with every build. Both read dim_as_of_date
-    of their own generation (a scalar subquery, so a query reading neither column does not
-    touch it). One select from one table, not the house style's CTEs: PostgreSQL merges
+    purchases, responses and CRM record, and this adds what moves with the as-of date alone:
+    the days since the last purchase, the lifecycle stage (macro lifecycle_stage, from the
+    stored dates) and the as-of date itself. Each reads dim_as_of_date of its own generation
+    (a scalar subquery, computed once per query, and not at all by a query reading none of
+    them). One select from one table, not the house style's CTEs: PostgreSQL merges
     such a view into the query reading it, so a lookup by customer_key uses the stored
     table's unique index.
 -#}
@@ -17,7 +18,7 @@
 select
     customer_key,
     segment,
-    lifecycle_stage,
+    {{ lifecycle_stage('(select as_of_date from ' ~ ref('dim_as_of_date') ~ ')') | indent(4) }} as lifecycle_stage,
     churn_rule,
     last_nps_category_before_churn,
     threshold_days,

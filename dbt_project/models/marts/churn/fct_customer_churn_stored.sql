@@ -1,11 +1,12 @@
 {#-
-    The stored part of fct_customer_churn (a view adding the days since the last purchase
-    and the as-of date to it): one row per customer with a purchase on or before the as-of
-    date, with the customer's segment and every churn column of int_customers_churn_assessed
-    (which finds the stages and churns the moving as-of date changes). The days since the
-    last purchase move with the as-of date for every customer, so storing them meant
-    rewriting a million rows on every build; without them, a build rewrites the customers
-    whose churn assessment or CRM record changed.
+    The stored part of fct_customer_churn (a view adding the days since the last purchase,
+    the lifecycle stage and the as-of date to it): one row per customer with a purchase on
+    or before the as-of date, with the customer's segment and every churn column of
+    int_customers_churn_assessed (which finds the churns the moving as-of date brings). The
+    days since the last purchase and the lifecycle stage move with the as-of date alone, so
+    storing them meant rewriting, on every build, every customer (the days) or the
+    customers whose stage the date moved (the stage, until stop 70); without them, a build
+    rewrites the customers whose churn assessment or CRM record changed.
 
     The segment is the CRM record's, as in dim_customers (a CRM customer's key is its
     customer_id as text; a customer known only from sales or surveys has none: 'unknown'). It is
@@ -36,8 +37,7 @@
         pre_hook="{{ log_rebuilt_in_full() }}",
         post_hook=[
             "{{ record_change_position() }}",
-            "{{ set_not_null('lifecycle_stage') }}",
-            "{{ enforce_accepted_values('lifecycle_stage', ['new', 'active', 'at-risk', 'churned', 'won back']) }}",
+            "{{ set_not_null(['is_churned', 'first_purchase_date', 'last_purchase_date', 'threshold_days']) }}",
             "{{ enforce_accepted_values('churn_rule', ['no purchase within threshold', 'explicit cancellation']) }}",
             "{{ enforce_between([{'column': 'threshold_days', 'min_value': 90}, {'column': 'last_csat_before_churn', 'min_value': 1, 'max_value': 5}, {'column': 'last_ltr_before_churn', 'min_value': 0, 'max_value': 10}]) }}",
             "{{ keep_row_count() }}",
@@ -81,7 +81,6 @@ final as (
     select
         churn.customer_key,
         coalesce(crm_customers.segment, 'unknown') as segment,
-        churn.lifecycle_stage,
         churn.churn_rule,
         churn.last_nps_category_before_churn,
         churn.threshold_days,

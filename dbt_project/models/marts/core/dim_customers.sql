@@ -1,14 +1,16 @@
 {#-
     One row per customer: dim_customers_stored, which keeps every column that changes with
     the customer's identifiers, orders, survey responses, referrals and CRM record, plus the
-    lifecycle stage as of the as-of date, from fct_customer_churn_stored (customers with a
-    purchase on or before it; everyone else is a prospect).
+    lifecycle stage as of the as-of date (macro lifecycle_stage), from the dates
+    fct_customer_churn_stored keeps of customers with a purchase on or before it; everyone
+    else is a prospect.
 
     A view, so that the stage, which moves with the as-of date and every churn assessment,
-    is not stored twice: dim_customers_stored is built beside the chain of churn models
+    is stored nowhere: dim_customers_stored is built beside the chain of churn models
     instead of after it, and a customer whose stage alone changed is not recomputed there
-    (docs/operations/marts.md, "Stop 50"). Both tables are marts of the same generation, so
-    readers see them swapped in together.
+    (docs/operations/marts.md, "Stop 50"), nor, since stop 70, in the churn tables. Both
+    tables are marts of the same generation, so readers see them swapped in together, with
+    the as-of date of that generation (dim_as_of_date).
 
     One select, no CTEs: PostgreSQL merges the view into the query reading it, so a lookup
     by customer_key uses the stored table's unique index, and a query that reads no
@@ -28,7 +30,17 @@ select
     customers.acquisition_channel,
     customers.loyalty_category,
     -- no purchase on or before the as-of date: a prospect
-    coalesce(churn.lifecycle_stage, 'prospect') as lifecycle_stage,
+    case
+        when churn.customer_key is null then 'prospect'
+        else {{ lifecycle_stage(
+            '(select as_of_date from ' ~ ref('dim_as_of_date') ~ ')',
+            is_churned='churn.is_churned',
+            first_purchase_date='churn.first_purchase_date',
+            won_back_date='churn.won_back_date',
+            last_purchase_date='churn.last_purchase_date',
+            threshold_days='churn.threshold_days',
+        ) | indent(8) }}
+    end as lifecycle_stage,
     customers.order_count,
     customers.last_likelihood_to_recommend,
     customers.revenue,
