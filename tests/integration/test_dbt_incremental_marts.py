@@ -345,8 +345,8 @@ PER_CUSTOMER_MODELS = {
     # per referrer, from the referrals' and dim_customers_stored's logs (the referrers of referred
     # customers whose revenue changed included)
     "fct_referrers": ("marts/referral", "marts"),
-    # what the advocacy mart counts per customer, from those three marts' logs and the
-    # referrer status the moving as-of date changes
+    # what the advocacy mart counts per customer, from those three marts' logs, the
+    # referrals' log and the referrals the moving as-of date lets in
     "int_customers_advocate_behaviours": ("intermediate/customers", "staging"),
 }
 

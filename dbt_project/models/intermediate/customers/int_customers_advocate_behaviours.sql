@@ -12,12 +12,17 @@
 
     Incremental by customer (macros/change_log.sql): a build recomputes the customers that
     dim_customers_stored, the stored repurchase mart and the churn assessment replaced since
-    this table's own last build (each logs the customers it replaces; their rows change with nothing else, the moving as-of
-    date included, as their own models say), and those whose referrer status differs from
-    the stored one: the moving as-of date lets referrals in (a referral counts from its
-    date on), which no log records. A customer that left dim_customers (merged into another
-    key) is logged by dim_customers_stored and loses its row here. The as-of date moving back
-    rebuilds it in full.
+    this table's own last build (each logs the customers it replaces; their rows change
+    with nothing else, the moving as-of date included, as their own models say), the
+    referrers whose referrals fct_referrals replaced or wrote (it logs their old and new
+    referrer keys), and the referrers of referrals dated in the days the as-of date moved
+    over (a referral counts from its date on, which no log records). A customer that left
+    dim_customers (merged into another key) is logged by dim_customers_stored and loses its
+    row here. The as-of date moving back rebuilds it in full.
+
+    Until stop 70 the referrer status was found by comparing every referrer with every
+    stored one: a scan of this whole table on each build, on the last stretch of the
+    longest chain of models (docs/operations/marts.md, "Stop 70").
 -#}
 
 {#- the models whose change log it reads -#}
@@ -25,7 +30,7 @@
     same column, copied): this model then starts when the assessment ends, beside the churn
     mart, instead of after it, on the longest chain of a build (docs/operations/marts.md,
     "Stop 50"). -#}
-{%- set producers = ['dim_customers_stored', 'fct_customer_repurchase_stored', 'int_customers_churn_assessed'] %}
+{%- set producers = ['dim_customers_stored', 'fct_customer_repurchase_stored', 'int_customers_churn_assessed', 'fct_referrals'] %}
 
 {{
     config(
@@ -67,14 +72,12 @@ customers_in_scope as materialized (
 
     union
 
-    -- referrer status that changed: a referral loaded, removed or let in by the as-of date
-    select coalesce(referrers.customer_key, stored_referrers.customer_key)
-    from referrers
-    full outer join (
-        select customer_key from {{ this }} where is_referrer
-    ) as stored_referrers
-        on referrers.customer_key = stored_referrers.customer_key
-    where referrers.customer_key is null or stored_referrers.customer_key is null
+    -- referrals the moved as-of date lets in
+    select referrer_customer_key
+    from {{ ref('fct_referrals') }}
+    where referrer_customer_key is not null
+        and referred_date > cast('{{ changes.previous_as_of }}' as date)
+        and referred_date <= {{ as_of_date() }}
 
 ),
 
