@@ -893,7 +893,7 @@ def test_incremental_builds_equal_a_full_refresh(stand_ins, tmp_path, monkeypatc
 
     # The days moved some customer's stage with nothing else changing (a customer turning
     # at-risk, or ceasing to be new): the published view moved it from the stored dates,
-    # which no log named, and every stored row still equalled a full recompute.
+    # and every stored row still equalled a full recompute.
     print(f"stages moved by the as-of date alone: {len(moved_by_the_date)}")
     assert moved_by_the_date, "no stage changed by the as-of date alone: the data misses that case"
     # Refunds of orders loaded before arrived later; the late earlier order renumbered.
