@@ -59,13 +59,13 @@ customers_in_scope as materialized (
 {% endif -%}
 
 {#- The customers in scope as one sorted array, which each table's customer index takes
-    in key order, and no nested loop anywhere (pre-hook): the planner's guess of how many
+    in key order, and no nested loop anywhere (pre-hook). The planner's guess of how many
     keys the change log holds is far too low (30 for 15k after a one-day delta at 1M
-    customers), and joined through `in (...)` the steps below compared CTE scans of
-    tens of thousands of rows in nested loops: 19.7 s and 6.6 s for this model in two
-    builds of stop 70's benchmark against 1-2 s. Until stop 70 a scan of this table for
-    changed lifecycle stages was part of the scope, and its estimate of a million rows
-    kept the joins hashed. -#}
+    customers), and the steps below join CTE scans of tens of thousands of rows: at such
+    estimates it may join them in nested loops. Read through `in (...)`, this model took
+    19.7 s and 6.6 s in two builds of stop 70's benchmark against 1-2 s (those plans were
+    not captured). Until stop 70 a scan of this table for changed lifecycle stages was
+    part of the scope, and its estimate of a million rows kept the joins hashed. -#}
 {%- set in_scope -%}
     {%- if not changes.full %}
     where customer_key = any(array(select distinct key_value from customers_in_scope order by key_value))
