@@ -1,6 +1,6 @@
 {#- A customer's lifecycle stage as of `as_of` (a date expression), from the dates that
-    decide it, read from the columns of those names unless others are given. The first
-    rule that holds:
+    decide it: the columns of those names, of the table aliased `relation` when one is
+    given. The first rule that holds:
     1. churned  - churned (int_purchase_gaps_assessed_for_churn);
     2. new      - first purchase at most lifecycle_new_days (90) days before `as_of`;
     3. won back - won back by a purchase at most lifecycle_won_back_days (90) days before;
@@ -10,19 +10,13 @@
     Worked out at read time by the views fct_customer_churn and dim_customers, from the
     dates fct_customer_churn_stored keeps and their generation's as-of date: it moves with
     the date alone, and stored it made every build rewrite the customers it moved. -#}
-{% macro lifecycle_stage(
-    as_of,
-    is_churned='is_churned',
-    first_purchase_date='first_purchase_date',
-    won_back_date='won_back_date',
-    last_purchase_date='last_purchase_date',
-    threshold_days='threshold_days'
-) -%}
+{% macro lifecycle_stage(as_of, relation=none) -%}
+    {%- set prefix = (relation ~ '.') if relation else '' -%}
     case
-        when {{ is_churned }} then 'churned'
-        when {{ as_of }} - {{ first_purchase_date }} <= {{ lifecycle_new_days() }} then 'new'
-        when {{ as_of }} - {{ won_back_date }} <= {{ lifecycle_won_back_days() }} then 'won back'
-        when {{ as_of }} - {{ last_purchase_date }} > {{ threshold_days }} / 2.0 then 'at-risk'
+        when {{ prefix }}is_churned then 'churned'
+        when {{ as_of }} - {{ prefix }}first_purchase_date <= {{ lifecycle_new_days() }} then 'new'
+        when {{ as_of }} - {{ prefix }}won_back_date <= {{ lifecycle_won_back_days() }} then 'won back'
+        when {{ as_of }} - {{ prefix }}last_purchase_date > {{ prefix }}threshold_days / 2.0 then 'at-risk'
         else 'active'
     end
 {%- endmacro %}

@@ -32,14 +32,7 @@ select
     -- no purchase on or before the as-of date: a prospect
     case
         when churn.customer_key is null then 'prospect'
-        else {{ lifecycle_stage(
-            '(select as_of_date from ' ~ ref('dim_as_of_date') ~ ')',
-            is_churned='churn.is_churned',
-            first_purchase_date='churn.first_purchase_date',
-            won_back_date='churn.won_back_date',
-            last_purchase_date='churn.last_purchase_date',
-            threshold_days='churn.threshold_days',
-        ) | indent(8) }}
+        else {{ lifecycle_stage('(select as_of_date from ' ~ ref('dim_as_of_date') ~ ')', relation='churn') | indent(8) }}
     end as lifecycle_stage,
     customers.order_count,
     customers.last_likelihood_to_recommend,
