@@ -394,6 +394,12 @@ SCOPE_FILTER_IN_KEY_ORDER = re.compile(
     r"in \(select distinct key_value from \(\s*select key_value from customers_in_scope\s*"
     r"\) as keys\s*order by key_value\s*offset 0\s*\)"
 )
+# the churn assessment's filter instead (its joins hashed: int_customers_churn_assessed):
+# the customers in scope as one sorted array
+SCOPE_FILTER_BY_SORTED_ARRAY = re.compile(
+    r"customer_key = any\(array\(select distinct key_value from customers_in_scope "
+    r"order by key_value\)\)"
+)
 
 
 def _assert_per_customer_models_equal_a_full_recompute(
@@ -426,6 +432,11 @@ def _assert_per_customer_models_equal_a_full_recompute(
                 assert any(SCOPE_FILTER_IN_KEY_ORDER.search(sql) for sql in statements), (
                     f"{model} read every customer's rows, or not in key order: where_in_scope "
                     "left out its filter or keys_in_order"
+                )
+            if "from customers_in_scope order by key_value" in source:
+                assert any(SCOPE_FILTER_BY_SORTED_ARRAY.search(sql) for sql in statements), (
+                    f"{model} read every customer's rows: its sorted array of the customers "
+                    "in scope is missing from its select"
                 )
     run_dbt(
         warehouse,
