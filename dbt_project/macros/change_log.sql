@@ -18,7 +18,11 @@
       a mart's two generations (marts_build and marts swap) each keep their own position.
       A reader can be a producer too (change_log_replaced_key): the purchase days log the
       customers they replaced for the churn gaps, identity resolution the customer keys an
-      identifier left or joined, for dim_customers.
+      identifier left or joined, for dim_customers. A producer may log with each key the
+      earliest date its change touched (change_log_replaced_from: the purchase days, the
+      first purchase day they replaced or wrote), and a reader whose rows of a key before
+      a date depend only on the key's rows before it (change_log_rows_from: the churn
+      gaps) then recomputes and replaces that key's rows from that date on.
 
     It rebuilds everything (as a full refresh would) when it has no position yet, when a
     fact it reads was rebuilt in full since, when the as-of date moved back, or when its
@@ -166,8 +170,8 @@
     {producer: regular expression} (identity observations log emails and accounts too,
     which are never a customer key; read in full, they tripled the keys a per-customer
     mart looked up, replaced and logged). -#}
-{% macro changed_keys_since_last_build(state, producers=none) -%}
-    select key_value
+{% macro changed_keys_since_last_build(state, producers=none, more_columns='') -%}
+    select key_value{{ more_columns }}
     from ops.mart_key_changes
     where producer in ({{ producer_names(producers) | join(', ') }})
         and change_id > {{ state.from_id }}
@@ -176,6 +180,27 @@
         {%- for producer, pattern in (config.get('change_log_key_patterns') or {}).items() %}
         and (producer <> '{{ change_log_name(ref(producer)) }}' or key_value ~ '{{ pattern }}')
         {%- endfor %}
+{%- endmacro %}
+
+
+{#- The keys logged since {{ this }} last read the log, each with the earliest date its
+    logged changes touched: one row (key_value, rows_from) per key, rows_from null unless
+    every entry of the key carries a date (changed_from, written by a producer with
+    change_log_replaced_from); with `dated_only`, the keys that have one. A key logged
+    without a date (by another producer) has every row recomputed. The strategy
+    replace_changed_keys (change_log_rows_from) and the model read it with the same state,
+    so both get the same dates. -#}
+{% macro changed_keys_from_dates(state, producers=none, dated_only=false) -%}
+    select
+        key_value,
+        case when bool_and(changed_from is not null) then min(changed_from) end as rows_from
+    from (
+        {{ changed_keys_since_last_build(state, producers, ', changed_from') | indent(8) }}
+    ) as logged
+    group by key_value
+    {%- if dated_only %}
+    having bool_and(changed_from is not null)
+    {%- endif %}
 {%- endmacro %}
 
 
@@ -527,6 +552,25 @@
     {%- endset -%}
     {%- set skip_unchanged = config.get('change_log_skip_unchanged', false) and not state.full -%}
     {%- set is_mart = is_mart_build(target) -%}
+    {%- set replaced_from = config.get('change_log_replaced_from') -%}
+    {%- set rows_from = config.get('change_log_rows_from') -%}
+    {%- if (replaced_from or rows_from) and (is_mart or not config.get('change_log_skip_unchanged', false)) %}
+        {{ exceptions.raise_compiler_error("change_log_replaced_from and change_log_rows_from are for a model with one generation (not a mart) and change_log_skip_unchanged=true") }}
+    {%- endif %}
+    {%- if rows_from and not state.full %}
+    {#- A key logged with the date its changes start from (changed_keys_from_dates): its
+        rows before that date are as they were, so only its rows from that date on are
+        compared and replaced. The recomputed rows before it (a model may recompute every
+        row of a key it has another reason for) repeat stored ones and leave first. -#}
+    {%- set dated = adapter.quote(temp.identifier ~ '__rows_from') %}
+    create temporary table {{ dated }} on commit drop as
+    {{ changed_keys_from_dates(state, producers, dated_only=true) }};
+    analyze {{ dated }};
+    delete from {{ temp }} as fresh
+    using {{ dated }} as dated
+    where fresh.{{ key }} = dated.key_value
+        and fresh.{{ rows_from }} < dated.rows_from;
+    {%- endif %}
     {%- if skip_unchanged %}
     {%- set unchanged = adapter.quote(temp.identifier ~ '__unchanged') %}
     {%- set row_key = arg_dict['unique_key'] %}
@@ -567,6 +611,13 @@
         select ctid as kept_row, *
         from {{ target }}
         where {{ in_scope }}
+        {%- if rows_from %}
+            and not exists (
+                select from {{ dated }} as dated
+                where dated.key_value = {{ target }}.{{ key }}
+                    and {{ target }}.{{ rows_from }} < dated.rows_from
+            )
+        {%- endif %}
     ) as kept
     left join {{ temp }} as fresh
         on fresh.{{ row_key }} = kept.{{ row_key }}
@@ -636,6 +687,27 @@
         looked up again for the log (a key-index probe per key in scope, most finding an
         unchanged row it must pass over), they cost as much again, 0.26-0.66 s per model
         after three days' delta at 1M customers. -#}
+    {%- if replaced_from %}
+    {#- Each key with the earliest date among the rows it loses and gains: its rows before
+        that date did not change (change_log_rows_from). -#}
+    with deleted as (
+        delete from {{ target }}
+        where {{ replaced_rows }}
+        returning {{ replaced_key }} as key_value, {{ replaced_from }} as changed_from
+    )
+    insert into ops.mart_key_changes (producer, key_value, changed_from)
+    select
+        '{{ change_log_name(target) }}',
+        replaced.key_value,
+        case when bool_and(replaced.changed_from is not null) then min(replaced.changed_from) end
+    from (
+        select key_value, changed_from from deleted
+        union all
+        select {{ replaced_key }}, {{ replaced_from }} from {{ temp }}
+    ) as replaced
+    where replaced.key_value is not null
+    group by replaced.key_value;
+    {%- else %}
     with deleted as (
         delete from {{ target }}
         where {{ replaced_rows }}
@@ -661,6 +733,7 @@
         -- equal in both generations: nothing for the catch-up to do
         and replaced.key_value not in (select cast(row_key as text) from {{ unchanged }})
     {%- endif %};
+    {%- endif %}
     {%- else %}
     delete from {{ target }}
     where {{ replaced_rows }};

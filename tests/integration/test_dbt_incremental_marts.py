@@ -438,6 +438,16 @@ def _assert_per_customer_models_equal_a_full_recompute(
                     f"{model} read every customer's rows: its sorted array of the customers "
                     "in scope is missing from its select"
                 )
+            # dated changes (change_log_replaced_from / change_log_rows_from): the producer
+            # logs the first date it changed, the reader replaces a customer's rows from it
+            run_sql = statements[0]
+            if "change_log_replaced_from=" in source:
+                assert "changed_from" in run_sql, f"{model} logged its customers without a date"
+            if "change_log_rows_from=" in source:
+                assert "__rows_from" in run_sql and "rows_from" in statements[1], (
+                    f"{model} recomputed and replaced every row of its customers, not those "
+                    "from the date their changes start"
+                )
     run_dbt(
         warehouse,
         [

@@ -72,6 +72,10 @@ create table if not exists ops.mart_key_changes (
     logged_at timestamptz not null default now()
 );
 create index if not exists mart_key_changes_producer_idx on ops.mart_key_changes (producer, change_id);
+-- The earliest date a producer's change to the key touched (the purchase days: the first
+-- purchase day it replaced or wrote): a reader whose rows for a key before that date depend
+-- only on that key's rows before it recomputes the key from there. Null: every row.
+alter table ops.mart_key_changes add column if not exists changed_from date;
 create table if not exists ops.mart_change_positions (
     consumer text primary key,
     change_id bigint not null,

@@ -24,6 +24,15 @@
     cancellation in the days the as-of date moved over. gap_end_date is therefore null for
     the open gap, not the as-of date: every other row stays as it was. It logs the
     customers it recomputed, for int_customers_churn_assessed.
+
+    A customer in scope only because its purchase days changed is recomputed from the first
+    purchase day they changed (logged with it, change_log_rows_from): gap k depends on days
+    1..k+1 alone, so the gaps before the day before a change stand, and that day's own
+    gap changed in the purchase days too (its next purchase date). After one day's delta
+    most such customers have one new day, and two of their gaps are recomputed, not all.
+    Every gap of a customer is recomputed when its CRM record was loaded again (a
+    cancellation may fall in any gap) or for a reason the as-of date brings; its days are
+    read in full either way, for the medians.
 -#}
 
 {#- One index, unique on the grain (customer_key, purchase_date), as for the purchase days:
@@ -42,7 +51,9 @@
         change_log_replaced_key='customer_key',
         change_log_producers=producers,
         change_log_key_patterns={'int_identity_observations': crm_customer_key_pattern()},
+        change_log_rows_from='purchase_date',
         on_schema_change='fail',
+        pre_hook="set local enable_nestloop = off",
         post_hook=[
             "{{ record_change_position() }}",
             "{{ set_not_null(['purchase_day_id', 'customer_key', 'purchase_date', 'threshold_days']) }}",
@@ -58,38 +69,56 @@
 with
 
 {% if not changes.full -%}
+-- One row per customer in scope, with the first purchase day whose gap is recomputed
+-- (rows_from; null: every gap). Only the purchase days' log gives a date
+-- (changed_keys_from_dates: null for a customer also logged without one); a customer the
+-- other reasons bring as well keeps it (min passes over their nulls): the gap a threshold
+-- falling due or a cancellation in the days the as-of date moved over changes is the one
+-- open before those days, after every purchase day logged.
 customers_in_scope as materialized (
 
-    {{ changed_keys_since_last_build(changes) | indent(4) }}
+    select key_value, min(rows_from) as rows_from
+    from (
+        {{ changed_keys_from_dates(changes) | indent(8) }}
 
-    union
+        union all
 
-    -- open gaps whose threshold falls in the days the as-of date moved over (through the
-    -- partial index on their due date, create_index_if_missing: a scan of every purchase
-    -- day took 0.45 s of the chain at 1M customers)
-    select customer_key
-    from {{ this }}
-    where is_last_purchase_day
-        and not is_churned
-        and purchase_date + threshold_days > cast('{{ changes.previous_as_of }}' as date)
-        and purchase_date + threshold_days <= {{ as_of_date() }}
+        -- open gaps whose threshold falls in the days the as-of date moved over (through
+        -- the partial index on their due date, create_index_if_missing: a scan of every
+        -- purchase day took 0.45 s of the chain at 1M customers)
+        select customer_key, cast(null as date)
+        from {{ this }}
+        where is_last_purchase_day
+            and not is_churned
+            and purchase_date + threshold_days > cast('{{ changes.previous_as_of }}' as date)
+            and purchase_date + threshold_days <= {{ as_of_date() }}
 
-    union
+        union all
 
-    -- cancellations dated in those days
-    select cast(customer_id as text)
-    from {{ ref('stg_crm__customers') }}
-    where cancelled_date > cast('{{ changes.previous_as_of }}' as date)
-        and cancelled_date <= {{ as_of_date() }}
+        -- cancellations dated in those days
+        select cast(customer_id as text), cast(null as date)
+        from {{ ref('stg_crm__customers') }}
+        where cancelled_date > cast('{{ changes.previous_as_of }}' as date)
+            and cancelled_date <= {{ as_of_date() }}
+    ) as reasons
+    group by key_value
 
 ),
 
 {% endif -%}
 
+{#- The customers in scope as one sorted array, which the purchase days' customer index
+    takes in key order, and no nested loop anywhere (pre-hook), as in
+    int_customers_churn_assessed: the planner guesses the change log's keys at a few dozen
+    when it holds tens of thousands. Joined by `in (...)`, with the recomputed days filtered
+    by customer, it put the CRM records in a nested loop under a one-row estimate, and a
+    three-day build at 1M customers did not end in 13 minutes. -#}
 purchase_days as (
 
     select * from {{ ref('int_orders_aggregated_to_purchase_days') }}
-    {{ where_in_scope(changes) }}
+    {%- if not changes.full %}
+    where customer_key = any(array(select distinct key_value from customers_in_scope order by key_value))
+    {%- endif %}
 
 ),
 
@@ -125,12 +154,25 @@ prefix_gaps as (
 
 ),
 
+-- the purchase days whose gaps are recomputed: each customer's from its rows_from
+recomputed_days as (
+
+    select prefix_gaps.*
+    from prefix_gaps
+    {%- if not changes.full %}
+    inner join customers_in_scope
+        on prefix_gaps.customer_key = customers_in_scope.key_value
+    where prefix_gaps.purchase_date >= coalesce(customers_in_scope.rows_from, '-infinity')
+    {%- endif %}
+
+),
+
 thresholded as (
 
     select
-        prefix_gaps.purchase_day_id,
-        prefix_gaps.customer_key,
-        prefix_gaps.purchase_day_number,
+        recomputed_days.purchase_day_id,
+        recomputed_days.customer_key,
+        recomputed_days.purchase_day_number,
         running_medians.median_gap_days,
         cast(
             greatest(
@@ -138,17 +180,17 @@ thresholded as (
                 ceil({{ churn_threshold_gap_multiple() }} * running_medians.median_gap_days)
             ) as integer
         ) as threshold_days,
-        prefix_gaps.next_purchase_date is null as is_last_purchase_day,
-        prefix_gaps.purchase_date,
-        prefix_gaps.next_purchase_date,
+        recomputed_days.next_purchase_date is null as is_last_purchase_day,
+        recomputed_days.purchase_date,
+        recomputed_days.next_purchase_date,
         -- the last day of the gap: the day before the next purchase, else the as-of date
-        coalesce(prefix_gaps.next_purchase_date - 1, {{ as_of_date() }}) as assessed_until
+        coalesce(recomputed_days.next_purchase_date - 1, {{ as_of_date() }}) as assessed_until
 
-    from prefix_gaps
+    from recomputed_days
     -- the median of those gaps; null on the first purchase day (no gap yet)
     cross join lateral (
         select cast(percentile_cont(0.5) within group (order by gap) as numeric) as median_gap_days
-        from unnest(prefix_gaps.gaps_so_far) as gap
+        from unnest(recomputed_days.gaps_so_far) as gap
     ) as running_medians
 
 ),

@@ -5,7 +5,10 @@
 
     Incremental by customer (macros/change_log.sql): a build recomputes the customers whose
     orders fct_orders replaced since the last build, and those with an order dated in the
-    days the as-of date moved over; every other customer's days are as they were.
+    days the as-of date moved over; every other customer's days are as they were. It logs
+    each customer it changed with the first purchase day it replaced or wrote
+    (change_log_replaced_from): a customer's days before that one did not change, and the
+    churn gaps recompute the customer from there.
 -#}
 
 {#- One index, unique on the grain (customer_key, purchase_date): it enforces the key and
@@ -27,6 +30,7 @@
         change_log_skip_unchanged=true,
         change_log_producers=producers,
         change_log_replaced_key='customer_key',
+        change_log_replaced_from='purchase_date',
         on_schema_change='fail',
         pre_hook="{{ log_rebuilt_in_full() }}",
         post_hook=[
