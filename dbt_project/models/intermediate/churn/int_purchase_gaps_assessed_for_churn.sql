@@ -71,10 +71,12 @@ with
 {% if not changes.full -%}
 -- One row per customer in scope, with the first purchase day whose gap is recomputed
 -- (rows_from; null: every gap). Only the purchase days' log gives a date
--- (changed_keys_from_dates: null for a customer also logged without one); a customer the
--- other reasons bring as well keeps it (min passes over their nulls): the gap a threshold
--- falling due or a cancellation in the days the as-of date moved over changes is the one
--- open before those days, after every purchase day logged.
+-- (changed_keys_from_dates: null for a customer also logged without one), and the
+-- strategy replaces rows from the same date. A customer the other reasons bring as well
+-- keeps it (min passes over their nulls): a threshold falling due or a cancellation in
+-- the days the as-of date moved over changes the gap open at the previous as-of date,
+-- whose purchase day is at or after the first one the purchase days changed (a day they
+-- add or remove changes the day before it too, its next purchase date).
 customers_in_scope as materialized (
 
     select key_value, min(rows_from) as rows_from
