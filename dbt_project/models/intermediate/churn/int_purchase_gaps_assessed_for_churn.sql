@@ -25,14 +25,14 @@
     the open gap, not the as-of date: every other row stays as it was. It logs the
     customers it recomputed, for int_customers_churn_assessed.
 
-    A customer in scope only because its purchase days changed is recomputed from the first
-    purchase day they changed (logged with it, change_log_rows_from): gap k depends on days
-    1..k+1 alone, so the gaps before the day before a change stand, and that day's own
-    gap changed in the purchase days too (its next purchase date). After one day's delta
-    most such customers have one new day, and two of their gaps are recomputed, not all.
-    Every gap of a customer is recomputed when its CRM record was loaded again (a
-    cancellation may fall in any gap) or for a reason the as-of date brings; its days are
-    read in full either way, for the medians.
+    A customer whose purchase days changed is recomputed from the first purchase day they
+    changed (logged with it; change_log_rows_from): gap k depends on days 1..k+1 alone, so
+    every gap before that day stands. (A day added or removed changes the day before it as
+    well, its next purchase date, so that earlier day is the first one logged.) After one
+    day's delta most such customers have one new day, and two of their gaps are recomputed,
+    not all. Every gap is recomputed for a customer whose CRM record was loaded again (a
+    cancellation date may fall in any gap) and for one only the as-of date brings (below).
+    Its purchase days are read in full either way, for the running medians.
 -#}
 
 {#- One index, unique on the grain (customer_key, purchase_date), as for the purchase days:
