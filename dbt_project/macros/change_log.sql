@@ -164,6 +164,18 @@
 {%- endmacro %}
 
 
+{#- The same filter as one sorted array (`= any(array(...))`), which the column's index
+    takes in key order, for a model that also turns nested loops off (pre-hook): the
+    planner guesses the change log's keys at a few dozen when it holds tens of thousands,
+    and a model whose later steps join CTE scans of its customers may then join them in
+    nested loops (int_customers_churn_assessed, int_purchase_gaps_assessed_for_churn). -#}
+{% macro where_in_scope_by_array(state, column='customer_key') -%}
+    {%- if not state.full %}
+    where {{ column }} = any(array(select distinct key_value from customers_in_scope order by key_value))
+    {%- endif %}
+{%- endmacro %}
+
+
 {#- The keys logged by `producers` since {{ this }} last read the log (a select of one
     column); `state` is change_log_state's answer. A producer that logs several kinds of
     key can be read for the kind the model is keyed by: config change_log_key_patterns,

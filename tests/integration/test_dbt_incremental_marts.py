@@ -394,8 +394,8 @@ SCOPE_FILTER_IN_KEY_ORDER = re.compile(
     r"in \(select distinct key_value from \(\s*select key_value from customers_in_scope\s*"
     r"\) as keys\s*order by key_value\s*offset 0\s*\)"
 )
-# the churn assessment's filter instead (its joins hashed: int_customers_churn_assessed):
-# the customers in scope as one sorted array
+# where_in_scope_by_array's filter instead (the churn assessment and the churn gaps, whose
+# joins are hashed): the customers in scope as one sorted array
 SCOPE_FILTER_BY_SORTED_ARRAY = re.compile(
     r"customer_key = any\(array\(select distinct key_value from customers_in_scope "
     r"order by key_value\)\)"
@@ -433,18 +433,18 @@ def _assert_per_customer_models_equal_a_full_recompute(
                     f"{model} read every customer's rows, or not in key order: where_in_scope "
                     "left out its filter or keys_in_order"
                 )
-            if "from customers_in_scope order by key_value" in source:
+            if "where_in_scope_by_array(" in source:
                 assert any(SCOPE_FILTER_BY_SORTED_ARRAY.search(sql) for sql in statements), (
                     f"{model} read every customer's rows: its sorted array of the customers "
                     "in scope is missing from its select"
                 )
             # dated changes (change_log_replaced_from / change_log_rows_from): the producer
             # logs the first date it changed, the reader replaces a customer's rows from it
-            run_sql = statements[0]
+            run_sql, compiled_sql = statements
             if "change_log_replaced_from=" in source:
                 assert "changed_from" in run_sql, f"{model} logged its customers without a date"
             if "change_log_rows_from=" in source:
-                assert "__rows_from" in run_sql and "rows_from" in statements[1], (
+                assert "__rows_from" in run_sql and "rows_from" in compiled_sql, (
                     f"{model} recomputed and replaced every row of its customers, not those "
                     "from the date their changes start"
                 )

@@ -66,11 +66,7 @@ customers_in_scope as materialized (
     19.7 s and 6.6 s in two builds of stop 70's benchmark against 1-2 s (those plans were
     not captured). Until stop 70 a scan of this table for changed lifecycle stages was
     part of the scope, and its estimate of a million rows kept the joins hashed. -#}
-{%- set in_scope -%}
-    {%- if not changes.full %}
-    where customer_key = any(array(select distinct key_value from customers_in_scope order by key_value))
-    {%- endif %}
-{%- endset %}
+{%- set in_scope = where_in_scope_by_array(changes) %}
 
 -- Read by three steps. A build in full scans the table for each; an incremental build
 -- looks the customers in scope up once and keeps their rows (in memory: work_mem above),

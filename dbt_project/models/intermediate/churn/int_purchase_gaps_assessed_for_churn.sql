@@ -118,9 +118,7 @@ customers_in_scope as materialized (
 purchase_days as (
 
     select * from {{ ref('int_orders_aggregated_to_purchase_days') }}
-    {%- if not changes.full %}
-    where customer_key = any(array(select distinct key_value from customers_in_scope order by key_value))
-    {%- endif %}
+    {{- where_in_scope_by_array(changes) }}
 
 ),
 
