@@ -216,6 +216,15 @@
 {%- endmacro %}
 
 
+{#- The temporary table of a model configured with change_log_rows_from_scope=true: one
+    row (key_value, rows_from) per key in scope, which its pre-hook writes for its select and
+    for the strategy replace_changed_keys to read alike (int_purchase_gaps_assessed_for_churn,
+    macros/churn_gaps_in_scope.sql). -#}
+{% macro rows_from_scope() -%}
+    {{- return(adapter.quote(this.identifier ~ '__rows_from')) -}}
+{%- endmacro %}
+
+
 {#- The names of an incremental strategy's arg_dict['dest_columns'], unquoted. -#}
 {% macro dest_columns_names(dest_columns) -%}
     {{- return(dest_columns | map(attribute='name') | map('replace', '"', '') | list) -}}
@@ -573,11 +582,18 @@
     {#- A key logged with the date its changes start from (changed_keys_from_dates): its
         rows before that date are as they were, so only its rows from that date on are
         compared and replaced. The recomputed rows before it (a model may recompute every
-        row of a key it has another reason for) repeat stored ones and leave first. -#}
+        row of a key it has another reason for) repeat stored ones and leave first.
+        A model that works out a date for its other reasons too (change_log_rows_from_scope)
+        has its pre-hook write every key in scope with its date to rows_from_scope(), and
+        its select read them from there: a null date means every row, 'infinity' none. -#}
+    {%- if config.get('change_log_rows_from_scope', false) %}
+    {%- set dated = rows_from_scope() %}
+    {%- else %}
     {%- set dated = adapter.quote(temp.identifier ~ '__rows_from') %}
     create temporary table {{ dated }} on commit drop as
     {{ changed_keys_from_dates(state, producers, dated_only=true) }};
     analyze {{ dated }};
+    {%- endif %}
     delete from {{ temp }} as fresh
     using {{ dated }} as dated
     where fresh.{{ key }} = dated.key_value

@@ -538,6 +538,55 @@ def _plant_late_resolution(stand_ins, resolved_on: date) -> int:
     return case_id
 
 
+class MovedCancellations(NamedTuple):
+    withdrawn: str  # its stored gaps churned by an explicit cancellation, now withdrawn
+    backdated: str  # cancelled now on a date inside its second gap, long past
+
+
+def _move_cancellations(stand_ins) -> MovedCancellations:
+    """Two CRM customers whose cancellation date changes with nothing else of theirs: one
+    had churned by an explicit cancellation and has it withdrawn; another, never cancelled,
+    is cancelled on a date inside its second gap, before the as-of date the last build used
+    (not in the days it moves over). The churn gaps must find both gaps from the CRM records
+    alone: the one a stored cancellation churned in, the one the new date falls in."""
+    with connect(stand_ins.warehouse) as conn:
+        (withdrawn,) = conn.execute(
+            "select customer_key from staging.int_purchase_gaps_assessed_for_churn "
+            "where churn_rule = 'explicit cancellation' and customer_key ~ '^[0-9]+$' "
+            "order by customer_key limit 1"
+        ).fetchone()
+        # a gap of two days or more, with a later purchase day, that nothing churned
+        backdated, second_day = conn.execute(
+            "select gaps.customer_key, gaps.purchase_date "
+            "from staging.int_purchase_gaps_assessed_for_churn as gaps "
+            "inner join staging.stg_crm__customers as crm "
+            "on cast(crm.customer_id as text) = gaps.customer_key "
+            "where gaps.purchase_day_number = 2 and not gaps.is_churned "
+            "and gaps.gap_end_date > gaps.purchase_date and crm.cancelled_at is null "
+            "and gaps.customer_key <> %s order by gaps.customer_key limit 1",
+            (withdrawn,),
+        ).fetchone()
+    _update_crm_customer(stand_ins, int(withdrawn), cancelled_at=None)
+    _update_crm_customer(
+        stand_ins,
+        int(backdated),
+        cancelled_at=datetime.combine(second_day + timedelta(days=1), time(12), tzinfo=UTC),
+    )
+    return MovedCancellations(withdrawn, backdated)
+
+
+def _cancellation_churns(conn, customer_key: str) -> list[date]:
+    """The purchase days whose gap an explicit cancellation churned, of one customer."""
+    return [
+        day
+        for (day,) in conn.execute(
+            "select purchase_date from staging.int_purchase_gaps_assessed_for_churn "
+            "where customer_key = %s and churn_rule = 'explicit cancellation' order by 1",
+            (customer_key,),
+        )
+    ]
+
+
 class SharedCase(NamedTuple):
     case_id: int
     owner_key: str  # A: the case's only customer before the plant
@@ -798,6 +847,7 @@ def test_incremental_builds_equal_a_full_refresh(stand_ins, tmp_path, monkeypatc
             )
             late_order_id = _plant_late_earlier_order(stand_ins)
             owner_order_id = _plant_newest_order_of(stand_ins, shared_case.owner_email)
+            moved_cancellations = _move_cancellations(stand_ins)
         if day == 3:  # not on day 2: re-deriving its orders would mask missed identity changes
             _change_a_product_cost(stand_ins.sales_db)
             _plant_contact(
@@ -892,6 +942,12 @@ def test_incremental_builds_equal_a_full_refresh(stand_ins, tmp_path, monkeypatc
             keys = _order_keys(warehouse)
             rekeyed = [k for k in inferred_in_start_state if not keys[k].startswith("inferred-")]
             assert rekeyed, "no inferred order got its CRM key when the CRM record arrived"
+            # The withdrawn cancellation churns no gap any more; the backdated one churns the
+            # second gap (the full recompute below checks every other gap).
+            with connect(warehouse) as conn:
+                assert _cancellation_churns(conn, moved_cancellations.withdrawn) == []
+                backdated_churns = _cancellation_churns(conn, moved_cancellations.backdated)
+            assert len(backdated_churns) == 1, backdated_churns
         previous, lifecycle = lifecycle, _lifecycle_inputs(warehouse)
         moved_by_the_date |= _stages_moved_by_the_date_alone(previous, lifecycle)
         # Every day's build continues from the copies the first publication left in

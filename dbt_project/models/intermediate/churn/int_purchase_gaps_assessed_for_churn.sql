@@ -25,14 +25,15 @@
     the open gap, not the as-of date: every other row stays as it was. It logs the
     customers it recomputed, for int_customers_churn_assessed.
 
-    A customer whose purchase days changed is recomputed from the first purchase day they
-    changed (logged with it; change_log_rows_from): gap k depends on days 1..k+1 alone, so
-    every gap before that day stands. (A day added or removed changes the day before it as
-    well, its next purchase date, so that earlier day is the first one logged.) After one
-    day's delta most such customers have one new day, and two of their gaps are recomputed,
-    not all. Every gap is recomputed for a customer whose CRM record was loaded again (a
-    cancellation date may fall in any gap) and for one only the as-of date brings (below).
-    Its purchase days are read in full either way, for the running medians.
+    A customer is recomputed from the first purchase day whose gap can have changed
+    (change_log_rows_from): gap k depends on days 1..k+1 and on a cancellation date inside
+    it alone, so every gap before that day stands. The purchase days log the first day they
+    changed; a CRM record loaded again, a cancellation or a threshold falling due in the
+    days the as-of date moved over changes the gap holding that date (the reasons and their
+    dates: macros/churn_gaps_in_scope.sql, which the pre-hook writes to a temporary table
+    that this select and the strategy read). After one day's delta most customers in scope
+    have one new day, and two of their gaps are recomputed, not all. Their purchase days
+    are read in full, for the running medians.
 -#}
 
 {#- One index, unique on the grain (customer_key, purchase_date), as for the purchase days:
@@ -52,8 +53,9 @@
         change_log_producers=producers,
         change_log_key_patterns={'int_identity_observations': crm_customer_key_pattern()},
         change_log_rows_from='purchase_date',
+        change_log_rows_from_scope=true,
         on_schema_change='fail',
-        pre_hook="set local enable_nestloop = off",
+        pre_hook=["{{ churn_gaps_in_scope() }}", "set local enable_nestloop = off"],
         post_hook=[
             "{{ record_change_position() }}",
             "{{ set_not_null(['purchase_day_id', 'customer_key', 'purchase_date', 'threshold_days']) }}",
@@ -69,41 +71,15 @@
 with
 
 {% if not changes.full -%}
--- One row per customer in scope, with the first purchase day whose gap is recomputed
--- (rows_from; null: every gap). Only the purchase days' log gives a date
--- (changed_keys_from_dates: null for a customer also logged without one), and the
--- strategy replaces rows from the same date. A customer the other reasons bring as well
--- keeps it (min passes over their nulls): a threshold falling due or a cancellation in
--- the days the as-of date moved over changes the gap open at the previous as-of date,
--- whose purchase day is at or after the first one the purchase days changed (a day they
--- add or remove changes the day before it too, its next purchase date).
-customers_in_scope as materialized (
+-- One row per customer in scope with the first purchase day whose gap is recomputed
+-- (rows_from; null: every gap), as the pre-hook wrote them for this select and the strategy
+-- (macros/churn_gaps_in_scope.sql); a customer none of whose gaps can have changed
+-- ('infinity') is left out.
+customers_in_scope as (
 
-    select key_value, min(rows_from) as rows_from
-    from (
-        {{ changed_keys_from_dates(changes) | indent(8) }}
-
-        union all
-
-        -- open gaps whose threshold falls in the days the as-of date moved over (through
-        -- the partial index on their due date, create_index_if_missing: a scan of every
-        -- purchase day took 0.45 s of the chain at 1M customers)
-        select customer_key, cast(null as date)
-        from {{ this }}
-        where is_last_purchase_day
-            and not is_churned
-            and purchase_date + threshold_days > cast('{{ changes.previous_as_of }}' as date)
-            and purchase_date + threshold_days <= {{ as_of_date() }}
-
-        union all
-
-        -- cancellations dated in those days
-        select cast(customer_id as text), cast(null as date)
-        from {{ ref('stg_crm__customers') }}
-        where cancelled_date > cast('{{ changes.previous_as_of }}' as date)
-            and cancelled_date <= {{ as_of_date() }}
-    ) as reasons
-    group by key_value
+    select key_value, rows_from
+    from {{ rows_from_scope() }}
+    where rows_from is distinct from 'infinity'
 
 ),
 
