@@ -44,7 +44,7 @@
 
         union all
 
-        select crm_changes.key_value, coalesce(least(holding.purchase_date, churned_by_it.purchase_date), 'infinity')
+        select crm_changes.key_value, coalesce(least(stored_gaps.holding_cancellation, stored_gaps.churned_by_cancellation), 'infinity')
         from (
             {{ changed_keys_since_last_build(changes, ['int_identity_observations']) | indent(12) }}
 
@@ -58,18 +58,18 @@
         -- by the raw table's primary key (the keys are CRM ids: change_log_key_patterns)
         left join {{ ref('stg_crm__customers') }} as crm_customers
             on crm_customers.customer_id = cast(crm_changes.key_value as bigint)
+        -- the customer's stored gaps, read once by their unique index
         left join lateral (
-            select max(stored.purchase_date) as purchase_date
+            select
+                max(stored.purchase_date) filter (
+                    where stored.purchase_date <= crm_customers.cancelled_date
+                ) as holding_cancellation,
+                min(stored.purchase_date) filter (
+                    where stored.churn_rule = 'explicit cancellation'
+                ) as churned_by_cancellation
             from {{ this }} as stored
             where stored.customer_key = crm_changes.key_value
-                and stored.purchase_date <= crm_customers.cancelled_date
-        ) as holding on true
-        left join lateral (
-            select min(stored.purchase_date) as purchase_date
-            from {{ this }} as stored
-            where stored.customer_key = crm_changes.key_value
-                and stored.churn_rule = 'explicit cancellation'
-        ) as churned_by_it on true
+        ) as stored_gaps on true
 
         union all
 
