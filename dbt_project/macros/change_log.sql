@@ -578,6 +578,9 @@
     {%- if (replaced_from or rows_from) and (is_mart or not config.get('change_log_skip_unchanged', false)) %}
         {{ exceptions.raise_compiler_error("change_log_replaced_from and change_log_rows_from are for a model with one generation (not a mart) and change_log_skip_unchanged=true") }}
     {%- endif %}
+    {%- if config.get('change_log_rows_from_scope', false) and not rows_from %}
+        {{ exceptions.raise_compiler_error("change_log_rows_from_scope needs change_log_rows_from: the column its dates apply to") }}
+    {%- endif %}
     {%- if rows_from and not state.full %}
     {#- A key logged with the date its changes start from (changed_keys_from_dates): its
         rows before that date are as they were, so only its rows from that date on are
