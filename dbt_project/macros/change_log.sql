@@ -198,11 +198,8 @@
 {#- The keys logged since {{ this }} last read the log, each with the earliest date its
     logged changes touched: one row (key_value, rows_from) per key, rows_from null unless
     every entry of the key carries a date (changed_from, written by a producer with
-    change_log_replaced_from); with `dated_only`, the keys that have one. A key logged
-    without a date (by another producer) has every row recomputed. The strategy
-    replace_changed_keys (change_log_rows_from) and the model read it with the same state,
-    so both get the same dates. -#}
-{% macro changed_keys_from_dates(state, producers=none, dated_only=false) -%}
+    change_log_replaced_from). A key logged without a date has every row recomputed. -#}
+{% macro changed_keys_from_dates(state, producers=none) -%}
     select
         key_value,
         case when bool_and(changed_from is not null) then min(changed_from) end as rows_from
@@ -210,15 +207,14 @@
         {{ changed_keys_since_last_build(state, producers, ', changed_from') | indent(8) }}
     ) as logged
     group by key_value
-    {%- if dated_only %}
-    having bool_and(changed_from is not null)
-    {%- endif %}
 {%- endmacro %}
 
 
-{#- The temporary table of a model configured with change_log_rows_from_scope=true: one
-    row (key_value, rows_from) per key in scope, which its pre-hook writes for its select and
-    for the strategy replace_changed_keys to read alike (int_purchase_gaps_assessed_for_churn,
+{#- The temporary table of a model configured with change_log_rows_from: one row
+    (key_value, rows_from) per key in scope, which its pre-hook writes (from
+    changed_keys_from_dates and its other reasons) for its select and for the strategy
+    replace_changed_keys to read alike: rows_from null means every row of the key, a date
+    its rows from that date on, 'infinity' none (int_purchase_gaps_assessed_for_churn,
     macros/churn_gaps_in_scope.sql). -#}
 {% macro rows_from_scope() -%}
     {{- return(adapter.quote(this.identifier ~ '__rows_from')) -}}
@@ -578,24 +574,14 @@
     {%- if (replaced_from or rows_from) and (is_mart or not config.get('change_log_skip_unchanged', false)) %}
         {{ exceptions.raise_compiler_error("change_log_replaced_from and change_log_rows_from are for a model with one generation (not a mart) and change_log_skip_unchanged=true") }}
     {%- endif %}
-    {%- if config.get('change_log_rows_from_scope', false) and not rows_from %}
-        {{ exceptions.raise_compiler_error("change_log_rows_from_scope needs change_log_rows_from: the column its dates apply to") }}
-    {%- endif %}
     {%- if rows_from and not state.full %}
-    {#- A key logged with the date its changes start from (changed_keys_from_dates): its
-        rows before that date are as they were, so only its rows from that date on are
-        compared and replaced. The recomputed rows before it (a model may recompute every
-        row of a key it has another reason for) repeat stored ones and leave first.
-        A model that works out a date for its other reasons too (change_log_rows_from_scope)
-        has its pre-hook write every key in scope with its date to rows_from_scope(), and
-        its select read them from there: a null date means every row, 'infinity' none. -#}
-    {%- if config.get('change_log_rows_from_scope', false) %}
+    {#- Each key in scope with the date its changes start from, as the model's pre-hook
+        wrote them for its select (rows_from_scope()): a key's rows before that date are as
+        they were, so only its rows from that date on are compared and replaced. The
+        recomputed rows before it repeat stored ones and leave first. -#}
     {%- set dated = rows_from_scope() %}
-    {%- else %}
-    {%- set dated = adapter.quote(temp.identifier ~ '__rows_from') %}
-    create temporary table {{ dated }} on commit drop as
-    {{ changed_keys_from_dates(state, producers, dated_only=true) }};
-    analyze {{ dated }};
+    {%- if execute and run_query("select to_regclass('pg_temp." ~ dated ~ "') is null").columns[0].values()[0] %}
+        {{ exceptions.raise_compiler_error("change_log_rows_from needs the model's pre-hook to write " ~ dated ~ " (key_value, rows_from) for every key in scope, as macros/churn_gaps_in_scope.sql does: the strategy replaces the rows from those dates") }}
     {%- endif %}
     delete from {{ temp }} as fresh
     using {{ dated }} as dated

@@ -2,7 +2,7 @@
     The churn gaps' customers in scope (int_purchase_gaps_assessed_for_churn), each with the
     first purchase day whose gap is recomputed: its pre-hook writes them to a temporary table
     (rows_from_scope(), macros/change_log.sql) that its select and its strategy
-    (replace_changed_keys with change_log_rows_from_scope) both read, so both recompute and
+    (replace_changed_keys with change_log_rows_from) both read, so both recompute and
     replace the same rows. rows_from is null for every gap of the customer, 'infinity' for
     none, a date for the gaps of the purchase days from that date on.
 

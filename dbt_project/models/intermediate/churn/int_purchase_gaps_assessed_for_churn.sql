@@ -53,7 +53,6 @@
         change_log_producers=producers,
         change_log_key_patterns={'int_identity_observations': crm_customer_key_pattern()},
         change_log_rows_from='purchase_date',
-        change_log_rows_from_scope=true,
         on_schema_change='fail',
         pre_hook=["{{ churn_gaps_in_scope() }}", "set local enable_nestloop = off"],
         post_hook=[
