@@ -3,6 +3,8 @@ CRM store and a survey landing folder per test, and a CRM API server on a free p
 
 from __future__ import annotations
 
+import shutil
+import textwrap
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -10,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from cem_warehouse import paths
 from cem_warehouse.load.contracts import EntityContract
 from cem_warehouse.sources.connections import SourceConnection
 from cem_warehouse.sources.contracts import BY_SOURCE
@@ -145,3 +148,37 @@ def raw_fingerprint(
                 f"from {schema}.{contract.raw_table}"
             ).fetchone()
     return result
+
+
+@pytest.fixture
+def small_dbt_project(tmp_path, monkeypatch):
+    """A dbt project of a test's own, run by run_dbt as every build runs the warehouse's:
+    ``make(name, with_macros=False)`` writes its dbt_project.yml and the warehouse's profile
+    (and, with ``with_macros``, a copy of the warehouse's macros), points CEM_PROJECT_DIR
+    and CEM_HOME at ``tmp_path``, and returns its empty models folder."""
+
+    def make(name: str, *, with_macros: bool = False) -> Path:
+        root = tmp_path / "dbt_project"
+        (root / "models").mkdir(parents=True)
+        (root / "dbt_project.yml").write_text(
+            textwrap.dedent(
+                f"""
+                name: {name}
+                version: "1.0"
+                config-version: 2
+                profile: cem_warehouse
+                model-paths: ["models"]
+                macro-paths: ["macros"]
+                flags:
+                  send_anonymous_usage_stats: false
+                """
+            )
+        )
+        shutil.copy(paths.dbt_project_dir() / "profiles.yml", root / "profiles.yml")
+        if with_macros:
+            shutil.copytree(paths.dbt_project_dir() / "macros", root / "macros")
+        monkeypatch.setenv("CEM_PROJECT_DIR", str(tmp_path))
+        monkeypatch.setenv("CEM_HOME", str(tmp_path / "state"))
+        return root / "models"
+
+    return make

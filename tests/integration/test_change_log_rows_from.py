@@ -5,13 +5,8 @@ against PostgreSQL with the project's own macros."""
 
 from __future__ import annotations
 
-import shutil
-import textwrap
-from pathlib import Path
-
 import pytest
 
-from cem_warehouse import paths
 from cem_warehouse.errors import CemError
 from cem_warehouse.transform.dbt import run_dbt
 from cem_warehouse.warehouse.bootstrap import bootstrap
@@ -37,29 +32,6 @@ select '1|2024-01-01' as row_id, '1' as customer_key, date '2024-01-01' as day
 """
 
 
-def _project(root: Path, pre_hook: str) -> None:
-    """A producer and a dated reader, with the warehouse's macros and profile."""
-    (root / "models").mkdir(parents=True)
-    (root / "dbt_project.yml").write_text(
-        textwrap.dedent(
-            """
-            name: rows_from_check
-            version: "1.0"
-            config-version: 2
-            profile: cem_warehouse
-            model-paths: ["models"]
-            macro-paths: ["macros"]
-            flags:
-              send_anonymous_usage_stats: false
-            """
-        )
-    )
-    shutil.copy(paths.dbt_project_dir() / "profiles.yml", root / "profiles.yml")
-    shutil.copytree(paths.dbt_project_dir() / "macros", root / "macros")
-    (root / "models" / "producer.sql").write_text("select '1' as customer_key\n")
-    (root / "models" / "reader.sql").write_text(READER.format(pre_hook=pre_hook))
-
-
 @pytest.mark.parametrize(
     ("pre_hook", "refused"),
     [
@@ -74,11 +46,12 @@ def _project(root: Path, pre_hook: str) -> None:
     ],
 )
 def test_a_dated_reader_needs_its_pre_hooks_dates(
-    fresh_database, tmp_path, monkeypatch, pre_hook, refused
+    fresh_database, small_dbt_project, pre_hook, refused
 ):
-    _project(tmp_path / "dbt_project", pre_hook)
-    monkeypatch.setenv("CEM_PROJECT_DIR", str(tmp_path))
-    monkeypatch.setenv("CEM_HOME", str(tmp_path / "state"))
+    # a producer and a dated reader, with the warehouse's macros
+    models = small_dbt_project("rows_from_check", with_macros=True)
+    (models / "producer.sql").write_text("select '1' as customer_key\n")
+    (models / "reader.sql").write_text(READER.format(pre_hook=pre_hook))
     bootstrap(fresh_database)  # the change log and the readers' positions
     run_dbt(fresh_database, ["run"])  # in full: no dates read
     if refused:

@@ -3,41 +3,22 @@ session (cem_warehouse.transform.dbt_connections), on a real dbt run against Pos
 
 from __future__ import annotations
 
-import shutil
-import textwrap
 import time
 from pathlib import Path
 
-from cem_warehouse import paths
 from cem_warehouse.transform.dbt import run_dbt
 from cem_warehouse.warehouse.connection import connect
 
 
-def _project(root: Path) -> None:
+def _project(models: Path) -> None:
     """Two models on one thread: the first leaves a temporary table and a session setting
-    behind, the second would fail on the first's table and reads the setting. The profile
-    is the warehouse's own (its connection from run_dbt's environment)."""
-    (root / "models").mkdir(parents=True)
-    (root / "dbt_project.yml").write_text(
-        textwrap.dedent(
-            """
-            name: connections_check
-            version: "1.0"
-            config-version: 2
-            profile: cem_warehouse
-            model-paths: ["models"]
-            flags:
-              send_anonymous_usage_stats: false
-            """
-        )
-    )
-    shutil.copy(paths.dbt_project_dir() / "profiles.yml", root / "profiles.yml")
-    (root / "models" / "first_node.sql").write_text(
+    behind, the second would fail on the first's table and reads the setting."""
+    (models / "first_node.sql").write_text(
         "{{ config(materialized='table', pre_hook=["
         '"create temporary table left_behind (x int)", "set work_mem = \'77MB\'"]) }}\n'
         "select pg_backend_pid() as backend_pid\n"
     )
-    (root / "models" / "second_node.sql").write_text(
+    (models / "second_node.sql").write_text(
         "{{ config(materialized='table', pre_hook=\"create temporary table left_behind (x int)\") }}\n"
         "select pg_backend_pid() as backend_pid, current_setting('work_mem') as work_mem\n"
         "from {{ ref('first_node') }}\n"
@@ -45,12 +26,10 @@ def _project(root: Path) -> None:
 
 
 def test_the_next_node_reuses_the_connection_from_a_clean_session(
-    fresh_database, tmp_path, monkeypatch
+    fresh_database, small_dbt_project, monkeypatch
 ):
     # run_dbt as every build calls it, on a project of its own
-    _project(tmp_path / "dbt_project")
-    monkeypatch.setenv("CEM_PROJECT_DIR", str(tmp_path))
-    monkeypatch.setenv("CEM_HOME", str(tmp_path / "state"))
+    _project(small_dbt_project("connections_check"))
     monkeypatch.setenv("CEM_DBT_THREADS", "1")
     # The second node's pre-hook creates the table the first one left: it fails unless the
     # first node's temporary tables were dropped when it released the connection.
