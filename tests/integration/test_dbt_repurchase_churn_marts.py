@@ -204,6 +204,19 @@ def test_repurchase_and_churn_marts_match_an_independent_recomputation(
                 "select case_outcome, churn_rate_after_case from marts.fct_churn_after_support_cases"
             )
         }
+        # The mart counts per customer, then per outcome; the same cases counted directly.
+        support_counts = conn.execute(
+            "select case_outcome, cases, customers, followed_up_cases, churned_after_cases, "
+            "repurchased_after_cases from marts.fct_churn_after_support_cases "
+            "where cases > 0 order by 1"
+        ).fetchall()
+        support_counted_directly = conn.execute(
+            "select case_outcome, count(*), count(distinct customer_key), "
+            "count(*) filter (where is_followed_up), "
+            "count(*) filter (where is_followed_up and has_churned_within_window), "
+            "count(*) filter (where is_followed_up and has_repurchased_within_window) "
+            "from staging.int_support_cases_followed_up group by 1 order by 1"
+        ).fetchall()
         first_build = _fingerprints(conn)
 
     # Identity: the CRM id when the normalised email is a CRM customer's, else inferred.
@@ -370,6 +383,9 @@ def test_repurchase_and_churn_marts_match_an_independent_recomputation(
     assert satisfied[("overall", "all")][2] > Decimal("0.65")  # ~80% of churners satisfied
     assert support["unresolved"] > support["resolved at first contact"]
     assert support["unresolved"] > support["resolved after more contacts"]
+    assert support_counts == support_counted_directly
+    # a customer with cases of two outcomes counts under both, with two cases under one once
+    assert any(row[2] < row[1] for row in support_counts)
 
     # Reproducible: the same data and as-of date give identical marts.
     build_marts(stand_ins.warehouse, as_of=AS_OF)

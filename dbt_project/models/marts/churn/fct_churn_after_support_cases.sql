@@ -7,6 +7,13 @@
     case (a customer with two cases counts twice).
 -#}
 
+{#- Counted per customer first, then per outcome: two hash aggregations in memory instead of
+    a sort of every case by outcome and customer for count(distinct customer_key), which
+    spilled to disk at the default work_mem. It is the last model of a build's longest path:
+    on the 1M-customer bench warehouse (623,617 cases) the select took 0.74-0.77 s against
+    1.54-1.70 s (docs/operations/marts.md, "Stop 73"). -#}
+{{ config(pre_hook=["set local work_mem = '256MB'"]) }}
+
 with
 
 support_cases as (
@@ -30,17 +37,33 @@ outcomes as (
 
 ),
 
-counted as (
+counted_per_customer as (
 
     select
         case_outcome,
+        customer_key,
         count(*) as cases,
-        count(distinct customer_key) as customers,
         count(*) filter (where is_followed_up) as followed_up_cases,
         count(*) filter (where is_followed_up and has_churned_within_window) as churned_after_cases,
         count(*) filter (where is_followed_up and has_repurchased_within_window) as repurchased_after_cases
 
     from support_cases
+    group by 1, 2
+
+),
+
+counted as (
+
+    select
+        case_outcome,
+        cast(sum(cases) as bigint) as cases,
+        -- one row per customer and outcome: the customers are its non-null keys
+        count(customer_key) as customers,
+        cast(sum(followed_up_cases) as bigint) as followed_up_cases,
+        cast(sum(churned_after_cases) as bigint) as churned_after_cases,
+        cast(sum(repurchased_after_cases) as bigint) as repurchased_after_cases
+
+    from counted_per_customer
     group by 1
 
 ),
