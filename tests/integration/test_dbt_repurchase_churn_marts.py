@@ -384,7 +384,7 @@ def test_repurchase_and_churn_marts_match_an_independent_recomputation(
     assert support["unresolved"] > support["resolved at first contact"]
     assert support["unresolved"] > support["resolved after more contacts"]
     assert support_counts == support_counted_directly
-    # a customer with cases of two outcomes counts under both, with two cases under one once
+    # some customer has two cases of one outcome, and counts once there: the distinct count matters
     assert any(row[2] < row[1] for row in support_counts)
 
     # Reproducible: the same data and as-of date give identical marts.

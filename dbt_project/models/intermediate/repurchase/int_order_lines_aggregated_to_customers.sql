@@ -49,7 +49,7 @@ order_lines as not materialized (
 -- `not coalesce(is_cancelled, true)` rather than `not is_cancelled` (the same rows): a
 -- filter on the index's rows, not a condition of the index. PostgreSQL 18 (the embedded
 -- warehouse) costs a condition on the index's last column as a skip scan over the columns
--- before it, about 25,000 per customer looked up, and then read the whole index in a merge
+-- before it, about 25,000 per customer looked up, and so read the whole index in a merge
 -- join: 6.0 s for 12,309 customers after a one-day delta at 1M customers, against 0.46 s
 -- (docs/operations/marts.md, "Stop 73").
 purchased_lines as (

@@ -10,7 +10,7 @@
 {#- Counted per customer first, then per outcome: two hash aggregations in memory instead of
     a sort of every case by outcome and customer for count(distinct customer_key), which
     spilled to disk at the default work_mem. It is the last model of a build's longest path:
-    on the 1M-customer bench warehouse (623,617 cases) the select took 0.74-0.77 s against
+    on the 1M-customer bench warehouse (623,617 cases) the select took 0.67-0.84 s against
     1.54-1.70 s (docs/operations/marts.md, "Stop 73"). -#}
 {{ config(pre_hook=["set local work_mem = '256MB'"]) }}
 
