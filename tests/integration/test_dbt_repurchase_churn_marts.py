@@ -198,18 +198,14 @@ def test_repurchase_and_churn_marts_match_an_independent_recomputation(
             "select sum(customers_churned), sum(customers_won_back), max(churn_month) "
             "from marts.fct_churn_monthly"
         ).fetchone()
-        support = {
-            row[0]: row[1]
-            for row in conn.execute(
-                "select case_outcome, churn_rate_after_case from marts.fct_churn_after_support_cases"
-            )
-        }
-        # The mart counts per customer, then per outcome; the same cases counted directly.
-        support_counts = conn.execute(
+        support_rows = conn.execute(
             "select case_outcome, cases, customers, followed_up_cases, churned_after_cases, "
-            "repurchased_after_cases from marts.fct_churn_after_support_cases "
-            "where cases > 0 order by 1"
+            "repurchased_after_cases, churn_rate_after_case "
+            "from marts.fct_churn_after_support_cases order by 1"
         ).fetchall()
+        support = {row[0]: row[6] for row in support_rows}
+        # The mart counts per customer, then per outcome; the same cases counted directly.
+        support_counts = [row[:6] for row in support_rows if row[1] > 0]
         support_counted_directly = conn.execute(
             "select case_outcome, count(*), count(distinct customer_key), "
             "count(*) filter (where is_followed_up), "
