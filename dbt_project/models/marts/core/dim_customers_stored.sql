@@ -8,15 +8,17 @@
     (docs/operations/marts.md, "Stop 50").
 
     Incremental by customer (macros/change_log.sql): a build recomputes the customers whose
-    inputs changed since this table's own last build and keeps every other row. What
-    changed is known from:
+    inputs changed since this table's own last build and keeps every other row. The change
+    log says which: CRM records loaded again (int_identity_observations: their customer
+    keys, not the emails and accounts it also logs, which are never a key), identifiers
+    that moved between customer keys (identity resolution), orders and survey responses
+    replaced (fct_orders, fct_survey_responses: old and new keys), and referrals replaced
+    or written (fct_referrals: their old and new referrer keys). The referral count here is
+    not cut at the as-of date, so nothing else moves it.
 
-    * the change log: CRM records loaded again (int_identity_observations: their customer
-      keys, not the emails and accounts it also logs, which are never a key), identifiers
-      that moved between customer keys (identity resolution), orders and survey responses
-      replaced (fct_orders, fct_survey_responses: old and new keys);
-    * a comparison with this table: customers whose referral count differs from the one
-      stored.
+    Until stop 74 the referral counts were compared with every stored one instead: a scan of
+    this whole table (1M rows, 0.7-0.8 s) on every build (docs/operations/marts.md,
+    "Stop 74").
 
     Under write-audit-publish the table a build starts from is the previous generation,
     brought up to the published one right after the swap (it then takes over the published
@@ -31,7 +33,7 @@
     33k in scope (stop 29, when this table still read the churn assessment). -#}
 
 {#- the models whose change log it reads -#}
-{%- set producers = ['int_identity_observations', 'int_customers_resolved_across_sources', 'fct_orders', 'fct_survey_responses'] %}
+{%- set producers = ['int_identity_observations', 'int_customers_resolved_across_sources', 'fct_orders', 'fct_survey_responses', 'fct_referrals'] %}
 
 {{
     config(
@@ -65,35 +67,9 @@
 with
 
 {% if not changes.full -%}
-stored as not materialized (
-
-    select * from {{ this }}
-
-),
-
 customers_in_scope as materialized (
 
     {{ changed_keys_since_last_build(changes) | indent(4) }}
-
-    union
-
-    -- Referral counts that changed. fct_referrals logs the referrers it replaces, but
-    -- reading that log instead left this scope to the planner's guess of how many keys
-    -- the log holds (65 for 40k): a bench build spent 13 s comparing 21k customers with
-    -- each of 12.6k last answers in a nested loop, against 3.3-4.8 s with this comparison
-    -- (docs/operations/marts.md, "Stop 47").
-    select coalesce(counted.customer_key, stored_referrers.customer_key)
-    from (
-        select referrer_customer_key as customer_key, count(*) as referrals_made
-        from {{ ref('fct_referrals') }}
-        where referrer_customer_key is not null
-        group by 1
-    ) as counted
-    full outer join (
-        select customer_key, referrals_made from stored where referrals_made > 0
-    ) as stored_referrers
-        on counted.customer_key = stored_referrers.customer_key
-    where counted.referrals_made is distinct from stored_referrers.referrals_made
 
 ),
 
