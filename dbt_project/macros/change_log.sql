@@ -652,6 +652,9 @@
         table it keeps its choice. -#}
     {%- set probe_by_index = recomputed_share(temp, target) < 0.1 %}
     {%- if probe_by_index %}
+    {#- on, whatever the model's pre-hook set for its select (dim_customers_stored turns
+        nested loops off): with all three joins off the planner picks by cost alone -#}
+    set local enable_nestloop to default;
     set local enable_hashjoin = off;
     set local enable_mergejoin = off;
     {%- endif %}

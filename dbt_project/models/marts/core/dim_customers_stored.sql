@@ -32,6 +32,14 @@
     (change_log_skip_unchanged): after a one-day delta at 1M customers that was 12k of the
     33k in scope (stop 29, when this table still read the churn assessment). -#}
 
+{#- The scope is the change log's keys alone, which the planner guesses at a few dozen
+    when they are tens of thousands (the log has no column statistics on a server without
+    autovacuum). Its later joins are of CTEs over the customers in scope, which such a guess
+    could put in nested loops (stop 47 measured 13 s, comparing 21k customers with each of
+    12.6k last answers), so nested loops are off and every lookup by customer is an array
+    the index takes in key order, as in the churn gaps (docs/operations/marts.md, "Stop 74").
+    A build in full hashes its joins either way. -#}
+
 {#- the models whose change log it reads -#}
 {%- set producers = ['int_identity_observations', 'int_customers_resolved_across_sources', 'fct_orders', 'fct_survey_responses', 'fct_referrals'] %}
 
@@ -47,7 +55,7 @@
         change_log_as_of=false,
         change_log_key_patterns={'int_identity_observations': crm_customer_key_pattern()},
         on_schema_change='fail',
-        pre_hook="{{ log_rebuilt_in_full() }}",
+        pre_hook=["{{ log_rebuilt_in_full() }}", "set local enable_nestloop = off"],
         post_hook=[
             "{{ record_change_position() }}",
             "{{ set_not_null(['is_inferred']) }}",
@@ -80,9 +88,9 @@ crm_customers as (
     select * from {{ ref('stg_crm__customers') }}
     {%- if not changes.full %}
     -- CRM keys are customer ids: looked up by the raw table's primary key
-    where customer_id in (
+    where customer_id = any(array(
         {{ crm_customer_ids_in('customers_in_scope') }}
-    )
+    ))
     {%- endif %}
 
 ),
@@ -90,28 +98,28 @@ crm_customers as (
 identities as (
 
     select * from {{ ref('int_customers_resolved_across_sources') }}
-    {{ where_in_scope(changes) }}
+    {{ where_in_scope_by_array(changes) }}
 
 ),
 
 orders as (
 
     select * from {{ ref('fct_orders') }}
-    {{ where_in_scope(changes) }}
+    {{ where_in_scope_by_array(changes) }}
 
 ),
 
 survey_responses as (
 
     select * from {{ ref('fct_survey_responses') }}
-    {{ where_in_scope(changes) }}
+    {{ where_in_scope_by_array(changes) }}
 
 ),
 
 referrals as (
 
     select * from {{ ref('fct_referrals') }}
-    {{ where_in_scope(changes, 'referrer_customer_key') }}
+    {{ where_in_scope_by_array(changes, 'referrer_customer_key') }}
 
 ),
 
