@@ -51,9 +51,7 @@ from generate_series(1, {{{{ 1 if is_incremental() else {rows} }}}}) as n
         '"set local enable_nestloop = off"',
     ],
 )
-def test_a_mart_compares_by_index_with_nested_loops_on(
-    fresh_database, small_dbt_project, pre_hook
-):
+def test_a_mart_compares_by_index_with_nested_loops_on(fresh_database, small_dbt_project, pre_hook):
     models = small_dbt_project("join_settings_check", with_macros=True)
     (models / "producer.sql").write_text("select '1' as row_id\n")
     (models / "mart.sql").write_text(MART.format(pre_hook=pre_hook, rows=STORED_ROWS))
