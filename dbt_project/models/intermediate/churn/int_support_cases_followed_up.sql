@@ -9,7 +9,8 @@
 
     Incremental by customer (macros/change_log.sql): a build recomputes every case of
     * the customers whose contacts, cases or post-contact surveys changed (the contacts'
-      log: fct_support_interactions re-derives a whole case when its case record changes);
+      log: fct_support_interactions re-derives a whole case when its case record changes;
+      the months that log holds too are not customers, and are left out);
     * the customers whose purchase days or churn gaps were recomputed (their logs);
     * the customers with something the moved as-of date lets in: a contact dated in the
       days it moved over, a stored unresolved case resolved by the new date, a stored case
@@ -30,6 +31,7 @@
         change_log_key='customer_key',
         change_log_skip_unchanged=true,
         change_log_producers=producers,
+        change_log_key_patterns={'fct_support_interactions': not_contact_month_key_pattern()},
         on_schema_change='fail',
         post_hook=[
             "{{ record_change_position() }}",

@@ -4,38 +4,16 @@
     survey linked to the contact in fct_support_interactions (the invitation names the
     contact; a survey naming only its case counts for the case's last contact), also split by
     whether the contact's case was a first-contact resolution.
+
+    The counting is int_support_contacts_counted_by_month's, which recomputes only the
+    months whose contacts changed; this mart names and rounds its few hundred cells.
 -#}
 
 with
 
-support_interactions as (
-
-    select * from {{ ref('fct_support_interactions') }}
-
-),
-
 counted as (
 
-    select
-        {{ month_start('started_date') }} as started_month,
-        coalesce(channel, 'unknown') as channel,
-        count(*) as contacts,
-        count(*) filter (where is_inbound) as inbound_contacts,
-        count(distinct case_id) as cases_contacted,
-        count(handle_seconds) as timed_contacts,
-        cast(sum(handle_seconds) as bigint) as total_handle_seconds,
-        avg(handle_seconds) as mean_handle_seconds_unrounded,
-        percentile_cont(0.5) within group (order by handle_seconds) as median_handle_seconds_unrounded,
-        count(post_contact_csat_score) as post_contact_csat_responses,
-        count(*) filter (where post_contact_csat_score >= 4) as post_contact_satisfied_responses,
-        avg(post_contact_csat_score) as mean_post_contact_csat_unrounded,
-        count(post_contact_csat_score) filter (where is_first_contact_resolution) as fcr_csat_responses,
-        avg(post_contact_csat_score) filter (where is_first_contact_resolution) as fcr_csat_unrounded,
-        count(post_contact_csat_score) filter (where not is_first_contact_resolution) as not_fcr_csat_responses,
-        avg(post_contact_csat_score) filter (where not is_first_contact_resolution) as not_fcr_csat_unrounded
-
-    from support_interactions
-    group by 1, 2
+    select * from {{ ref('int_support_contacts_counted_by_month') }}
 
 ),
 

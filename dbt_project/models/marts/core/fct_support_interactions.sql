@@ -17,7 +17,9 @@
     Its strategy, delete_insert_logging_keys, logs the contacts it writes (and their
     customers), so that after a publication the retired generation in marts_build is
     brought up to date by key instead of re-deriving the last delta again
-    (cem_warehouse.transform.generations).
+    (cem_warehouse.transform.generations). With each contact's customer it logs the month
+    the contact started in (macros/contact_month_keys.sql): the months that
+    int_support_contacts_counted_by_month recomputes.
 -#}
 
 {#- started_date is indexed for int_support_cases_followed_up, which recomputes the cases
@@ -27,7 +29,7 @@
         materialized='incremental',
         unique_key='interaction_id',
         incremental_strategy='delete_insert_logging_keys',
-        change_log_key='customer_key',
+        change_log_key=['customer_key', contact_month_key('started_date')],
         on_schema_change='fail',
         pre_hook=["set local work_mem = '256MB'", "{{ log_rebuilt_in_full() }}"],
         post_hook=["{{ keep_row_count() }}", "{{ analyze_when_stale() }}"],
