@@ -348,6 +348,9 @@ PER_CUSTOMER_MODELS = {
     # what the advocacy mart counts per customer, from those three marts' logs, the
     # referrals' log and the referrals the moving as-of date lets in
     "int_customers_advocate_behaviours": ("intermediate/customers", "staging"),
+    # not per customer but per month: the contacts' cells of the months whose contacts
+    # fct_support_interactions logged (its month keys, macros/contact_month_keys.sql)
+    "int_support_contacts_counted_by_month": ("intermediate/contact_center", "staging"),
 }
 
 
