@@ -10,8 +10,9 @@
     as month keys beside the contacts' customers (macros/contact_month_keys.sql). A month
     left with no contact of a channel loses its cell: the strategy deletes every cell of the
     months in scope and inserts what the recount finds. At 1M customers the mart grouped all
-    982k contacts of 25 months on every build (1.4-2.2 s); a one-day delta touches the last
-    month or two. Nothing here moves with the as-of date (change_log_as_of=false).
+    982k contacts of 25 months on every build (1.25-2.17 s in stop 75's run A,
+    docs/operations/marts.md); a one-day delta touches the last month or two. Nothing here
+    moves with the as-of date (change_log_as_of=false).
 -#}
 
 {#- the models whose change log it reads -#}
