@@ -81,7 +81,6 @@ contacts_in_scope as (
 counted as (
 
     select
-        {{ contact_month_key('started_date') }} as month_key,
         {{ month_start('started_date') }} as started_month,
         coalesce(channel, 'unknown') as channel,
         count(*) as contacts,
@@ -100,7 +99,19 @@ counted as (
         avg(post_contact_csat_score) filter (where not is_first_contact_resolution) as not_fcr_csat_unrounded
 
     from {{ 'support_interactions' if changes.full else 'contacts_in_scope' }}
-    group by 1, 2, 3
+    group by 1, 2
+
+),
+
+-- The month key follows from the month (its start is its own month's start): worked out
+-- once per cell, not grouped by for every contact.
+keyed as (
+
+    select
+        {{ contact_month_key('started_month') }} as month_key,
+        *
+
+    from counted
 
 ),
 
@@ -110,7 +121,7 @@ final as (
         month_key || '|' || channel as support_contacts_cell_id,
         *
 
-    from counted
+    from keyed
 
 )
 
