@@ -168,7 +168,7 @@
     takes in key order, for a model that also turns nested loops off (pre-hook): the
     planner guesses the change log's keys at a few dozen when it holds tens of thousands,
     and a model whose later steps join CTE scans of its customers may then join them in
-    nested loops (int_customers_churn_assessed, int_purchase_gaps_assessed_for_churn,
+    nested loops (fct_customer_churn_stored, int_purchase_gaps_assessed_for_churn,
     dim_customers_stored). -#}
 {% macro where_in_scope_by_array(state, column='customer_key') -%}
     {%- if not state.full %}

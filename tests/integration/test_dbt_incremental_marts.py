@@ -327,10 +327,6 @@ PER_CUSTOMER_MODELS = {
     "int_orders_aggregated_to_purchase_days": ("intermediate/repurchase", "staging"),
     "int_order_lines_aggregated_to_customers": ("intermediate/repurchase", "staging"),
     "int_purchase_gaps_assessed_for_churn": ("intermediate/churn", "staging"),
-    # churn per customer and the dates its lifecycle stage is decided from, from the churn
-    # gaps' and the responses' logs (the stage itself moves with the as-of date alone: the
-    # views work it out, _lifecycle_inputs)
-    "int_customers_churn_assessed": ("intermediate/churn", "staging"),
     # per support case, from the contacts', purchase days' and churn gaps' logs and what
     # the moving as-of date lets in (contacts, resolutions, ended follow-up windows)
     "int_support_cases_followed_up": ("intermediate/churn", "staging"),
@@ -341,6 +337,9 @@ PER_CUSTOMER_MODELS = {
     "dim_customers_stored": ("marts/core", "marts"),
     # the stored parts of the per-customer marts whose views add the as-of columns
     "fct_customer_repurchase_stored": ("marts/repurchase", "marts"),
+    # churn per customer and the dates its lifecycle stage is decided from, from the churn
+    # gaps', the responses' and the CRM records' logs (the stage itself moves with the as-of
+    # date alone: the views work it out, _lifecycle_inputs)
     "fct_customer_churn_stored": ("marts/churn", "marts"),
     # per referrer, from the referrals' and dim_customers_stored's logs (the referrers of referred
     # customers whose revenue changed included)
@@ -397,7 +396,7 @@ SCOPE_FILTER_IN_KEY_ORDER = re.compile(
     r"in \(select distinct key_value from \(\s*select key_value from customers_in_scope\s*"
     r"\) as keys\s*order by key_value\s*offset 0\s*\)"
 )
-# where_in_scope_by_array's filter instead (the churn assessment and the churn gaps, whose
+# where_in_scope_by_array's filter instead (the churn mart and the churn gaps, whose
 # joins are hashed): the customers in scope as one sorted array
 SCOPE_FILTER_BY_SORTED_ARRAY = re.compile(
     r"customer_key = any\(array\(select distinct key_value from customers_in_scope "

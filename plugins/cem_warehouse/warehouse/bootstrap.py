@@ -276,6 +276,12 @@ begin
     return counted;
 end
 $function$;
+-- Tables of models this version of the dbt project no longer has: dbt leaves them in place,
+-- and a retired reader's position in the change log would keep the log from being trimmed
+-- for 90 days (macro trim_change_log); dropped, its position is forgotten by the next
+-- reader that records its own (forget_replaced_readers). The churn assessment became
+-- marts.fct_customer_churn_stored in stop 76.
+drop table if exists staging.int_customers_churn_assessed;
 create table if not exists ops.landed_files (
     source text not null,
     path text not null,

@@ -23,7 +23,7 @@
     int_identity_observations, whose email and account keys it skips), and customers whose open gap reaches its threshold or
     cancellation in the days the as-of date moved over. gap_end_date is therefore null for
     the open gap, not the as-of date: every other row stays as it was. It logs the
-    customers it recomputed, for int_customers_churn_assessed.
+    customers it recomputed, for fct_customer_churn_stored.
 
     A customer is recomputed from the first purchase day whose gap can have changed
     (change_log_rows_from): gap k depends on days 1..k+1 and on a cancellation date inside
@@ -86,7 +86,7 @@ customers_in_scope as (
 
 {#- The customers in scope as one sorted array, which the purchase days' customer index
     takes in key order, and no nested loop anywhere (pre-hook), as in
-    int_customers_churn_assessed: the planner guesses the change log's keys at a few dozen
+    fct_customer_churn_stored: the planner guesses the change log's keys at a few dozen
     when it holds tens of thousands. Joined by `in (...)`, with the recomputed days filtered
     by customer, it put the CRM records in a nested loop under a one-row estimate, and a
     three-day build at 1M customers did not end in 13 minutes. -#}
@@ -221,6 +221,6 @@ final as (
 
 )
 
--- int_customers_churn_assessed reads a customer's gaps together
+-- fct_customer_churn_stored reads a customer's gaps together
 select * from final
 {{ stored_in_order_of(['customer_key', 'purchase_day_number']) }}

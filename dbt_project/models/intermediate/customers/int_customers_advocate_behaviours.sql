@@ -2,7 +2,7 @@
     One row per dim_customers row: what fct_advocacy_by_loyalty_category counts of the
     customer, as of the as-of date. Its loyalty category (dim_customers), whether and how
     they bought (fct_customer_repurchase_stored: purchase days, product lines, revenue and
-    margin), whether they are churned (int_customers_churn_assessed) and whether they referred
+    margin), whether they are churned (fct_customer_churn_stored) and whether they referred
     someone on or before the as-of date (fct_referrals).
 
     Why it exists: the advocacy mart is an aggregate over every customer, rebuilt on every
@@ -11,7 +11,7 @@
     counts one narrow table instead.
 
     Incremental by customer (macros/change_log.sql): a build recomputes the customers that
-    dim_customers_stored, the stored repurchase mart and the churn assessment replaced since
+    dim_customers_stored and the stored repurchase and churn marts replaced since
     this table's own last build (each logs the customers it replaces; their rows change
     with nothing else, the moving as-of date included, as their own models say), the
     referrers whose referrals fct_referrals replaced or wrote (it logs their old and new
@@ -26,11 +26,7 @@
 -#}
 
 {#- the models whose change log it reads -#}
-{#- The churn flag comes from the churn assessment, not from fct_customer_churn_stored (the
-    same column, copied): this model then starts when the assessment ends, beside the churn
-    mart, instead of after it, on the longest chain of a build (docs/operations/marts.md,
-    "Stop 50"). -#}
-{%- set producers = ['dim_customers_stored', 'fct_customer_repurchase_stored', 'int_customers_churn_assessed', 'fct_referrals'] %}
+{%- set producers = ['dim_customers_stored', 'fct_customer_repurchase_stored', 'fct_customer_churn_stored', 'fct_referrals'] %}
 
 {{
     config(
@@ -102,7 +98,7 @@ repurchase as (
 
 churn as (
 
-    select * from {{ ref('int_customers_churn_assessed') }}
+    select * from {{ ref('fct_customer_churn_stored') }}
 
 ),
 

@@ -1,7 +1,7 @@
 {#-
     Churn per customer as of the as-of date (CEM_DOMAIN.md): one row per customer with a
     purchase on or before it. The rules are in int_purchase_gaps_assessed_for_churn and
-    int_customers_churn_assessed.
+    fct_customer_churn_stored.
 
     A view: fct_customer_churn_stored keeps the columns that change with the customer's
     purchases, responses and CRM record, and this adds what moves with the as-of date alone:
