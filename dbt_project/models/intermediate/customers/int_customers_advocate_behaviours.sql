@@ -2,7 +2,8 @@
     One row per dim_customers row: what fct_advocacy_by_loyalty_category counts of the
     customer, as of the as-of date. Its loyalty category (dim_customers), whether and how
     they bought (fct_customer_repurchase_stored: purchase days, product lines, revenue and
-    margin), whether they are churned (fct_customer_churn_stored) and whether they referred
+    margin), whether they are churned (their last purchase day's gap in
+    int_purchase_gaps_assessed_for_churn) and whether they referred
     someone on or before the as-of date (fct_referrals).
 
     Why it exists: the advocacy mart is an aggregate over every customer, rebuilt on every
@@ -11,7 +12,8 @@
     counts one narrow table instead.
 
     Incremental by customer (macros/change_log.sql): a build recomputes the customers that
-    dim_customers_stored and the stored repurchase and churn marts replaced since
+    dim_customers_stored and the stored repurchase mart replaced, and those whose churn gaps
+    were recomputed, since
     this table's own last build (each logs the customers it replaces; their rows change
     with nothing else, the moving as-of date included, as their own models say), the
     referrers whose referrals fct_referrals replaced or wrote (it logs their old and new
@@ -26,7 +28,12 @@
 -#}
 
 {#- the models whose change log it reads -#}
-{%- set producers = ['dim_customers_stored', 'fct_customer_repurchase_stored', 'fct_customer_churn_stored', 'fct_referrals'] %}
+{#- The churn flag comes from the churn gaps, not from fct_customer_churn_stored (the same
+    column, taken from the gap of the last purchase day): this model then starts when the
+    gaps end, beside the churn mart, instead of after it, on the longest chain of a build
+    (docs/operations/marts.md, "Stop 76"; from stop 50 to stop 75 it read the churn
+    assessment, which came before the churn mart for the same reason). -#}
+{%- set producers = ['dim_customers_stored', 'fct_customer_repurchase_stored', 'int_purchase_gaps_assessed_for_churn', 'fct_referrals'] %}
 
 {{
     config(
@@ -96,9 +103,13 @@ repurchase as (
 
 ),
 
+-- a customer's churn is that of the gap after their last purchase day (as in
+-- fct_customer_churn_stored), looked up by the gaps' customer index
 churn as (
 
-    select * from {{ ref('fct_customer_churn_stored') }}
+    select customer_key, is_churned
+    from {{ ref('int_purchase_gaps_assessed_for_churn') }}
+    where is_last_purchase_day
 
 ),
 
