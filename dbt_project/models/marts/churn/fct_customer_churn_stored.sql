@@ -13,7 +13,7 @@
     Until stop 76 the assessment was an intermediate table of its own
     (int_customers_churn_assessed) and this mart copied it with the segment added: two
     per-customer tables written one after the other on the longest chain of models a build
-    waits for. After three days' delta at 1M customers the copy alone took 3.1-4.2 s
+    waits for. After three days' delta at 1M customers the copy alone took 2.5-4.2 s
     (docs/operations/marts.md, "Stop 76").
 
     The segment is the CRM record's, as in dim_customers (a CRM customer's key is its
