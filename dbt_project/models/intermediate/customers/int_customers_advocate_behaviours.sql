@@ -104,7 +104,7 @@ repurchase as (
 ),
 
 -- a customer's churn is that of the gap after their last purchase day (as in
--- fct_customer_churn_stored), looked up by the gaps' customer index
+-- fct_customer_churn_stored); the gaps' unique index starts with the customer key
 churn as (
 
     select customer_key, is_churned

@@ -78,10 +78,11 @@ customers_in_scope as materialized (
     in key order, and no nested loop anywhere (pre-hook). The planner's guess of how many
     keys the change log holds is far too low (30 for 15k after a one-day delta at 1M
     customers), and the steps below join CTE scans of tens of thousands of rows: at such
-    estimates it may join them in nested loops. Read through `in (...)`, this model took
-    19.7 s and 6.6 s in two builds of stop 70's benchmark against 1-2 s (those plans were
-    not captured). Until stop 70 a scan of this table for changed lifecycle stages was
-    part of the scope, and its estimate of a million rows kept the joins hashed. -#}
+    estimates it may join them in nested loops. Read through `in (...)`, this select (then
+    int_customers_churn_assessed's) took 19.7 s and 6.6 s in two builds of stop 70's
+    benchmark against 1-2 s (those plans were not captured). Until stop 70 a scan of the
+    assessment's table for changed lifecycle stages was part of the scope, and its estimate
+    of a million rows kept the joins hashed. -#}
 {%- set in_scope = where_in_scope_by_array(changes) %}
 
 -- Read by three steps. A build in full scans the table for each; an incremental build
