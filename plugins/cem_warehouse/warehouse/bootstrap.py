@@ -21,6 +21,14 @@ SCHEMAS = {
     "ops": "Load ledger and data-quality results.",
 }
 
+# Tables of models this version of the dbt project no longer has. dbt leaves a removed
+# model's table in place, and a retired reader's position in the mart change log would keep
+# the log from being trimmed for 90 days (dbt macro trim_change_log); once the table is
+# dropped, the next reader that records its own position forgets it
+# (forget_replaced_readers). The churn assessment became marts.fct_customer_churn_stored in
+# stop 76.
+RETIRED_MODEL_TABLES = ("staging.int_customers_churn_assessed",)
+
 # BI dashboards connect with a role that is granted this one: read marts, nothing else.
 READER_ROLE = "cem_reader"
 
@@ -276,12 +284,6 @@ begin
     return counted;
 end
 $function$;
--- Tables of models this version of the dbt project no longer has: dbt leaves them in place,
--- and a retired reader's position in the change log would keep the log from being trimmed
--- for 90 days (macro trim_change_log); dropped, its position is forgotten by the next
--- reader that records its own (forget_replaced_readers). The churn assessment became
--- marts.fct_customer_churn_stored in stop 76.
-drop table if exists staging.int_customers_churn_assessed;
 create table if not exists ops.landed_files (
     source text not null,
     path text not null,
@@ -304,6 +306,8 @@ def bootstrap(location: WarehouseLocation) -> None:
                 conn.execute(f"create schema if not exists {schema}")
                 conn.execute(f"comment on schema {schema} is %s".replace("%s", _literal(comment)))
             conn.execute(_OPS_DDL)
+            for table in RETIRED_MODEL_TABLES:
+                conn.execute(f"drop table if exists {table}")
             _ensure_reader_role(conn, location.dbname)
         finally:
             conn.execute("select pg_advisory_unlock(hashtext('cem_warehouse.bootstrap'))")
