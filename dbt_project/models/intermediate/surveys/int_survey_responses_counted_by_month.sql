@@ -12,9 +12,10 @@
 -#}
 
 {#- It joins every response to its customer by hash, rebuilt in every build: with the
-    default work_mem the join spilled 110 MB to temporary files at 1M customers; with 256MB,
-    in alternating one-day builds on the bench warehouse, it took 1.76-2.24 s against
-    2.58-2.73 s (docs/operations/marts.md, "Stop 77"). -#}
+    default work_mem the join spilled 110 MB to temporary files at 1M customers. In two pairs
+    of one-day builds on the bench warehouse, alternating 256MB for the whole database with
+    the default, it took 1.76-2.24 s against 2.58-2.73 s, and 0.17-0.56 s less in each of
+    the benchmark's builds after a delta (docs/operations/marts.md, "Stop 77"). -#}
 {{ config(pre_hook=["set local work_mem = '256MB'"]) }}
 
 with
