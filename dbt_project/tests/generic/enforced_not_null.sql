@@ -13,7 +13,7 @@
 -#}
 {% test enforced_not_null(model, column_name=none, columns=none) %}
 
-{%- set tested = columns or [column_name] %}
+{%- set tested = tested_columns('enforced_not_null', column_name, columns) %}
 
 select
     tested.column_name,

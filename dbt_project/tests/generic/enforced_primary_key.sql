@@ -20,7 +20,7 @@
 -#}
 {% test enforced_primary_key(model, column_name=none, columns=none) %}
 
-{%- set tested = columns or [column_name] -%}
+{%- set tested = tested_columns('enforced_primary_key', column_name, columns) -%}
 {%- set key_columns = tested | sort -%}
 {%- set checked = {'relation': model ~ '', 'column': key_columns | join(', '), 'problem': none} -%}
 {%- if execute -%}
